@@ -1,0 +1,129 @@
+//! The configuration file as written: permissive types (strings for addresses, URLs, kinds) so that
+//! validation can report every problem at once, naming each key. Unknown keys are refused here, so a typo
+//! is an error rather than a silently ignored setting.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSettings {
+    #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
+    pub api: RawApi,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub chains: Vec<RawChain>,
+    #[serde(default)]
+    pub contracts: Vec<RawContract>,
+    #[serde(default)]
+    pub sinks: Vec<RawSink>,
+    #[serde(default)]
+    pub signers: Vec<RawSigner>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDatabase {
+    pub url: Option<String>,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    pub listen: Option<String>,
+    pub public_reads: Option<bool>,
+    #[serde(default)]
+    pub keys: Vec<RawApiKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApiKey {
+    pub name: String,
+    pub key_sha256: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTelemetry {
+    pub log_format: Option<String>,
+    pub log_filter: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChain {
+    pub id: u64,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub rpc: Vec<String>,
+    pub ws: Option<String>,
+    pub confirmations: Option<u64>,
+    pub poll_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawContract {
+    pub name: String,
+    pub chain: u64,
+    pub address: String,
+    #[serde(default)]
+    pub abi: Vec<String>,
+    #[serde(default)]
+    pub diamond: bool,
+    pub start_block: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSink {
+    pub name: String,
+    pub kind: String,
+    pub url: Option<String>,
+    #[serde(default)]
+    pub brokers: Vec<String>,
+    pub exchange: Option<String>,
+    pub queue: Option<String>,
+    pub topic: Option<String>,
+    pub subject: Option<String>,
+    pub stream: Option<String>,
+    pub maxlen: Option<u64>,
+    pub finality: Option<toml::Value>,
+    pub events: Option<Vec<String>>,
+    pub max_attempts: Option<u32>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
+    pub previous_secret_env: Option<String>,
+    pub previous_secret_file: Option<String>,
+    pub strict_order: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSigner {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub chains: Vec<u64>,
+    pub key_env: Option<String>,
+    pub key_file: Option<String>,
+    pub path: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub base_url: Option<String>,
+    pub app_id: Option<String>,
+    pub wallet_id: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+    pub credential_id: Option<String>,
+    pub private_key_env: Option<String>,
+    pub private_key_file: Option<String>,
+    pub key_id: Option<String>,
+    pub region: Option<String>,
+}

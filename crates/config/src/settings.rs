@@ -1,0 +1,210 @@
+//! The validated settings tree. Every value here has been checked: addresses parse, URLs have the right
+//! scheme, referenced chains exist, ABI files load, secrets were found. Components receive the part they
+//! need from the binary; nothing else reads configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use gemgate_domain::{ChainId, Finality};
+use serde::Serialize;
+
+use crate::secret::{Secret, SecretUrl};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub api: ApiSettings,
+    pub telemetry: TelemetrySettings,
+    pub chains: Vec<ChainSettings>,
+    pub contracts: Vec<ContractSettings>,
+    pub sinks: Vec<SinkSettings>,
+    pub signers: Vec<SignerSettings>,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseSettings {
+    /// `database.url` (`GEMGATE__DATABASE__URL`), default `sqlite://gemgate.db`.
+    pub url: SecretUrl,
+    /// `database.max_connections`, default 10.
+    pub max_connections: u32,
+}
+
+impl DatabaseSettings {
+    pub fn backend(&self) -> DatabaseBackend {
+        match self.url.scheme() {
+            "postgres" | "postgresql" => DatabaseBackend::Postgres,
+            _ => DatabaseBackend::Sqlite,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseBackend {
+    Sqlite,
+    Postgres,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiSettings {
+    /// `api.listen`, default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `api.public_reads`: reads without a key. Default: true only when `listen` is a loopback address.
+    pub public_reads: bool,
+    /// `[[api.keys]]`
+    pub keys: Vec<ApiKey>,
+}
+
+/// One API key, stored as the SHA-256 of the key; the key itself is never in the configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKey {
+    pub name: String,
+    #[serde(serialize_with = "hex_bytes")]
+    pub key_sha256: [u8; 32],
+    pub scopes: Vec<Scope>,
+}
+
+fn hex_bytes<S: serde::Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Read,
+    Transact,
+    Relay,
+    Admin,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Serialize)]
+pub struct TelemetrySettings {
+    /// `telemetry.log_format`: `text` (default) or `json`; `--log-format` overrides it.
+    pub log_format: LogFormat,
+    /// `telemetry.log_filter`: a tracing filter such as `info,gemgate_indexer=debug`. Default `info`.
+    pub log_filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[[chains]]`
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainSettings {
+    pub id: ChainId,
+    /// A display name, default `chain-<id>`.
+    pub name: String,
+    /// RPC endpoints in order of preference; more than one means failover.
+    pub rpc: Vec<SecretUrl>,
+    /// Optional websocket endpoint for pushed heads.
+    pub ws: Option<SecretUrl>,
+    /// Depth used for `safe`/`finalized` where the node has no such tags. Default 12.
+    pub confirmations: u64,
+    /// How often to poll for a new head when there is no websocket. Default 1s.
+    #[serde(with = "duration_text")]
+    pub poll_interval: Duration,
+}
+
+/// `[[contracts]]`
+#[derive(Debug, Clone, Serialize)]
+pub struct ContractSettings {
+    pub name: String,
+    pub chain: ChainId,
+    pub address: Address,
+    /// ABI files (absolute paths, resolved against the config file's folder).
+    pub abi: Vec<PathBuf>,
+    /// An EIP-2535 Diamond: facets are discovered through the loupe and the Gemforce ABIs are built in.
+    pub diamond: bool,
+    pub start_block: u64,
+}
+
+/// `[[sinks]]`
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkSettings {
+    pub name: String,
+    pub kind: SinkKind,
+    #[serde(serialize_with = "finality_text")]
+    pub finality: Finality,
+    /// `contract.Event` names to deliver; empty means all.
+    pub events: Vec<String>,
+    /// Attempts before a message goes to the dead-letter table. Default 10.
+    pub max_attempts: u32,
+}
+
+fn finality_text<S: serde::Serializer>(finality: &Finality, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&finality.to_string())
+}
+
+/// Kind-specific sink settings.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SinkKind {
+    Amqp { url: SecretUrl, exchange: String, queue: Option<String> },
+    Kafka { brokers: Vec<String>, topic: String },
+    Nats { url: SecretUrl, subject: String, stream: String },
+    Redis { url: SecretUrl, stream: String, maxlen: Option<u64> },
+    Webhook { url: SecretUrl, secrets: Vec<Secret<String>>, strict_order: bool },
+}
+
+impl SinkKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkKind::Amqp { .. } => "amqp",
+            SinkKind::Kafka { .. } => "kafka",
+            SinkKind::Nats { .. } => "nats",
+            SinkKind::Redis { .. } => "redis",
+            SinkKind::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// `[[signers]]`
+#[derive(Debug, Clone, Serialize)]
+pub struct SignerSettings {
+    pub name: String,
+    pub chains: Vec<ChainId>,
+    pub kind: SignerKind,
+}
+
+/// Kind-specific signer settings. Key material is read at load time and held as secrets.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SignerKind {
+    Local {
+        key: Secret<String>,
+    },
+    Keystore {
+        path: PathBuf,
+        password: Secret<String>,
+    },
+    Dfns {
+        base_url: SecretUrl,
+        app_id: String,
+        wallet_id: String,
+        token: Secret<String>,
+        credential_id: String,
+        private_key: Secret<String>,
+    },
+    AwsKms {
+        key_id: String,
+        region: Option<String>,
+    },
+}
+
+mod duration_text {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}

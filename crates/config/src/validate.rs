@@ -1,0 +1,546 @@
+//! Turns the file as written (`raw`) into typed `Settings`, collecting every problem with the key it
+//! concerns instead of stopping at the first one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use gemgate_domain::Finality;
+
+use crate::Problem;
+use crate::raw::{RawApi, RawChain, RawContract, RawSettings, RawSigner, RawSink};
+use crate::secret::{Secret, SecretUrl};
+use crate::settings::*;
+
+/// Default database: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://gemgate.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Used where a node has no `safe`/`finalized` tags; 12 blocks is the common choice on Ethereum L1.
+pub const DEFAULT_CONFIRMATIONS: u64 = 12;
+/// Anvil and L2s produce blocks every 1-2 s; polling every second keeps latency under a block.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Enough attempts to ride out a broker restart with exponential backoff before dead-lettering.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// Where validation reads secrets and relative paths from.
+pub(crate) struct Context<'a> {
+    pub base_dir: &'a Path,
+    pub env: &'a BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { key: key.into(), message: message.into() });
+    }
+}
+
+pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings, Vec<Problem>> {
+    let mut p = Problems::default();
+
+    let database = database(raw, &mut p);
+    let api = api(&raw.api, &mut p);
+    let telemetry = telemetry(raw, &mut p);
+
+    let mut chain_ids = HashSet::new();
+    let chains: Vec<_> = raw
+        .chains
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            if !chain_ids.insert(c.id) {
+                p.add(format!("chains[{i}].id"), format!("chain {} is configured twice", c.id));
+            }
+            chain(c, &format!("chains[{i}]"), &mut p)
+        })
+        .collect();
+
+    let (contracts, contract_names) = named(
+        &raw.contracts,
+        "contracts",
+        |c| &c.name,
+        &mut p,
+        |c, key, p| contract(c, key, &chain_ids, ctx, p),
+    );
+    let (sinks, _) =
+        named(&raw.sinks, "sinks", |s| &s.name, &mut p, |s, key, p| sink(s, key, &contract_names, ctx, p));
+    let (signers, _) =
+        named(&raw.signers, "signers", |s| &s.name, &mut p, |s, key, p| signer(s, key, &chain_ids, ctx, p));
+
+    if !p.0.is_empty() {
+        return Err(p.0);
+    }
+    match (database, api, telemetry) {
+        (Some(database), Some(api), Some(telemetry)) => {
+            Ok(Settings { database, api, telemetry, chains, contracts, sinks, signers })
+        }
+        // Every `None` above recorded a problem, so this is unreachable in practice; stay total anyway.
+        _ => Err(vec![Problem { key: "(settings)".into(), message: "invalid settings".into() }]),
+    }
+}
+
+/// Validates a list of named entries (`[[contracts]]`, `[[sinks]]`, ...): each through `check` with its key
+/// (`sinks[2]`), and every name unique. Returns the valid entries and the set of names.
+fn named<'r, R, T>(
+    items: &'r [R],
+    section: &str,
+    name: impl Fn(&'r R) -> &'r String,
+    p: &mut Problems,
+    mut check: impl FnMut(&'r R, &str, &mut Problems) -> Option<T>,
+) -> (Vec<T>, HashSet<&'r str>) {
+    let mut names = HashSet::new();
+    let valid = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let key = format!("{section}[{i}]");
+            if !names.insert(name(item).as_str()) {
+                p.add(format!("{key}.name"), format!("name {:?} is used twice in [[{section}]]", name(item)));
+            }
+            check(item, &key, p)
+        })
+        .collect();
+    (valid, names)
+}
+
+fn database(raw: &RawSettings, p: &mut Problems) -> Option<DatabaseSettings> {
+    let text = raw.database.url.as_deref().unwrap_or(DEFAULT_DATABASE_URL);
+    let url = parse_url(text, "database.url", &["sqlite", "postgres", "postgresql"], p)?;
+    let max_connections = raw.database.max_connections.unwrap_or(10);
+    if max_connections == 0 {
+        p.add("database.max_connections", "must be at least 1");
+    }
+    Some(DatabaseSettings { url, max_connections })
+}
+
+fn api(raw: &RawApi, p: &mut Problems) -> Option<ApiSettings> {
+    let text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen: Option<SocketAddr> = match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            p.add("api.listen", format!("{text:?} is not an address:port such as 127.0.0.1:8080"));
+            None
+        }
+    };
+    let keys = raw
+        .keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| {
+            let key = format!("api.keys[{i}]");
+            let digest = match hex::decode(k.key_sha256.trim_start_matches("0x")) {
+                Ok(bytes) if bytes.len() == 32 => bytes.try_into().ok(),
+                _ => {
+                    p.add(format!("{key}.key_sha256"), "must be the 64-hex-digit SHA-256 of the key");
+                    None
+                }
+            };
+            let scopes: Vec<Scope> = k
+                .scopes
+                .iter()
+                .filter_map(|s| match s.as_str() {
+                    "read" => Some(Scope::Read),
+                    "transact" => Some(Scope::Transact),
+                    "relay" => Some(Scope::Relay),
+                    "admin" => Some(Scope::Admin),
+                    other => {
+                        p.add(
+                            format!("{key}.scopes"),
+                            format!("unknown scope {other:?}: expected read, transact, relay or admin"),
+                        );
+                        None
+                    }
+                })
+                .collect();
+            if k.scopes.is_empty() {
+                p.add(format!("{key}.scopes"), "give at least one scope");
+            }
+            Some(ApiKey { name: k.name.clone(), key_sha256: digest?, scopes })
+        })
+        .collect();
+    let listen = listen?;
+    let public_reads = raw.public_reads.unwrap_or(listen.ip().is_loopback());
+    Some(ApiSettings { listen, public_reads, keys })
+}
+
+fn telemetry(raw: &RawSettings, p: &mut Problems) -> Option<TelemetrySettings> {
+    let log_format = match raw.telemetry.log_format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            p.add("telemetry.log_format", format!("unknown format {other:?}: expected text or json"));
+            return None;
+        }
+    };
+    let log_filter = raw.telemetry.log_filter.clone().unwrap_or_else(|| "info".into());
+    Some(TelemetrySettings { log_format, log_filter })
+}
+
+fn chain(raw: &RawChain, key: &str, p: &mut Problems) -> Option<ChainSettings> {
+    if raw.id == 0 {
+        p.add(format!("{key}.id"), "chain id 0 is not a valid EIP-155 chain id");
+    }
+    if raw.rpc.is_empty() {
+        p.add(format!("{key}.rpc"), "give at least one RPC URL");
+    }
+    let rpc: Vec<_> = raw
+        .rpc
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| parse_url(u, &format!("{key}.rpc[{i}]"), &["http", "https"], p))
+        .collect();
+    let ws = raw.ws.as_deref().and_then(|u| parse_url(u, &format!("{key}.ws"), &["ws", "wss"], p));
+    let poll_interval = match raw.poll_interval.as_deref() {
+        None => DEFAULT_POLL_INTERVAL,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                p.add(
+                    format!("{key}.poll_interval"),
+                    format!("{text:?} is not a duration such as \"500ms\" or \"2s\""),
+                );
+                DEFAULT_POLL_INTERVAL
+            }
+        },
+    };
+    Some(ChainSettings {
+        id: raw.id,
+        name: raw.name.clone().unwrap_or_else(|| format!("chain-{}", raw.id)),
+        rpc,
+        ws,
+        confirmations: raw.confirmations.unwrap_or(DEFAULT_CONFIRMATIONS),
+        poll_interval,
+    })
+}
+
+fn contract(
+    raw: &RawContract,
+    key: &str,
+    chains: &HashSet<u64>,
+    ctx: &Context<'_>,
+    p: &mut Problems,
+) -> Option<ContractSettings> {
+    check_name(&raw.name, &format!("{key}.name"), p);
+    if !chains.contains(&raw.chain) {
+        p.add(format!("{key}.chain"), format!("chain {} is not configured in [[chains]]", raw.chain));
+    }
+    let address = parse_address(&raw.address, &format!("{key}.address"), p);
+    if raw.abi.is_empty() && !raw.diamond {
+        p.add(
+            format!("{key}.abi"),
+            "give at least one ABI file, or set diamond = true for built-in Gemforce ABIs",
+        );
+    }
+    let abi: Vec<PathBuf> = raw
+        .abi
+        .iter()
+        .enumerate()
+        .filter_map(|(i, file)| {
+            let path = ctx.base_dir.join(file);
+            let abi_key = format!("{key}.abi[{i}]");
+            match std::fs::read_to_string(&path) {
+                Err(e) => {
+                    p.add(abi_key, format!("cannot read ABI file {}: {e}", path.display()));
+                    None
+                }
+                Ok(text) => match crate::abi::parse_abi(&text) {
+                    Ok(_) => Some(path),
+                    Err(e) => {
+                        p.add(abi_key, format!("{} is not a JSON ABI: {e}", path.display()));
+                        None
+                    }
+                },
+            }
+        })
+        .collect();
+    Some(ContractSettings {
+        name: raw.name.clone(),
+        chain: raw.chain,
+        address: address?,
+        abi,
+        diamond: raw.diamond,
+        start_block: raw.start_block.unwrap_or(0),
+    })
+}
+
+fn sink(
+    raw: &RawSink,
+    key: &str,
+    contracts: &HashSet<&str>,
+    ctx: &Context<'_>,
+    p: &mut Problems,
+) -> Option<SinkSettings> {
+    check_name(&raw.name, &format!("{key}.name"), p);
+    let finality = match &raw.finality {
+        None => Some(Finality::Latest),
+        Some(value) => parse_finality(value, &format!("{key}.finality"), p),
+    };
+    let events = raw.events.clone().unwrap_or_default();
+    for (i, e) in events.iter().enumerate() {
+        match e.split_once('.') {
+            Some((contract, event)) if !event.is_empty() => {
+                if !contracts.contains(contract) {
+                    p.add(format!("{key}.events[{i}]"), format!("contract {contract:?} is not configured"));
+                }
+            }
+            _ => p.add(format!("{key}.events[{i}]"), format!("{e:?} is not of the form contract.Event")),
+        }
+    }
+    let required = |name: &str, value: &Option<String>, p: &mut Problems| -> Option<String> {
+        match value {
+            Some(v) if !v.is_empty() => Some(v.clone()),
+            _ => {
+                p.add(format!("{key}.{name}"), format!("required for kind = {:?}", raw.kind));
+                None
+            }
+        }
+    };
+    let url = |schemes: &[&str], p: &mut Problems| -> Option<SecretUrl> {
+        let text = required("url", &raw.url, p)?;
+        parse_url(&text, &format!("{key}.url"), schemes, p)
+    };
+    let kind = match raw.kind.as_str() {
+        "amqp" => Some(SinkKind::Amqp {
+            url: url(&["amqp", "amqps"], p)?,
+            exchange: raw.exchange.clone().unwrap_or_else(|| "gemgate".into()),
+            queue: raw.queue.clone(),
+        }),
+        "kafka" => {
+            if raw.brokers.is_empty() {
+                p.add(format!("{key}.brokers"), "required for kind = \"kafka\": a list of host:port");
+            }
+            Some(SinkKind::Kafka { brokers: raw.brokers.clone(), topic: required("topic", &raw.topic, p)? })
+        }
+        "nats" => Some(SinkKind::Nats {
+            url: url(&["nats", "tls"], p)?,
+            subject: required("subject", &raw.subject, p)?,
+            stream: raw.stream.clone().unwrap_or_else(|| "GEMGATE".into()),
+        }),
+        "redis" => Some(SinkKind::Redis {
+            url: url(&["redis", "rediss"], p)?,
+            stream: required("stream", &raw.stream, p)?,
+            maxlen: raw.maxlen,
+        }),
+        "webhook" => {
+            let current = secret(&format!("{key}.secret"), &raw.secret_env, &raw.secret_file, true, ctx, p);
+            let previous = secret(
+                &format!("{key}.previous_secret"),
+                &raw.previous_secret_env,
+                &raw.previous_secret_file,
+                false,
+                ctx,
+                p,
+            );
+            let url = url(&["http", "https"], p)?;
+            let secrets = current.into_iter().chain(previous).collect();
+            Some(SinkKind::Webhook { url, secrets, strict_order: raw.strict_order.unwrap_or(false) })
+        }
+        other => {
+            p.add(
+                format!("{key}.kind"),
+                format!("unknown sink kind {other:?}: expected amqp, kafka, nats, redis or webhook"),
+            );
+            None
+        }
+    };
+    let max_attempts = raw.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    if max_attempts == 0 {
+        p.add(format!("{key}.max_attempts"), "must be at least 1");
+    }
+    Some(SinkSettings { name: raw.name.clone(), kind: kind?, finality: finality?, events, max_attempts })
+}
+
+fn signer(
+    raw: &RawSigner,
+    key: &str,
+    chains: &HashSet<u64>,
+    ctx: &Context<'_>,
+    p: &mut Problems,
+) -> Option<SignerSettings> {
+    check_name(&raw.name, &format!("{key}.name"), p);
+    for (i, chain) in raw.chains.iter().enumerate() {
+        if !chains.contains(chain) {
+            p.add(format!("{key}.chains[{i}]"), format!("chain {chain} is not configured in [[chains]]"));
+        }
+    }
+    let kind = match raw.kind.as_str() {
+        "local" => {
+            let key_text = secret(&format!("{key}.key"), &raw.key_env, &raw.key_file, true, ctx, p)?;
+            let hex_key = key_text.expose().trim().trim_start_matches("0x");
+            if hex_key.len() != 64 || hex::decode(hex_key).is_err() {
+                // Never echo the value: it is (or was meant to be) a private key.
+                p.add(format!("{key}.key"), "the key must be 32 bytes of hex (64 hex digits, optional 0x)");
+                return None;
+            }
+            Some(SignerKind::Local { key: key_text })
+        }
+        "keystore" => {
+            let path = match &raw.path {
+                Some(path) => ctx.base_dir.join(path),
+                None => {
+                    p.add(format!("{key}.path"), "required for kind = \"keystore\"");
+                    return None;
+                }
+            };
+            if !path.is_file() {
+                p.add(format!("{key}.path"), format!("keystore file {} does not exist", path.display()));
+            }
+            let password =
+                secret(&format!("{key}.password"), &raw.password_env, &raw.password_file, true, ctx, p)?;
+            Some(SignerKind::Keystore { path, password })
+        }
+        "dfns" => {
+            let field = |name: &str, value: &Option<String>, p: &mut Problems| match value {
+                Some(v) if !v.is_empty() => Some(v.clone()),
+                _ => {
+                    p.add(format!("{key}.{name}"), "required for kind = \"dfns\"");
+                    None
+                }
+            };
+            let base_url = field("base_url", &raw.base_url, p)
+                .and_then(|u| parse_url(&u, &format!("{key}.base_url"), &["http", "https"], p));
+            let app_id = field("app_id", &raw.app_id, p);
+            let wallet_id = field("wallet_id", &raw.wallet_id, p);
+            let credential_id = field("credential_id", &raw.credential_id, p);
+            let token = secret(&format!("{key}.token"), &raw.token_env, &raw.token_file, true, ctx, p);
+            let private_key = secret(
+                &format!("{key}.private_key"),
+                &raw.private_key_env,
+                &raw.private_key_file,
+                true,
+                ctx,
+                p,
+            );
+            Some(SignerKind::Dfns {
+                base_url: base_url?,
+                app_id: app_id?,
+                wallet_id: wallet_id?,
+                token: token?,
+                credential_id: credential_id?,
+                private_key: private_key?,
+            })
+        }
+        "aws-kms" => match &raw.key_id {
+            Some(key_id) => Some(SignerKind::AwsKms { key_id: key_id.clone(), region: raw.region.clone() }),
+            None => {
+                p.add(format!("{key}.key_id"), "required for kind = \"aws-kms\"");
+                None
+            }
+        },
+        other => {
+            p.add(
+                format!("{key}.kind"),
+                format!("unknown signer kind {other:?}: expected local, keystore, dfns or aws-kms"),
+            );
+            None
+        }
+    };
+    Some(SignerSettings { name: raw.name.clone(), chains: raw.chains.clone(), kind: kind? })
+}
+
+/// Reads a secret from exactly one of `<name>_env` (an environment variable) or `<name>_file`.
+fn secret(
+    key: &str,
+    env_var: &Option<String>,
+    file: &Option<String>,
+    required: bool,
+    ctx: &Context<'_>,
+    p: &mut Problems,
+) -> Option<Secret<String>> {
+    match (env_var, file) {
+        (Some(_), Some(_)) => {
+            p.add(format!("{key}_env"), format!("give either {key}_env or {key}_file, not both"));
+            None
+        }
+        (Some(var), None) => match ctx.env.get(var) {
+            Some(value) if !value.trim().is_empty() => Some(Secret::new(value.trim().to_string())),
+            _ => {
+                p.add(format!("{key}_env"), format!("environment variable {var} is not set"));
+                None
+            }
+        },
+        (None, Some(file)) => {
+            let path = ctx.base_dir.join(file);
+            match std::fs::read_to_string(&path) {
+                Ok(value) if !value.trim().is_empty() => Some(Secret::new(value.trim().to_string())),
+                Ok(_) => {
+                    p.add(format!("{key}_file"), format!("{} is empty", path.display()));
+                    None
+                }
+                Err(e) => {
+                    p.add(format!("{key}_file"), format!("cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        }
+        (None, None) => {
+            if required {
+                p.add(format!("{key}_env"), format!("give {key}_env or {key}_file"));
+            }
+            None
+        }
+    }
+}
+
+fn parse_url(text: &str, key: &str, schemes: &[&str], p: &mut Problems) -> Option<SecretUrl> {
+    match url::Url::parse(text) {
+        Ok(url) if schemes.contains(&url.scheme()) => Some(SecretUrl::new(url)),
+        Ok(url) => {
+            p.add(key, format!("scheme {:?} is not one of {}", url.scheme(), schemes.join(", ")));
+            None
+        }
+        // The URL may hold credentials, so the error names the key, not the value.
+        Err(e) => {
+            p.add(key, format!("not a valid URL: {e}"));
+            None
+        }
+    }
+}
+
+fn parse_address(text: &str, key: &str, p: &mut Problems) -> Option<Address> {
+    let valid_shape = text.len() == 42 && text.starts_with("0x");
+    match text.parse::<Address>() {
+        Ok(address) if valid_shape => Some(address),
+        _ => {
+            p.add(key, format!("{text:?} is not an address (0x followed by 40 hex digits)"));
+            None
+        }
+    }
+}
+
+fn parse_finality(value: &toml::Value, key: &str, p: &mut Problems) -> Option<Finality> {
+    match value {
+        toml::Value::String(s) => match s.parse() {
+            Ok(f) => Some(f),
+            Err(e) => {
+                p.add(key, e);
+                None
+            }
+        },
+        toml::Value::Table(t) => match t.get("confirmations").and_then(toml::Value::as_integer) {
+            Some(n) if n >= 0 && t.len() == 1 => Some(Finality::Confirmations(n as u64)),
+            _ => {
+                p.add(key, "expected { confirmations = N } with N >= 0");
+                None
+            }
+        },
+        _ => {
+            p.add(key, "expected \"latest\", \"safe\", \"finalized\" or { confirmations = N }");
+            None
+        }
+    }
+}
+
+/// Names appear in routing keys, metrics labels and URLs: keep them to a safe alphabet.
+fn check_name(name: &str, key: &str, p: &mut Problems) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        p.add(key, format!("{name:?} must be 1-64 characters of letters, digits, '-' or '_'"));
+    }
+}

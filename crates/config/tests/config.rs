@@ -1,0 +1,198 @@
+//! Loading and validating configuration files as a user writes them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use gemgate_config::{ConfigError, DatabaseBackend, SinkKind, load_str, load_with_env};
+use gemgate_domain::Finality;
+
+const ABI: &str = r#"[{"type":"event","name":"Ping","inputs":[{"name":"n","type":"uint256","indexed":true}],"anonymous":false}]"#;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn problems(result: Result<gemgate_config::Settings, ConfigError>) -> Vec<String> {
+    match result {
+        Ok(_) => panic!("expected the configuration to be refused"),
+        Err(e) => e.problems().into_iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn defaults_need_no_file() {
+    let settings = load_with_env(None, &BTreeMap::new()).unwrap();
+    assert_eq!(settings.database.backend(), DatabaseBackend::Sqlite);
+    assert_eq!(settings.api.listen.to_string(), "127.0.0.1:8080");
+    assert!(settings.api.public_reads, "reads are public by default on loopback");
+    assert!(settings.chains.is_empty());
+}
+
+#[test]
+fn a_full_file_loads_into_typed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ping.json"), ABI).unwrap();
+    std::fs::write(dir.path().join("hook.secret"), "whsec_123\n").unwrap();
+    let text = r#"
+        [database]
+        url = "postgres://gemgate:pw@127.0.0.1/gemgate"
+        [api]
+        listen = "0.0.0.0:9000"
+        [[api.keys]]
+        name = "backend"
+        key_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        scopes = ["read", "transact"]
+        [[chains]]
+        id = 31337
+        rpc = ["http://127.0.0.1:8545", "http://127.0.0.1:8546"]
+        ws = "ws://127.0.0.1:8545"
+        poll_interval = "250ms"
+        [[contracts]]
+        name = "ping"
+        chain = 31337
+        address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+        abi = ["ping.json"]
+        [[sinks]]
+        name = "deals"
+        kind = "amqp"
+        url = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        queue = "deals"
+        finality = { confirmations = 3 }
+        events = ["ping.Ping"]
+        [[sinks]]
+        name = "hook"
+        kind = "webhook"
+        url = "https://example.com/hook"
+        secret_file = "hook.secret"
+        [[signers]]
+        name = "ops"
+        kind = "local"
+        key_env = "OPS_KEY"
+        chains = [31337]
+    "#;
+    let key = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    let settings = load_str(text, Path::new("test.toml"), dir.path(), &env(&[("OPS_KEY", key)])).unwrap();
+    assert_eq!(settings.database.backend(), DatabaseBackend::Postgres);
+    assert!(!settings.api.public_reads, "not loopback: reads need a key unless configured");
+    assert_eq!(settings.chains[0].rpc.len(), 2);
+    assert_eq!(settings.chains[0].poll_interval, std::time::Duration::from_millis(250));
+    assert_eq!(settings.chains[0].confirmations, 12);
+    assert_eq!(settings.contracts[0].abi[0], dir.path().join("ping.json"));
+    assert_eq!(settings.sinks[0].finality, Finality::Confirmations(3));
+    match &settings.sinks[0].kind {
+        SinkKind::Amqp { exchange, queue, .. } => {
+            assert_eq!(exchange, "gemgate");
+            assert_eq!(queue.as_deref(), Some("deals"));
+        }
+        other => panic!("wrong kind {other:?}"),
+    }
+    match &settings.sinks[1].kind {
+        SinkKind::Webhook { secrets, .. } => assert_eq!(secrets[0].expose(), "whsec_123"),
+        other => panic!("wrong kind {other:?}"),
+    }
+
+    let printed = settings.to_redacted_toml();
+    for secret in ["pw@", "guest:guest", key, "whsec_123"] {
+        assert!(!printed.contains(secret), "{secret} leaked into:\n{printed}");
+    }
+    assert!(printed.contains("<redacted>"));
+    assert!(!format!("{settings:?}").contains(key), "Debug must not show the key");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+        [api]
+        listen = "localhost"
+        [[chains]]
+        id = 1
+        rpc = ["ftp://node"]
+        [[contracts]]
+        name = "deals"
+        chain = 5
+        address = "0x1234"
+        abi = ["missing.json"]
+        [[sinks]]
+        name = "q"
+        kind = "sqs"
+        [[sinks]]
+        name = "n"
+        kind = "nats"
+        url = "nats://127.0.0.1:4222"
+        finality = "final"
+        [[signers]]
+        name = "ops"
+        kind = "local"
+        key_env = "NOT_SET_ANYWHERE"
+        chains = [7]
+    "#;
+    let found = problems(load_str(text, Path::new("bad.toml"), dir.path(), &BTreeMap::new()));
+    let expect = [
+        "api.listen",
+        "chains[0].rpc[0]: scheme \"ftp\"",
+        "contracts[0].chain: chain 5 is not configured",
+        "contracts[0].address",
+        "contracts[0].abi[0]: cannot read ABI file",
+        "sinks[0].kind: unknown sink kind \"sqs\"",
+        "sinks[1].finality",
+        "sinks[1].subject: required",
+        "signers[0].chains[0]: chain 7 is not configured",
+        "signers[0].key_env: environment variable NOT_SET_ANYWHERE is not set",
+    ];
+    for prefix in expect {
+        assert!(
+            found.iter().any(|p| p.starts_with(prefix)),
+            "no problem starting with {prefix:?} in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = problems(load_str(
+        "[[chains]]\nid = 1\nrpc = []\nconfirmatons = 3\n",
+        Path::new("x"),
+        dir.path(),
+        &BTreeMap::new(),
+    ));
+    assert!(typo[0].contains("chains[0]") && typo[0].contains("confirmatons"), "{typo:?}");
+    let wrong_type =
+        problems(load_str("[[chains]]\nid = \"one\"\n", Path::new("x"), dir.path(), &BTreeMap::new()));
+    assert!(wrong_type[0].starts_with("chains[0].id"), "{wrong_type:?}");
+    let syntax = problems(load_str("[database\n", Path::new("x.toml"), dir.path(), &BTreeMap::new()));
+    assert!(syntax[0].contains("not valid TOML"), "{syntax:?}");
+}
+
+#[test]
+fn environment_overrides_are_validated_like_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[[chains]]\nid = 31337\nrpc = [\"http://127.0.0.1:8545\"]\n";
+    let settings = load_str(
+        text,
+        Path::new("x"),
+        dir.path(),
+        &env(&[
+            ("GEMGATE__DATABASE__URL", "postgres://127.0.0.1/test"),
+            ("GEMGATE__CHAINS__0__CONFIRMATIONS", "2"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(settings.database.backend(), DatabaseBackend::Postgres);
+    assert_eq!(settings.chains[0].confirmations, 2);
+
+    let bad =
+        problems(load_str(text, Path::new("x"), dir.path(), &env(&[("GEMGATE__API__LISTEN", "nowhere")])));
+    assert!(bad[0].starts_with("api.listen"), "{bad:?}");
+}
+
+#[test]
+fn a_private_key_in_bad_shape_is_refused_without_echoing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[[signers]]\nname = \"ops\"\nkind = \"local\"\nkey_env = \"K\"\n";
+    let found = problems(load_str(text, Path::new("x"), dir.path(), &env(&[("K", "not-a-key-SECRETVALUE")])));
+    assert!(found[0].starts_with("signers[0].key"), "{found:?}");
+    assert!(!found[0].contains("SECRETVALUE"), "the value must never be echoed: {found:?}");
+}

@@ -1,0 +1,82 @@
+//! Errors the ports return. Each says whether retrying the same call can succeed, because the engines'
+//! retry loops decide on that alone (misreading a permanent error as retryable stalls a pipeline).
+
+use thiserror::Error;
+
+/// A failure reading the chain.
+#[derive(Debug, Error)]
+pub enum ChainError {
+    #[error("rpc transport failed ({endpoint}): {message}")]
+    Transport { endpoint: String, message: String },
+    #[error("rpc rate limited ({endpoint}): {message}")]
+    RateLimited { endpoint: String, message: String },
+    /// The provider refused the log range; `hint` is the range it suggested, when it said one.
+    #[error("log range {from}..={to} refused: {message}")]
+    RangeTooLarge { from: u64, to: u64, hint: Option<(u64, u64)>, message: String },
+    /// The node does not have this block (yet): it lags, or the block was reorged away.
+    #[error("block {number} not available from {endpoint}")]
+    BlockUnavailable { endpoint: String, number: u64 },
+    #[error("rpc error {code} ({endpoint}): {message}")]
+    Rpc { endpoint: String, code: i64, message: String },
+    #[error("invalid rpc response ({endpoint}): {message}")]
+    InvalidResponse { endpoint: String, message: String },
+}
+
+impl ChainError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transport { .. } | Self::RateLimited { .. } | Self::BlockUnavailable { .. })
+    }
+}
+
+/// A failure of the database.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database unavailable: {message}")]
+    Unavailable { message: String },
+    /// Another writer holds the lease (its fencing token is newer than ours).
+    #[error("lease for {resource} lost to fencing token {current}")]
+    Fenced { resource: String, current: u64 },
+    #[error("database error: {message}")]
+    Database { message: String },
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A failure delivering to a sink.
+#[derive(Debug, Error)]
+pub enum SinkError {
+    /// The broker or endpoint cannot be reached or did not confirm; the same message may be tried again.
+    #[error("sink {sink} unavailable: {message}")]
+    Unavailable { sink: String, message: String },
+    /// The broker or endpoint refused this message; retrying it unchanged will not help.
+    #[error("sink {sink} rejected message {message_id}: {message}")]
+    Rejected { sink: String, message_id: String, message: String },
+}
+
+impl SinkError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A failure signing.
+#[derive(Debug, Error)]
+pub enum SignerError {
+    #[error("signer {signer}: key unavailable: {message}")]
+    KeyUnavailable { signer: String, message: String },
+    /// A policy (for example DFNS approval) refused the request.
+    #[error("signer {signer}: request {request_id} rejected: {reason}")]
+    Rejected { signer: String, request_id: String, reason: String },
+    #[error("signer {signer}: backend failed: {message}")]
+    Backend { signer: String, message: String, retryable: bool },
+}
+
+impl SignerError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Backend { retryable: true, .. })
+    }
+}

@@ -1,0 +1,127 @@
+//! The event envelope: one decoded log, the same everywhere it travels (API, live stream, every sink).
+//! Its id is derived from where the log sits on the chain, so a replay or a restart yields the same id and
+//! consumers can deduplicate; a reorged-out log keeps its id when it is retracted.
+
+use std::fmt;
+
+use alloy_primitives::{Address, B256, keccak256};
+use serde::{Deserialize, Serialize};
+
+use crate::{ChainId, FinalityLevel};
+
+/// Version of the envelope's shape. Bump when a field changes meaning or disappears.
+pub const ENVELOPE_SCHEMA: u32 = 1;
+
+/// Stable identity of an event: keccak256 of the chain id, the block hash and the log index.
+///
+/// The block hash (not the number) is part of it, so the same position on two branches of a reorg gives
+/// two ids, while re-reading the same canonical log always gives the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub B256);
+
+impl EventId {
+    pub fn derive(chain_id: ChainId, block_hash: B256, log_index: u64) -> Self {
+        let mut preimage = [0u8; 8 + 32 + 8];
+        preimage[..8].copy_from_slice(&chain_id.to_be_bytes());
+        preimage[8..40].copy_from_slice(block_hash.as_slice());
+        preimage[40..].copy_from_slice(&log_index.to_be_bytes());
+        Self(keccak256(preimage))
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Whether an event is on the canonical chain or was removed by a reorg after being published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Canonical,
+    Retracted,
+}
+
+/// The event envelope of DESIGN.md. Field names are the public contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainEvent {
+    pub id: EventId,
+    pub chain_id: ChainId,
+    pub block_number: u64,
+    pub block_hash: B256,
+    pub tx_hash: B256,
+    pub tx_index: u64,
+    pub log_index: u64,
+    pub address: Address,
+    /// The configured contract name.
+    pub contract: String,
+    /// The event's name from the ABI (not unique: dispatch is on `signature`).
+    pub event: String,
+    /// topic0 as 0x-hex, the unique key of the event type.
+    pub signature: B256,
+    /// Decoded arguments keyed by ABI parameter name; integers as decimal strings.
+    pub args: serde_json::Value,
+    pub status: EventStatus,
+    pub finality: FinalityLevel,
+    pub schema: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_is_deterministic_and_depends_on_every_input() {
+        let hash = B256::repeat_byte(7);
+        let id = EventId::derive(1, hash, 3);
+        assert_eq!(id, EventId::derive(1, hash, 3));
+        assert_ne!(id, EventId::derive(2, hash, 3));
+        assert_ne!(id, EventId::derive(1, B256::repeat_byte(8), 3));
+        assert_ne!(id, EventId::derive(1, hash, 4));
+    }
+
+    #[test]
+    fn envelope_serializes_with_public_field_names() {
+        let event = ChainEvent {
+            id: EventId::derive(31337, B256::ZERO, 0),
+            chain_id: 31337,
+            block_number: 5,
+            block_hash: B256::ZERO,
+            tx_hash: B256::ZERO,
+            tx_index: 0,
+            log_index: 0,
+            address: Address::ZERO,
+            contract: "gemforce".into(),
+            event: "TradeDealCreated".into(),
+            signature: B256::ZERO,
+            args: serde_json::json!({"tradeDealId": "1"}),
+            status: EventStatus::Canonical,
+            finality: FinalityLevel::Latest,
+            schema: ENVELOPE_SCHEMA,
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        for key in [
+            "id",
+            "chain_id",
+            "block_number",
+            "block_hash",
+            "tx_hash",
+            "tx_index",
+            "log_index",
+            "address",
+            "contract",
+            "event",
+            "signature",
+            "args",
+            "status",
+            "finality",
+            "schema",
+        ] {
+            assert!(json.get(key).is_some(), "missing envelope field {key}");
+        }
+        assert_eq!(json["status"], "canonical");
+        assert_eq!(json["finality"], "latest");
+    }
+}

@@ -1,0 +1,20 @@
+//! gemgate's domain: the values every part agrees on (blocks, events, cursors, outbox messages, transaction
+//! states) and the ports, one trait per outside capability, through which the engines reach the world.
+//!
+//! This crate does no I/O and depends on no I/O crate. Adapters (the `chain`, `store`, `sinks` and `txm`
+//! crates) implement the ports; only the binary wires concrete adapters to engines.
+
+pub mod block;
+pub mod error;
+pub mod event;
+pub mod finality;
+pub mod outbox;
+pub mod ports;
+pub mod tx;
+
+pub use block::{BlockRef, ChainId};
+pub use error::{ChainError, SignerError, SinkError, StoreError};
+pub use event::{ChainEvent, ENVELOPE_SCHEMA, EventId, EventStatus};
+pub use finality::{Finality, FinalityLevel};
+pub use outbox::OutboxMessage;
+pub use tx::TxState;

@@ -1,0 +1,116 @@
+//! Ports: one trait per outside capability. Engines (indexer, dispatcher, transaction manager) are written
+//! against these traits; adapters implement them (`chain` for `ChainSource`, `store` for `Store`, `sinks`
+//! for `Sink`, `txm` for `Signer`). Nothing here knows about alloy providers, sqlx or brokers.
+
+use alloy_primitives::{Address, B256, Bytes};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    BlockRef, ChainError, ChainEvent, ChainId, FinalityLevel, OutboxMessage, SignerError, SinkError,
+    StoreError,
+};
+
+/// A raw log as the node returned it, before decoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawLog {
+    pub address: Address,
+    pub topics: Vec<B256>,
+    pub data: Bytes,
+    pub block_number: u64,
+    pub block_hash: B256,
+    pub tx_hash: B256,
+    pub tx_index: u64,
+    pub log_index: u64,
+}
+
+/// Which logs to fetch: an inclusive block range or a single block by hash, from some addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogQuery {
+    Range {
+        from: u64,
+        to: u64,
+        addresses: Vec<Address>,
+    },
+    /// At the tip: fetching by hash guarantees the logs belong to the block we checked.
+    Block {
+        hash: B256,
+        addresses: Vec<Address>,
+    },
+}
+
+/// Reading a chain: heads by finality tag, blocks by number, logs.
+#[async_trait]
+pub trait ChainSource: Send + Sync {
+    fn chain_id(&self) -> ChainId;
+    /// The head at a finality level; `None` when the node has no such tag (then depth rules apply).
+    async fn head(&self, level: FinalityLevel) -> Result<Option<BlockRef>, ChainError>;
+    /// A block by number; `None` when the node does not have it.
+    async fn block(&self, number: u64) -> Result<Option<BlockRef>, ChainError>;
+    async fn logs(&self, query: &LogQuery) -> Result<Vec<RawLog>, ChainError>;
+}
+
+/// Everything one committed batch moves forward, written in one database transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub chain_id: ChainId,
+    /// The blocks of the batch that are still below finality, for the reorg window.
+    pub blocks: Vec<BlockRef>,
+    pub events: Vec<ChainEvent>,
+    pub outbox: Vec<OutboxMessage>,
+    /// The new chain cursor: the last block of the batch.
+    pub cursor: BlockRef,
+}
+
+/// What a revert removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RevertSummary {
+    pub events_removed: u64,
+    pub retractions_written: u64,
+}
+
+/// The database as the engines see it.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The last committed block of a chain.
+    async fn cursor(&self, chain_id: ChainId) -> Result<Option<BlockRef>, StoreError>;
+    /// Commit a batch atomically: events, projection changes, outbox rows and cursor, or nothing.
+    async fn commit_batch(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// Undo everything above `ancestor` in one transaction and move the cursor back to it.
+    async fn revert_to(&self, chain_id: ChainId, ancestor: &BlockRef) -> Result<RevertSummary, StoreError>;
+}
+
+/// A destination for outbox messages (a broker, a webhook endpoint).
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// The configured sink name.
+    fn name(&self) -> &str;
+    /// Deliver one message and return once the destination confirmed it.
+    async fn publish(&self, message: &OutboxMessage) -> Result<(), SinkError>;
+}
+
+/// A transaction to sign: its EIP-2718 unsigned encoding and the hash a key signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignRequest {
+    pub chain_id: ChainId,
+    pub unsigned: Bytes,
+    pub signing_hash: B256,
+    /// Lets a remote signer deduplicate a retried request (DFNS `externalId`).
+    pub idempotency_key: String,
+}
+
+/// The result of asking a signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignOutcome {
+    /// The signed transaction, ready to broadcast.
+    Signed { raw: Bytes },
+    /// A policy holds the request for approval; ask again later with the same idempotency key.
+    Pending { request_id: String },
+}
+
+/// Something that signs transactions for one address.
+#[async_trait]
+pub trait Signer: Send + Sync {
+    fn address(&self) -> Address;
+    async fn sign_transaction(&self, request: &SignRequest) -> Result<SignOutcome, SignerError>;
+}

@@ -1,0 +1,82 @@
+//! The transaction lifecycle as a state machine. The manager moves requests only along these edges;
+//! anything else is a bug and is refused.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a transaction request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxState {
+    /// Accepted, nonce allocated, not signed yet.
+    Queued,
+    /// Signed bytes stored; may or may not have reached a node ("maybe sent").
+    Signed,
+    /// A node accepted one of its attempts.
+    Submitted,
+    /// In a canonical block.
+    Included,
+    /// Its block is at or below the safe head.
+    Safe,
+    /// Its block is at or below the finalized head and still canonical.
+    Finalized,
+    /// Included but reverted, or refused by every node for a reason retries cannot fix.
+    Failed,
+    /// Another request took its nonce (a replacement we did not make).
+    Replaced,
+    /// Replaced on purpose by a zero-value self-transfer at the same nonce.
+    Cancelled,
+    /// `valid_until` passed before inclusion; its nonce was filled with a no-op.
+    Expired,
+}
+
+impl TxState {
+    /// No further change can happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TxState::Finalized | TxState::Failed | TxState::Replaced | TxState::Cancelled | TxState::Expired
+        )
+    }
+
+    /// Whether the lifecycle allows moving from `self` to `next`.
+    pub fn can_become(self, next: TxState) -> bool {
+        use TxState::*;
+        match (self, next) {
+            (Queued, Signed | Cancelled | Expired | Failed) => true,
+            (Signed, Submitted | Signed | Cancelled | Expired | Failed) => true,
+            (Submitted, Included | Submitted | Replaced | Cancelled | Expired | Failed) => true,
+            // A reorg that removes the block sends an included transaction back to submitted.
+            (Included, Safe | Finalized | Submitted | Failed) => true,
+            (Safe, Finalized | Submitted) => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TxState::*;
+    use super::*;
+
+    const ALL: [TxState; 10] =
+        [Queued, Signed, Submitted, Included, Safe, Finalized, Failed, Replaced, Cancelled, Expired];
+
+    #[test]
+    fn terminal_states_never_move() {
+        for from in ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in ALL {
+                assert!(!from.can_become(to), "{from:?} -> {to:?} must be refused");
+            }
+        }
+    }
+
+    #[test]
+    fn happy_path_and_reorg_edges_exist() {
+        let path = [Queued, Signed, Submitted, Included, Safe, Finalized];
+        for pair in path.windows(2) {
+            assert!(pair[0].can_become(pair[1]), "{:?} -> {:?}", pair[0], pair[1]);
+        }
+        assert!(Included.can_become(Submitted));
+        assert!(!Queued.can_become(Included), "cannot be included before it is signed and sent");
+    }
+}

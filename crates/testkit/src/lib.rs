@@ -1,0 +1,27 @@
+//! gemgate's chain harness, used by the tests and by `gemgate demo`: find (or install) anvil and start it
+//! on a free port, deploy the sample Gemforce Diamond with all its facets and companion contracts, drive a
+//! deterministic seeded traffic scenario that emits every Gemforce event, and make reorgs on demand.
+//!
+//! The sample contracts live in `contracts/`; their compiled artifacts are embedded here, so nothing needs
+//! a Solidity compiler. This crate drives a chain; it never reads gemgate's database or configuration.
+
+mod anvil;
+pub mod artifacts;
+pub mod bindings;
+mod deploy;
+mod error;
+mod rng;
+mod scenario;
+mod send;
+
+pub use anvil::{ANVIL_VERSION, Anvil, AnvilOptions, anvil_or_skip, find_anvil};
+pub use deploy::{Deployment, deploy_gemforce};
+pub use error::TestkitError;
+pub use rng::SplitMix64;
+pub use scenario::{ExpectedTradeDeal, Scenario, ScenarioOptions, ScenarioReport};
+pub use send::confirm;
+
+pub use alloy::primitives::{Address, B256, U256};
+
+/// The testkit's result type.
+pub type Result<T, E = TestkitError> = std::result::Result<T, E>;
