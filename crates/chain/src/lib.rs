@@ -1,5 +1,14 @@
-//! Chain adapters (roadmap 2): alloy providers behind the `ChainSource` port, with adaptive `eth_getLogs`
-//! ranges, retries with backoff, failover across several RPC URLs, websocket heads and typed RPC errors.
+//! Chain adapters: the `ChainSource` port over alloy HTTP providers, with typed errors read from the real
+//! error texts of nodes and providers, retries with backoff and jitter, and failover across several RPC
+//! URLs by health.
 //!
-//! Not built yet: the indexer issue fills this crate. It must never decide what a reorg is; it reports
-//! blocks and logs, and the indexer's reorg window decides.
+//! This crate reports blocks and logs as the nodes give them. It never decides what a reorg is (the
+//! indexer's window does) and never retries a request whose error says retrying cannot help.
+
+mod classify;
+mod endpoints;
+mod source;
+
+pub use classify::{RangeHint, classify, range_hint};
+pub use endpoints::{Endpoint, RetryPolicy};
+pub use source::EvmChain;

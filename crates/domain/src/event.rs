@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use alloy_primitives::{Address, B256, keccak256};
+use alloy_primitives::{Address, B256, Bytes, keccak256};
 use serde::{Deserialize, Serialize};
 
 use crate::{ChainId, FinalityLevel};
@@ -27,6 +27,14 @@ impl EventId {
         preimage[8..40].copy_from_slice(block_hash.as_slice());
         preimage[40..].copy_from_slice(&log_index.to_be_bytes());
         Self(keccak256(preimage))
+    }
+}
+
+impl std::str::FromStr for EventId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<B256>().map(EventId).map_err(|e| format!("{s:?} is not an event id: {e}"))
     }
 }
 
@@ -61,11 +69,33 @@ pub struct ChainEvent {
     pub event: String,
     /// topic0 as 0x-hex, the unique key of the event type.
     pub signature: B256,
-    /// Decoded arguments keyed by ABI parameter name; integers as decimal strings.
+    /// Decoded arguments keyed by ABI parameter name; integers as decimal strings. `null` when the
+    /// event's topic0 is not in any loaded ABI (then `event` is empty and only the raw fields say what it is).
     pub args: serde_json::Value,
+    /// The raw log topics, topic0 first (an extension of DESIGN.md's envelope: lets a consumer decode
+    /// events gemgate has no ABI for and check what it decoded).
+    pub topics: Vec<B256>,
+    /// The raw log data.
+    pub data: Bytes,
     pub status: EventStatus,
     pub finality: FinalityLevel,
     pub schema: u32,
+}
+
+impl ChainEvent {
+    /// The default ordering key: the contract plus the event's aggregate id (the first of `tradeDealId`,
+    /// `tokenId`, `itemId`, `identity`, `_address` among its arguments), else the contract alone. Messages
+    /// with the same key are delivered in order; different keys never wait for each other.
+    pub fn ordering_key(&self) -> String {
+        const AGGREGATES: [&str; 5] = ["tradeDealId", "tokenId", "itemId", "identity", "_address"];
+        let aggregate = AGGREGATES.iter().find_map(|name| {
+            self.args.get(name).and_then(|v| v.as_str()).map(|value| format!("{name}={value}"))
+        });
+        match aggregate {
+            Some(aggregate) => format!("{}:{}:{aggregate}", self.chain_id, self.contract),
+            None => format!("{}:{}", self.chain_id, self.contract),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +127,8 @@ mod tests {
             event: "TradeDealCreated".into(),
             signature: B256::ZERO,
             args: serde_json::json!({"tradeDealId": "1"}),
+            topics: vec![B256::ZERO],
+            data: Bytes::new(),
             status: EventStatus::Canonical,
             finality: FinalityLevel::Latest,
             schema: ENVELOPE_SCHEMA,

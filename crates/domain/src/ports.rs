@@ -50,16 +50,45 @@ pub trait ChainSource: Send + Sync {
     async fn logs(&self, query: &LogQuery) -> Result<Vec<RawLog>, ChainError>;
 }
 
-/// Everything one committed batch moves forward, written in one database transaction.
+/// Everything one committed batch moves forward, written in one database transaction: the events, the
+/// projection changes they cause, an outbox row per event (plus `outbox`), the reorg window and the cursor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub chain_id: ChainId,
-    /// The blocks of the batch that are still below finality, for the reorg window.
+    /// The blocks of the batch that are above the finalized head, for the reorg window.
     pub blocks: Vec<BlockRef>,
+    /// Events in chain order (block, then log index).
     pub events: Vec<ChainEvent>,
+    /// Outbox messages other than the events' own (which the store writes for every event).
     pub outbox: Vec<OutboxMessage>,
+    /// The cursor this batch extends (`None` for a chain's first batch). The store refuses the batch if
+    /// the stored cursor is not this one, so two writers can never interleave.
+    pub previous: Option<BlockRef>,
     /// The new chain cursor: the last block of the batch.
     pub cursor: BlockRef,
+    /// Changes in blocks above this number are journaled so a reorg can undo them; below it they are final.
+    pub finalized: u64,
+}
+
+/// A chain's heads as last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Heads {
+    pub latest: u64,
+    pub safe: u64,
+    pub finalized: u64,
+}
+
+impl Heads {
+    /// The finality level of a block under these heads.
+    pub fn level_of(&self, block: u64) -> FinalityLevel {
+        if block <= self.finalized {
+            FinalityLevel::Finalized
+        } else if block <= self.safe {
+            FinalityLevel::Safe
+        } else {
+            FinalityLevel::Latest
+        }
+    }
 }
 
 /// What a revert removed.
@@ -74,10 +103,15 @@ pub struct RevertSummary {
 pub trait Store: Send + Sync {
     /// The last committed block of a chain.
     async fn cursor(&self, chain_id: ChainId) -> Result<Option<BlockRef>, StoreError>;
+    /// The stored blocks above the finalized head (the reorg window), in ascending order.
+    async fn window(&self, chain_id: ChainId) -> Result<Vec<BlockRef>, StoreError>;
     /// Commit a batch atomically: events, projection changes, outbox rows and cursor, or nothing.
     async fn commit_batch(&self, batch: &Batch) -> Result<(), StoreError>;
     /// Undo everything above `ancestor` in one transaction and move the cursor back to it.
     async fn revert_to(&self, chain_id: ChainId, ancestor: &BlockRef) -> Result<RevertSummary, StoreError>;
+    /// Records the chain's heads and forgets what finality made irreversible (window rows and journal
+    /// entries at or below the finalized head).
+    async fn record_heads(&self, chain_id: ChainId, heads: &Heads) -> Result<(), StoreError>;
 }
 
 /// A destination for outbox messages (a broker, a webhook endpoint).

@@ -1,5 +1,195 @@
-//! Storage (roadmap 2): sqlx implementations of the `Store` port for SQLite (embedded default, WAL) and
-//! Postgres, with per-backend migrations. One database transaction per committed batch: events, projection
-//! changes, outbox rows and cursor together.
+//! Storage: the `Store` port on SQLite (the embedded default, WAL mode) and Postgres, with migrations
+//! per backend (`migrations/`), the write path (`write`), bulk inserts (`bulk`) and the reads the API
+//! serves (`read`). Every committed batch and every revert is one database transaction.
 //!
-//! Not built yet: the indexer issue fills this crate.
+//! Projection tables are created from their definitions (`gemgate-projections`) at migration time; the
+//! core tables come from the SQL migrations.
+
+mod bulk;
+mod conn;
+mod dialect;
+pub mod read;
+mod write;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gemgate_domain::ports::{Batch, Heads, RevertSummary, Store};
+use gemgate_domain::{BlockRef, ChainId, StoreError};
+use gemgate_projections::{ColumnKind, ProjectionSet};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use conn::{Bind, Conn};
+pub use dialect::Dialect;
+pub use write::Tx;
+
+use conn::db_error;
+
+/// SQLite waits this long for a lock held by another connection before reporting the database busy.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The SQL store.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: Pool,
+    projections: ProjectionSet,
+}
+
+/// Runs `$body` with `$tx: &mut dyn Tx` inside a transaction, committing on `Ok`.
+macro_rules! in_tx {
+    ($store:expr, $tx:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite(pool) => {
+                // IMMEDIATE takes the write lock up front, so two writers wait in turn instead of deadlocking.
+                let mut owned = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+                let result = {
+                    let $tx: &mut dyn Tx = &mut owned;
+                    $body
+                };
+                if result.is_ok() {
+                    owned.commit().await.map_err(db_error)?;
+                }
+                result
+            }
+            Pool::Postgres(pool) => {
+                let mut owned = pool.begin().await.map_err(db_error)?;
+                let result = {
+                    let $tx: &mut dyn Tx = &mut owned;
+                    $body
+                };
+                if result.is_ok() {
+                    owned.commit().await.map_err(db_error)?;
+                }
+                result
+            }
+        }
+    };
+}
+
+impl SqlStore {
+    /// Connects to `sqlite://FILE` (created if missing, WAL mode) or `postgres://...`.
+    pub async fn connect(url: &str, max_connections: u32, projections: ProjectionSet) -> Result<Self, StoreError> {
+        let pool = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await
+                .map_err(db_error)?;
+            Pool::Postgres(pool)
+        } else {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Database { message: format!("bad SQLite URL: {e}") })?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // With WAL, NORMAL loses nothing on a process crash; only an OS crash can drop the last commits.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await.map_err(db_error)?;
+            Pool::Sqlite(pool)
+        };
+        Ok(Self { pool, projections })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub fn projections(&self) -> &ProjectionSet {
+        &self.projections
+    }
+
+    /// Applies the SQL migrations and creates missing projection tables.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrated = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+        };
+        migrated.map_err(|e| StoreError::Database { message: format!("migration failed: {e}") })?;
+        let tables = self.projections.tables();
+        in_tx!(self, tx => {
+            let mut result = Ok(());
+            for table in &tables {
+                let sql = tx.dialect().create_table(table);
+                if let Err(e) = tx.execute(&sql, Vec::new()).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            result
+        })
+    }
+
+    /// Runs a read-only closure in a transaction (used by `read`).
+    pub(crate) async fn with_tx<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: for<'t> FnOnce(&'t mut dyn Tx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 't>>,
+    {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                f(&mut tx).await
+            }
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                f(&mut tx).await
+            }
+        }
+    }
+
+    /// Closes the pool (tests reopen databases).
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn cursor(&self, chain_id: ChainId) -> Result<Option<BlockRef>, StoreError> {
+        self.with_tx(|tx| Box::pin(write::stored_cursor(tx, chain_id))).await
+    }
+
+    async fn window(&self, chain_id: ChainId) -> Result<Vec<BlockRef>, StoreError> {
+        self.with_tx(|tx| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT number, hash, parent_hash FROM blocks WHERE chain_id = {} ORDER BY number",
+                    tx.dialect().param(1)
+                );
+                let rows =
+                    tx.fetch(&sql, vec![Bind::int(chain_id)], &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text]).await?;
+                rows.iter().map(|r| write::block_from_cells(r)).collect()
+            })
+        })
+        .await
+    }
+
+    async fn commit_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        let projections = &self.projections;
+        in_tx!(self, tx => write::commit_batch(tx, projections, batch).await)
+    }
+
+    async fn revert_to(&self, chain_id: ChainId, ancestor: &BlockRef) -> Result<RevertSummary, StoreError> {
+        let projections = &self.projections;
+        in_tx!(self, tx => write::revert_to(tx, projections, chain_id, ancestor).await)
+    }
+
+    async fn record_heads(&self, chain_id: ChainId, heads: &Heads) -> Result<(), StoreError> {
+        in_tx!(self, tx => write::record_heads(tx, chain_id, heads).await)
+    }
+}

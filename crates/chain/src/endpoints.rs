@@ -1,0 +1,176 @@
+//! Several RPC endpoints for one chain, used in order of preference and health: a request goes to the
+//! first endpoint that is not cooling down after failures; a retryable failure puts that endpoint on a
+//! growing cooldown and the request is retried (with backoff and jitter) on the next one.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use gemgate_domain::ChainError;
+
+/// One RPC URL and its health.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The URL with credentials masked; the only form that reaches logs and errors.
+    pub label: String,
+    pub provider: DynProvider,
+    consecutive_failures: AtomicU32,
+    cooldown_until: Mutex<Option<Instant>>,
+}
+
+impl Endpoint {
+    /// An endpoint over HTTP. `label` must already be redacted.
+    pub fn http(url: url::Url, label: String) -> Self {
+        let provider = ProviderBuilder::new().disable_recommended_fillers().connect_http(url).erased();
+        Self { label, provider, consecutive_failures: AtomicU32::new(0), cooldown_until: Mutex::new(None) }
+    }
+
+    fn available(&self, now: Instant) -> bool {
+        self.cooldown_until.lock().map(|until| until.is_none_or(|t| t <= now)).unwrap_or(true)
+    }
+
+    fn succeeded(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if let Ok(mut until) = self.cooldown_until.lock() {
+            *until = None;
+        }
+    }
+
+    fn failed(&self, policy: &RetryPolicy) {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let cooldown = policy.delay(failures, 0).min(policy.max_cooldown);
+        if let Ok(mut until) = self.cooldown_until.lock() {
+            *until = Some(Instant::now() + cooldown);
+        }
+    }
+}
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// The longest an unhealthy endpoint is skipped before it is tried again.
+    pub max_cooldown: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        // Eight attempts with delays doubling from 100 ms to 5 s ride out a node restart (about 15 s)
+        // without holding a batch for minutes.
+        Self {
+            attempts: 8,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            max_cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter: a random delay in `[0, min(max, base * 2^attempt))`.
+    pub fn delay(&self, attempt: u32, jitter_seed: u64) -> Duration {
+        let ceiling = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        if jitter_seed == 0 {
+            return ceiling;
+        }
+        let fraction = (splitmix(jitter_seed) % 1_000) as u32;
+        ceiling * fraction / 1_000
+    }
+}
+
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The endpoints of a chain and the retry loop over them.
+#[derive(Debug)]
+pub struct Endpoints {
+    endpoints: Vec<Endpoint>,
+    policy: RetryPolicy,
+    jitter: AtomicU64,
+}
+
+impl Endpoints {
+    pub fn new(endpoints: Vec<Endpoint>, policy: RetryPolicy) -> Self {
+        Self { endpoints, policy, jitter: AtomicU64::new(0x5EED) }
+    }
+
+    pub fn labels(&self) -> Vec<&str> {
+        self.endpoints.iter().map(|e| e.label.as_str()).collect()
+    }
+
+    /// The endpoint to use now: the first available in configured order, else the one whose cooldown
+    /// ends first.
+    fn pick(&self, skip: Option<usize>) -> usize {
+        let now = Instant::now();
+        let candidates = (0..self.endpoints.len()).filter(|i| Some(*i) != skip || self.endpoints.len() == 1);
+        let available = candidates.clone().find(|&i| self.endpoints[i].available(now));
+        available.unwrap_or_else(|| {
+            candidates
+                .min_by_key(|&i| {
+                    self.endpoints[i].cooldown_until.lock().ok().and_then(|u| *u).unwrap_or(now)
+                })
+                .unwrap_or(0)
+        })
+    }
+
+    /// Runs `call` on a healthy endpoint, retrying retryable errors on the next endpoint with backoff.
+    /// A non-retryable error (a refused range, a bad request) is returned at once.
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ChainError>
+    where
+        F: FnMut(&Endpoint) -> Fut,
+        Fut: Future<Output = Result<T, ChainError>>,
+    {
+        let mut last_failed = None;
+        let mut attempt = 0;
+        loop {
+            let index = self.pick(last_failed);
+            let endpoint = &self.endpoints[index];
+            match call(endpoint).await {
+                Ok(value) => {
+                    endpoint.succeeded();
+                    return Ok(value);
+                }
+                Err(error) if attempt + 1 < self.policy.attempts && retry_elsewhere(&error) => {
+                    endpoint.failed(&self.policy);
+                    tracing::warn!(endpoint = %endpoint.label, attempt, %error, "rpc call failed; retrying");
+                    last_failed = Some(index);
+                    attempt += 1;
+                    let seed = self.jitter.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(self.policy.delay(attempt, seed)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Whether another attempt (maybe on another endpoint) can succeed.
+fn retry_elsewhere(error: &ChainError) -> bool {
+    error.is_retryable() || matches!(error, ChainError::InvalidResponse { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_jitter_stays_below_it() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.delay(0, 0), Duration::from_millis(100));
+        assert_eq!(policy.delay(3, 0), Duration::from_millis(800));
+        assert_eq!(policy.delay(30, 0), Duration::from_secs(5));
+        for seed in 1..200 {
+            assert!(policy.delay(4, seed) < Duration::from_millis(1_600));
+        }
+        let spread: std::collections::BTreeSet<_> = (1..50).map(|s| policy.delay(4, s)).collect();
+        assert!(spread.len() > 10, "jitter must spread retries");
+    }
+}

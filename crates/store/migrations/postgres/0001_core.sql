@@ -1,0 +1,69 @@
+-- Core tables: events (the envelope, raw topics and data), the outbox, the reorg window, cursors, heads and
+-- the undo journal of projection changes. Projection tables are created from their definitions at start.
+CREATE TABLE cursors (
+    chain_id     BIGINT PRIMARY KEY,
+    block_number BIGINT  NOT NULL,
+    block_hash   TEXT    NOT NULL,
+    parent_hash  TEXT    NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE heads (
+    chain_id   BIGINT PRIMARY KEY,
+    latest     BIGINT  NOT NULL,
+    safe       BIGINT  NOT NULL,
+    finalized  BIGINT  NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE blocks (
+    chain_id    BIGINT  NOT NULL,
+    number      BIGINT  NOT NULL,
+    hash        TEXT    NOT NULL,
+    parent_hash TEXT    NOT NULL,
+    PRIMARY KEY (chain_id, number)
+);
+
+CREATE TABLE events (
+    id           TEXT    PRIMARY KEY,
+    chain_id     BIGINT  NOT NULL,
+    block_number BIGINT  NOT NULL,
+    block_hash   TEXT    NOT NULL,
+    tx_hash      TEXT    NOT NULL,
+    tx_index     BIGINT  NOT NULL,
+    log_index    BIGINT  NOT NULL,
+    address      TEXT    NOT NULL,
+    contract     TEXT    NOT NULL,
+    event        TEXT    NOT NULL,
+    signature    TEXT    NOT NULL,
+    args         JSONB,
+    topics       JSONB   NOT NULL,
+    data         TEXT    NOT NULL
+);
+CREATE INDEX events_position ON events (chain_id, block_number, log_index);
+CREATE INDEX events_address ON events (address, block_number);
+CREATE INDEX events_name ON events (event, block_number);
+
+CREATE TABLE outbox (
+    seq          BIGSERIAL PRIMARY KEY,
+    id           TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    chain_id     BIGINT  NOT NULL,
+    block_number BIGINT,
+    ordering_key TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    payload      JSONB   NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX outbox_block ON outbox (chain_id, block_number);
+CREATE INDEX outbox_id ON outbox (id);
+
+CREATE TABLE journal (
+    seq          BIGSERIAL PRIMARY KEY,
+    chain_id     BIGINT  NOT NULL,
+    block_number BIGINT  NOT NULL,
+    table_name   TEXT    NOT NULL,
+    row_key      TEXT    NOT NULL,
+    before       JSONB
+);
+CREATE INDEX journal_block ON journal (chain_id, block_number);

@@ -1,0 +1,69 @@
+-- Core tables: events (the envelope, raw topics and data), the outbox, the reorg window, cursors, heads and
+-- the undo journal of projection changes. Projection tables are created from their definitions at start.
+CREATE TABLE cursors (
+    chain_id     INTEGER PRIMARY KEY,
+    block_number INTEGER NOT NULL,
+    block_hash   TEXT    NOT NULL,
+    parent_hash  TEXT    NOT NULL,
+    updated_at   TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+CREATE TABLE heads (
+    chain_id   INTEGER PRIMARY KEY,
+    latest     INTEGER NOT NULL,
+    safe       INTEGER NOT NULL,
+    finalized  INTEGER NOT NULL,
+    updated_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+CREATE TABLE blocks (
+    chain_id    INTEGER NOT NULL,
+    number      INTEGER NOT NULL,
+    hash        TEXT    NOT NULL,
+    parent_hash TEXT    NOT NULL,
+    PRIMARY KEY (chain_id, number)
+);
+
+CREATE TABLE events (
+    id           TEXT    PRIMARY KEY,
+    chain_id     INTEGER NOT NULL,
+    block_number INTEGER NOT NULL,
+    block_hash   TEXT    NOT NULL,
+    tx_hash      TEXT    NOT NULL,
+    tx_index     INTEGER NOT NULL,
+    log_index    INTEGER NOT NULL,
+    address      TEXT    NOT NULL,
+    contract     TEXT    NOT NULL,
+    event        TEXT    NOT NULL,
+    signature    TEXT    NOT NULL,
+    args         TEXT,
+    topics       TEXT    NOT NULL,
+    data         TEXT    NOT NULL
+);
+CREATE INDEX events_position ON events (chain_id, block_number, log_index);
+CREATE INDEX events_address ON events (address, block_number);
+CREATE INDEX events_name ON events (event, block_number);
+
+CREATE TABLE outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    chain_id     INTEGER NOT NULL,
+    block_number INTEGER,
+    ordering_key TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    payload      TEXT    NOT NULL,
+    created_at   TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX outbox_block ON outbox (chain_id, block_number);
+CREATE INDEX outbox_id ON outbox (id);
+
+CREATE TABLE journal (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    chain_id     INTEGER NOT NULL,
+    block_number INTEGER NOT NULL,
+    table_name   TEXT    NOT NULL,
+    row_key      TEXT    NOT NULL,
+    before       TEXT
+);
+CREATE INDEX journal_block ON journal (chain_id, block_number);

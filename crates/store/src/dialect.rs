@@ -1,0 +1,77 @@
+//! The few places where SQLite and Postgres SQL differ: placeholders, column types, and casts for U256
+//! (NUMERIC on Postgres) and JSON (JSONB on Postgres), which travel as text.
+
+use gemgate_projections::{ColumnKind, TableDef};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The n-th (1-based) bind placeholder.
+    pub fn param(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// A placeholder with the cast its column needs.
+    pub fn param_as(self, n: usize, kind: ColumnKind) -> String {
+        match (self, kind) {
+            (Dialect::Postgres, ColumnKind::Num) => format!("${n}::numeric"),
+            (Dialect::Postgres, ColumnKind::Json) => format!("${n}::jsonb"),
+            _ => self.param(n),
+        }
+    }
+
+    /// How to select a column so it decodes as its `Cell` kind (NUMERIC and JSONB come back as text).
+    pub fn read(self, column: &str, kind: ColumnKind) -> String {
+        match (self, kind) {
+            (Dialect::Postgres, ColumnKind::Num | ColumnKind::Json) => format!("{column}::text"),
+            _ => column.to_string(),
+        }
+    }
+
+    pub fn column_type(self, kind: ColumnKind) -> &'static str {
+        match (self, kind) {
+            (Dialect::Sqlite, ColumnKind::Int | ColumnKind::Bool) => "INTEGER",
+            (Dialect::Sqlite, _) => "TEXT",
+            (Dialect::Postgres, ColumnKind::Int) => "BIGINT",
+            (Dialect::Postgres, ColumnKind::Text) => "TEXT",
+            (Dialect::Postgres, ColumnKind::Num) => "NUMERIC(78,0)",
+            (Dialect::Postgres, ColumnKind::Bool) => "BOOLEAN",
+            (Dialect::Postgres, ColumnKind::Json) => "JSONB",
+        }
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for a projection table: a text key plus its columns.
+    pub fn create_table(self, table: &TableDef) -> String {
+        let columns: Vec<String> =
+            table.columns.iter().map(|c| format!("{} {}", c.name, self.column_type(c.kind))).collect();
+        format!("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, {})", table.name, columns.join(", "))
+    }
+
+    /// Upsert of a whole row by key.
+    pub fn upsert(self, table: &TableDef) -> String {
+        let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+        let params: Vec<String> =
+            table.columns.iter().enumerate().map(|(i, c)| self.param_as(i + 2, c.kind)).collect();
+        let updates: Vec<String> = names.iter().map(|n| format!("{n} = excluded.{n}")).collect();
+        format!(
+            "INSERT INTO {} (key, {}) VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET {}",
+            table.name,
+            names.join(", "),
+            self.param(1),
+            params.join(", "),
+            updates.join(", ")
+        )
+    }
+
+    pub fn select_row(self, table: &TableDef) -> String {
+        let columns: Vec<String> = table.columns.iter().map(|c| self.read(c.name, c.kind)).collect();
+        format!("SELECT {} FROM {} WHERE key = {}", columns.join(", "), table.name, self.param(1))
+    }
+}

@@ -1,0 +1,359 @@
+//! The write path, once for both backends: commit a batch (events, outbox rows, projection changes with
+//! their undo journal, window, cursor) and revert to a common ancestor, each inside one transaction.
+
+use async_trait::async_trait;
+use gemgate_domain::ports::{Batch, Heads, RevertSummary};
+use gemgate_domain::{BlockRef, ChainEvent, ChainId, EventStatus, StoreError};
+use gemgate_projections::{ColumnKind, JournalEntry, ProjectionError, ProjectionSet, Row, RowLoader, Rows, TableDef};
+
+use crate::bulk::{BulkWrite, EventRow, OutboxRow};
+use crate::conn::{Bind, Conn};
+
+/// A transaction that can do everything the write path needs.
+pub trait Tx: Conn + BulkWrite {}
+impl<T: Conn + BulkWrite> Tx for T {}
+
+fn projection_error(error: ProjectionError) -> StoreError {
+    match error {
+        ProjectionError::Load(e) => e,
+        other => StoreError::Database { message: other.to_string() },
+    }
+}
+
+/// Loads projection rows through the transaction.
+struct Loader<'t> {
+    tx: &'t mut dyn Tx,
+}
+
+#[async_trait]
+impl RowLoader for Loader<'_> {
+    async fn load(&mut self, table: &'static TableDef, key: &str) -> Result<Option<Row>, StoreError> {
+        let sql = self.tx.dialect().select_row(table);
+        let kinds: Vec<ColumnKind> = table.columns.iter().map(|c| c.kind).collect();
+        let mut rows = self.tx.fetch(&sql, vec![Bind::text(key)], &kinds).await?;
+        Ok(rows.pop().map(|cells| table.columns.iter().map(|c| c.name.to_string()).zip(cells).collect()))
+    }
+}
+
+pub fn event_row(event: &ChainEvent) -> EventRow {
+    EventRow {
+        id: event.id.to_string(),
+        chain_id: event.chain_id as i64,
+        block_number: event.block_number as i64,
+        block_hash: event.block_hash.to_string(),
+        tx_hash: event.tx_hash.to_string(),
+        tx_index: event.tx_index as i64,
+        log_index: event.log_index as i64,
+        address: event.address.to_checksum(None),
+        contract: event.contract.clone(),
+        event: event.event.clone(),
+        signature: event.signature.to_string(),
+        args: (!event.args.is_null()).then(|| event.args.to_string()),
+        topics: serde_json::to_string(&event.topics).unwrap_or_else(|_| "[]".into()),
+        data: event.data.to_string(),
+    }
+}
+
+fn event_outbox_row(event: &ChainEvent) -> OutboxRow {
+    OutboxRow {
+        id: event.id.to_string(),
+        kind: "event".into(),
+        chain_id: event.chain_id as i64,
+        block_number: Some(event.block_number as i64),
+        ordering_key: event.ordering_key(),
+        status: "canonical".into(),
+        payload: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
+    }
+}
+
+fn status_text(status: EventStatus) -> &'static str {
+    match status {
+        EventStatus::Canonical => "canonical",
+        EventStatus::Retracted => "retracted",
+    }
+}
+
+pub async fn stored_cursor(tx: &mut dyn Tx, chain_id: ChainId) -> Result<Option<BlockRef>, StoreError> {
+    let p1 = tx.dialect().param(1);
+    let rows = tx
+        .fetch(
+            &format!("SELECT block_number, block_hash, parent_hash FROM cursors WHERE chain_id = {p1}"),
+            vec![Bind::int(chain_id)],
+            &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text],
+        )
+        .await?;
+    rows.first().map(|r| block_from_cells(r)).transpose()
+}
+
+pub fn block_from_cells(cells: &[gemgate_projections::Cell]) -> Result<BlockRef, StoreError> {
+    let bad = || StoreError::Database { message: "malformed stored block".into() };
+    let number = match cells.first() {
+        Some(gemgate_projections::Cell::Int(n)) => *n as u64,
+        _ => return Err(bad()),
+    };
+    let hash = cells.get(1).and_then(|c| c.as_text()).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    let parent_hash = cells.get(2).and_then(|c| c.as_text()).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    Ok(BlockRef { number, hash, parent_hash })
+}
+
+/// Commits a batch. Refuses it if the stored cursor is not the one the batch extends.
+pub async fn commit_batch(tx: &mut dyn Tx, projections: &ProjectionSet, batch: &Batch) -> Result<(), StoreError> {
+    let current = stored_cursor(tx, batch.chain_id).await?;
+    if current.map(|c| (c.number, c.hash)) != batch.previous.map(|c| (c.number, c.hash)) {
+        return Err(StoreError::Fenced {
+            resource: format!("cursor of chain {}", batch.chain_id),
+            current: current.map_or(0, |c| c.number),
+        });
+    }
+
+    let events: Vec<EventRow> = batch.events.iter().map(event_row).collect();
+    tx.insert_events(&events).await?;
+    let mut outbox: Vec<OutboxRow> = batch.events.iter().map(event_outbox_row).collect();
+    outbox.extend(batch.outbox.iter().map(|m| OutboxRow {
+        id: m.id.clone(),
+        kind: m.kind.clone(),
+        chain_id: m.chain_id as i64,
+        block_number: m.block_number.map(|n| n as i64),
+        ordering_key: m.ordering_key.clone(),
+        status: status_text(m.status).into(),
+        payload: m.payload.to_string(),
+    }));
+    tx.insert_outbox(&outbox).await?;
+
+    let (journal, writes) = {
+        let mut loader = Loader { tx: &mut *tx };
+        let mut rows = Rows::new(&mut loader, batch.finalized);
+        projections.apply_all(&batch.events, &mut rows).await.map_err(projection_error)?;
+        rows.finish()
+    };
+    let d = tx.dialect();
+    for entry in &journal {
+        tx.execute(
+            &format!(
+                "INSERT INTO journal (chain_id, block_number, table_name, row_key, before) VALUES ({}, {}, {}, {}, {})",
+                d.param(1),
+                d.param(2),
+                d.param(3),
+                d.param(4),
+                d.param_as(5, ColumnKind::Json)
+            ),
+            vec![
+                Bind::int(batch.chain_id),
+                Bind::int(entry.block_number),
+                Bind::text(entry.table.clone()),
+                Bind::text(entry.key.clone()),
+                Bind::Text(entry.before.as_ref().map(|row| serde_json::to_string(row).unwrap_or_default())),
+            ],
+        )
+        .await?;
+    }
+    for write in &writes {
+        write_row(tx, write.table, &write.key, write.row.as_ref()).await?;
+    }
+
+    for block in &batch.blocks {
+        tx.execute(
+            &format!(
+                "INSERT INTO blocks (chain_id, number, hash, parent_hash) VALUES ({}, {}, {}, {}) \
+                 ON CONFLICT (chain_id, number) DO UPDATE SET hash = excluded.hash, parent_hash = excluded.parent_hash",
+                d.param(1),
+                d.param(2),
+                d.param(3),
+                d.param(4)
+            ),
+            vec![
+                Bind::int(batch.chain_id),
+                Bind::int(block.number),
+                Bind::text(block.hash.to_string()),
+                Bind::text(block.parent_hash.to_string()),
+            ],
+        )
+        .await?;
+    }
+    set_cursor(tx, batch.chain_id, &batch.cursor).await
+}
+
+async fn set_cursor(tx: &mut dyn Tx, chain_id: ChainId, cursor: &BlockRef) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    let now = match d {
+        crate::dialect::Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        crate::dialect::Dialect::Postgres => "now()",
+    };
+    tx.execute(
+        &format!(
+            "INSERT INTO cursors (chain_id, block_number, block_hash, parent_hash) VALUES ({}, {}, {}, {}) \
+             ON CONFLICT (chain_id) DO UPDATE SET block_number = excluded.block_number, \
+             block_hash = excluded.block_hash, parent_hash = excluded.parent_hash, updated_at = {now}",
+            d.param(1),
+            d.param(2),
+            d.param(3),
+            d.param(4)
+        ),
+        vec![
+            Bind::int(chain_id),
+            Bind::int(cursor.number),
+            Bind::text(cursor.hash.to_string()),
+            Bind::text(cursor.parent_hash.to_string()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes a projection row's final state: upsert, or delete when `row` is `None`.
+pub async fn write_row(tx: &mut dyn Tx, table: &TableDef, key: &str, row: Option<&Row>) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    match row {
+        Some(row) => {
+            let mut binds = vec![Bind::text(key)];
+            binds.extend(table.columns.iter().map(|c| Bind::cell(row.get(c.name), c.kind)));
+            tx.execute(&d.upsert(table), binds).await?;
+        }
+        None => {
+            tx.execute(&format!("DELETE FROM {} WHERE key = {}", table.name, d.param(1)), vec![Bind::text(key)])
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Reverts a chain to `ancestor`: projection changes undone from the journal (newest first), a retraction
+/// outbox row for every removed event, events, window rows and journal above the ancestor deleted, cursor
+/// moved back. Refuses to go below the recorded finalized head.
+pub async fn revert_to(
+    tx: &mut dyn Tx,
+    projections: &ProjectionSet,
+    chain_id: ChainId,
+    ancestor: &BlockRef,
+) -> Result<RevertSummary, StoreError> {
+    let d = tx.dialect();
+    let (p1, p2) = (d.param(1), d.param(2));
+    let heads = tx
+        .fetch(&format!("SELECT finalized FROM heads WHERE chain_id = {p1}"), vec![Bind::int(chain_id)], &[ColumnKind::Int])
+        .await?;
+    if let Some(gemgate_projections::Cell::Int(finalized)) = heads.first().and_then(|r| r.first()) {
+        if (ancestor.number as i64) < *finalized {
+            return Err(StoreError::Database {
+                message: format!(
+                    "refusing to revert chain {chain_id} to block {} below its finalized head {finalized}",
+                    ancestor.number
+                ),
+            });
+        }
+    }
+    let scope = || vec![Bind::int(chain_id), Bind::int(ancestor.number)];
+
+    let journal = tx
+        .fetch(
+            &format!(
+                "SELECT block_number, table_name, row_key, {} FROM journal \
+                 WHERE chain_id = {p1} AND block_number > {p2} ORDER BY seq DESC",
+                d.read("before", ColumnKind::Json)
+            ),
+            scope(),
+            &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text, ColumnKind::Json],
+        )
+        .await?;
+    for cells in &journal {
+        let entry = journal_entry(cells)?;
+        let table = projections.table(&entry.table).ok_or_else(|| StoreError::Database {
+            message: format!("journal names unknown table {}", entry.table),
+        })?;
+        write_row(tx, table, &entry.key, entry.before.as_ref()).await?;
+    }
+    tx.execute(&format!("DELETE FROM journal WHERE chain_id = {p1} AND block_number > {p2}"), scope()).await?;
+
+    // Retract every removed event, with the payload it was published with and the same id.
+    let published = tx
+        .fetch(
+            &format!(
+                "SELECT o.id, o.block_number, o.ordering_key, {} FROM outbox o \
+                 WHERE o.chain_id = {p1} AND o.block_number > {p2} AND o.kind = 'event' AND o.status = 'canonical' \
+                 AND o.id IN (SELECT id FROM events e WHERE e.chain_id = {p1} AND e.block_number > {p2}) ORDER BY o.seq",
+                d.read("o.payload", ColumnKind::Json)
+            ),
+            scope(),
+            &[ColumnKind::Text, ColumnKind::Int, ColumnKind::Text, ColumnKind::Json],
+        )
+        .await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut retractions = Vec::new();
+    for cells in published.iter().rev() {
+        let (Some(id), gemgate_projections::Cell::Int(block), Some(key), gemgate_projections::Cell::Json(payload)) =
+            (cells[0].as_text(), &cells[1], cells[2].as_text(), &cells[3])
+        else {
+            continue;
+        };
+        if !seen.insert(id.to_string()) {
+            continue;
+        }
+        let mut payload = payload.clone();
+        payload["status"] = serde_json::Value::String("retracted".into());
+        retractions.push(OutboxRow {
+            id: id.to_string(),
+            kind: "event".into(),
+            chain_id: chain_id as i64,
+            block_number: Some(*block),
+            ordering_key: key.to_string(),
+            status: "retracted".into(),
+            payload: payload.to_string(),
+        });
+    }
+    retractions.reverse();
+    tx.insert_outbox(&retractions).await?;
+
+    let removed = tx.execute(&format!("DELETE FROM events WHERE chain_id = {p1} AND block_number > {p2}"), scope()).await?;
+    tx.execute(&format!("DELETE FROM blocks WHERE chain_id = {p1} AND number > {p2}"), scope()).await?;
+    set_cursor(tx, chain_id, ancestor).await?;
+    Ok(RevertSummary { events_removed: removed, retractions_written: retractions.len() as u64 })
+}
+
+fn journal_entry(cells: &[gemgate_projections::Cell]) -> Result<JournalEntry, StoreError> {
+    let bad = || StoreError::Database { message: "malformed journal entry".into() };
+    let block_number = match cells.first() {
+        Some(gemgate_projections::Cell::Int(n)) => *n as u64,
+        _ => return Err(bad()),
+    };
+    let table = cells.get(1).and_then(|c| c.as_text()).ok_or_else(bad)?.to_string();
+    let key = cells.get(2).and_then(|c| c.as_text()).ok_or_else(bad)?.to_string();
+    let before = match cells.get(3) {
+        Some(gemgate_projections::Cell::Json(value)) => Some(serde_json::from_value(value.clone()).map_err(|_| bad())?),
+        _ => None,
+    };
+    Ok(JournalEntry { block_number, table, key, before })
+}
+
+/// Records heads and prunes what finality made permanent.
+pub async fn record_heads(tx: &mut dyn Tx, chain_id: ChainId, heads: &Heads) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    let now = match d {
+        crate::dialect::Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        crate::dialect::Dialect::Postgres => "now()",
+    };
+    tx.execute(
+        &format!(
+            "INSERT INTO heads (chain_id, latest, safe, finalized) VALUES ({}, {}, {}, {}) \
+             ON CONFLICT (chain_id) DO UPDATE SET latest = excluded.latest, safe = excluded.safe, \
+             finalized = excluded.finalized, updated_at = {now}",
+            d.param(1),
+            d.param(2),
+            d.param(3),
+            d.param(4)
+        ),
+        vec![Bind::int(chain_id), Bind::int(heads.latest), Bind::int(heads.safe), Bind::int(heads.finalized)],
+    )
+    .await?;
+    let (p1, p2) = (d.param(1), d.param(2));
+    // Keep the finalized block itself: the next block's parent check needs it.
+    tx.execute(
+        &format!("DELETE FROM blocks WHERE chain_id = {p1} AND number < {p2}"),
+        vec![Bind::int(chain_id), Bind::int(heads.finalized)],
+    )
+    .await?;
+    tx.execute(
+        &format!("DELETE FROM journal WHERE chain_id = {p1} AND block_number <= {p2}"),
+        vec![Bind::int(chain_id), Bind::int(heads.finalized)],
+    )
+    .await?;
+    Ok(())
+}
