@@ -1,11 +1,18 @@
-//! `gemgate demo`: a local chain with the sample Gemforce contracts and realistic traffic, so a new user
-//! sees the whole system on one machine. Today it starts anvil, deploys, runs the seeded scenario and
-//! prints what happened; the indexer, delivery and API issues grow it into the whole service on SQLite.
+//! `gemgate demo`: the whole service on one machine. It starts a local chain (anvil), deploys the sample
+//! Gemforce contracts, writes a configuration for them (`gemgate-demo.toml`), starts the indexer and the
+//! API on SQLite (`gemgate-demo.db`), drives the seeded traffic scenario while the indexer follows the
+//! chain, and prints what was indexed and what to open.
 
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use gemgate_domain::ports::Store;
+use gemgate_projections::gemforce::tables::TRADE_DEALS;
+use gemgate_telemetry::Metrics;
 use gemgate_testkit::{Anvil, AnvilOptions, Scenario, ScenarioOptions, deploy_gemforce, find_anvil};
+
+use crate::wiring;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -18,10 +25,19 @@ pub struct DemoArgs {
     /// Port for the local chain; 8545 by default, any free port if that one is taken.
     #[arg(long, default_value_t = 8545)]
     chain_port: u16,
-    /// Exit after printing the summary instead of keeping the chain running until Ctrl-C.
+    /// Address of the API; 127.0.0.1:8080 by default, any free port if that one is taken.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Folder for the demo's database and configuration (recreated on every run).
+    #[arg(long, default_value = ".")]
+    dir: std::path::PathBuf,
+    /// Exit after printing the summary instead of running until Ctrl-C.
     #[arg(long)]
     once: bool,
 }
+
+/// How long the indexer may take to reach the chain's head after the traffic stops.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -41,8 +57,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("deploying the sample Gemforce Diamond and companions...");
     let provider = anvil.provider();
-    let owner = anvil.accounts()[0];
-    let deployment = deploy_gemforce(&provider, owner).await.context("deploying the sample contracts")?;
+    let deployment =
+        deploy_gemforce(&provider, anvil.accounts()[0]).await.context("deploying the sample contracts")?;
     tracing::info!(diamond = %deployment.diamond, facets = deployment.facets.len(), "sample contracts deployed");
     println!("  Diamond            {}", deployment.diamond);
     for (name, address) in &deployment.facets {
@@ -55,7 +71,45 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Treasury           {}", deployment.treasury);
     println!("  ERC2771Forwarder   {}", deployment.forwarder);
 
-    println!("driving {} round(s) of traffic (seed {})...", args.rounds, args.seed);
+    // The API address: the requested one, or any free port.
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(_) => {
+            println!("  {} is taken; the API uses a free port", args.listen);
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the API")?
+        }
+    };
+    let listen = listener.local_addr()?;
+
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let db = args.dir.join("gemgate-demo.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let config_path = args.dir.join("gemgate-demo.toml");
+    let config = demo_config(&db, listen, &anvil, &deployment);
+    std::fs::write(&config_path, &config).with_context(|| format!("writing {}", config_path.display()))?;
+    let settings = gemgate_config::load(Some(&config_path)).context("loading the demo configuration")?;
+    println!("indexing into {} (configuration: {})", db.display(), config_path.display());
+
+    let store = wiring::open_store(&settings).await?;
+    let metrics = Metrics::new();
+    let (stop, rx) = wiring::shutdown_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    for indexer in wiring::indexers(&settings, &store, &metrics).await? {
+        let rx = rx.clone();
+        tasks.spawn(async move { indexer.run(wiring::stopped(rx)).await.context("indexer") });
+    }
+    let router = gemgate_api::router(wiring::app_state(&settings, store.clone(), metrics.clone()));
+    let api_rx = rx.clone();
+    tasks.spawn(
+        async move { gemgate_api::serve(listener, router, wiring::stopped(api_rx)).await.context("API") },
+    );
+
+    println!(
+        "driving {} round(s) of traffic (seed {}) while the indexer follows the chain...",
+        args.rounds, args.seed
+    );
     let scenario = Scenario::new(
         &deployment,
         anvil.accounts(),
@@ -70,41 +124,122 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "scenario finished"
     );
     println!(
-        "  {} transactions in blocks {}..={}, {} events:",
+        "  {} transactions in blocks {}..={}, {} logs emitted",
         report.transactions,
         report.first_block,
         report.last_block,
         report.total_events()
     );
-    for (signature, count) in &report.events {
-        println!("    {count:>4}  {signature}");
+
+    let head = anvil.block_number().await?;
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    loop {
+        let cursor = store.cursor(anvil.chain_id()).await?.map_or(0, |c| c.number);
+        if cursor >= head {
+            break;
+        }
+        if let Some(result) = tasks.try_join_next() {
+            result.context("a demo task stopped")??;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the indexer did not reach block {head} within {} s (at {cursor})",
+                CATCH_UP_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for deal in &report.trade_deals {
+    println!("indexed up to block {head}:");
+    for (event, count) in store.event_counts().await? {
+        let name = if event.is_empty() { "(unknown topic0, stored raw)" } else { &event };
+        println!("    {count:>4}  {name}");
+    }
+    for deal in store.projection_rows(&TRADE_DEALS, None, None, 100).await? {
         println!(
-            "  trade deal {}: {:?}, target {} USDC, rate {} bps, repaid {}, {} invoice(s) in custody",
-            deal.id,
-            deal.name,
-            deal.funding_target / alloy_usdc(),
-            deal.interest_rate,
-            deal.fully_repaid,
-            deal.invoices.len()
+            "  trade deal {}: {}, funded {} of {} (USDC, 6 decimals), repaid {}, participants {}",
+            deal["trade_deal_id"].as_str().unwrap_or("?"),
+            deal["name"],
+            deal["funded"].as_str().unwrap_or("0"),
+            deal["funding_target"].as_str().unwrap_or("?"),
+            deal["fully_repaid"],
+            deal["participants"].as_array().map_or(0, Vec::len)
         );
     }
-    println!("done in {:.1} s.", started.elapsed().as_secs_f64());
-    if args.once {
-        return Ok(());
+    let base = format!("http://{listen}");
+    println!("done in {:.1} s. Try:", started.elapsed().as_secs_f64());
+    for path in [
+        "/v1/status",
+        "/v1/events?event=TradeDealCreated",
+        "/v1/trade-deals",
+        "/v1/trade-deals/1",
+        "/v1/projections/listings",
+        "/v1/openapi.json",
+        "/metrics",
+    ] {
+        println!("  curl -s '{base}{path}'");
     }
-    println!(
-        "The chain keeps running at {} (try: curl -s -X POST -H 'content-type: application/json' \
-         --data '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_blockNumber\",\"params\":[]}}' {}). Ctrl-C stops it.",
-        anvil.endpoint(),
-        anvil.endpoint()
-    );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    println!("stopping.");
+    println!("  sqlite3 {} 'select event, count(*) from events group by event'", db.display());
+    println!("  gemgate run --config {}   (the same service, once this demo stops)", config_path.display());
+
+    if !args.once {
+        println!("The chain ({}) and the API keep running; Ctrl-C stops them.", anvil.endpoint());
+        wiring::stopped(rx).await;
+        println!("stopping.");
+    }
+    let _ = stop.send(true);
+    while let Some(result) = tasks.join_next().await {
+        result.context("a demo task panicked")??;
+    }
+    store.close().await;
     Ok(())
 }
 
-fn alloy_usdc() -> gemgate_testkit::U256 {
-    gemgate_testkit::U256::from(1_000_000u64)
+fn demo_config(
+    db: &Path,
+    listen: std::net::SocketAddr,
+    anvil: &Anvil,
+    d: &gemgate_testkit::Deployment,
+) -> String {
+    format!(
+        r#"# Written by `gemgate demo` for its local chain.
+[database]
+url = "sqlite://{db}"
+
+[api]
+listen = "{listen}"
+
+[[chains]]
+id = {chain}
+rpc = ["{rpc}"]
+poll_interval = "50ms"
+
+[[contracts]]
+name = "gemforce"
+chain = {chain}
+address = "{diamond}"
+diamond = true
+start_block = {start}
+
+[[contracts]]
+name = "identity-factory"
+chain = {chain}
+address = "{factory}"
+gemforce = true
+start_block = {start}
+
+[[contracts]]
+name = "treasury"
+chain = {chain}
+address = "{treasury}"
+gemforce = true
+start_block = {start}
+"#,
+        db = db.display(),
+        chain = anvil.chain_id(),
+        rpc = anvil.endpoint(),
+        diamond = d.diamond,
+        factory = d.identity_factory,
+        treasury = d.treasury,
+        start = d.start_block,
+    )
 }

@@ -2,6 +2,8 @@
 //! installs telemetry and hands typed settings to the component crates.
 
 mod demo;
+mod index;
+mod wiring;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,14 +82,55 @@ fn main() -> ExitCode {
             }
             run_async(demo::run(args.clone()))
         }
-        Command::Run => not_built("run", "the indexer and API issues (roadmap 2 and 5)"),
-        Command::Index { .. } => not_built("index", "the indexer issue (roadmap 2)"),
+        Command::Run => with_settings(&cli, |settings| async move {
+            let store = wiring::open_store(&settings).await?;
+            wiring::run_service(&settings, store, gemgate_telemetry::Metrics::new(), true).await
+        }),
+        Command::Index { once } => {
+            with_settings(&cli, move |settings| async move { index::run(&settings, once).await })
+        }
+        Command::Serve => with_settings(&cli, |settings| async move { serve(&settings).await }),
+        Command::Migrate => with_settings(&cli, |settings| async move {
+            wiring::open_store(&settings).await?;
+            println!("migrations applied to {}", settings.database.url);
+            Ok(())
+        }),
         Command::Dispatch => not_built("dispatch", "the delivery issue (roadmap 3)"),
-        Command::Serve => not_built("serve", "the API issue (roadmap 5)"),
         Command::Txm => not_built("txm", "the transaction manager issue (roadmap 4)"),
-        Command::Migrate => not_built("migrate", "the indexer issue (roadmap 2)"),
         Command::Replay => not_built("replay", "the delivery and snapshot issues (roadmap 3 and 7)"),
     }
+}
+
+/// Loads and validates the configuration, installs telemetry, then runs `f` on the async runtime.
+fn with_settings<F, Fut>(cli: &Cli, f: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let settings = match gemgate_config::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("gemgate: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if let Err(code) = init_telemetry(cli, Some(&settings)) {
+        return code;
+    }
+    run_async(f(settings))
+}
+
+/// `gemgate serve`: the API alone, reading what indexers elsewhere write.
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let store = wiring::open_store(settings).await?;
+    let (_keep, rx) = wiring::shutdown_channel();
+    let listener = tokio::net::TcpListener::bind(settings.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", settings.api.listen))?;
+    tracing::info!(listen = %settings.api.listen, "API listening");
+    let router = gemgate_api::router(wiring::app_state(settings, store, gemgate_telemetry::Metrics::new()));
+    gemgate_api::serve(listener, router, wiring::stopped(rx)).await.context("serving the API")
 }
 
 fn not_built(command: &str, arrives_with: &str) -> ExitCode {

@@ -25,12 +25,26 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_fail() {
-    for command in
-        [&["run"][..], &["index", "--once"], &["dispatch"], &["serve"], &["txm"], &["migrate"], &["replay"]]
-    {
+    for command in [&["dispatch"][..], &["txm"], &["replay"]] {
         let out = gemgate(command);
         assert_eq!(out.status.code(), Some(69), "{command:?} must exit 69 (not built)");
         assert!(text(&out.stderr).contains("not built yet"), "{command:?}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn run_and_index_without_chains_say_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("x.db").display());
+    for command in [&["run"][..], &["index", "--once"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gemgate"))
+            .args(command)
+            .env("GEMGATE__DATABASE__URL", &db)
+            .env("GEMGATE__API__LISTEN", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command:?} must fail without chains");
+        assert!(text(&out.stderr).contains("nothing to index"), "{command:?}: {}", text(&out.stderr));
     }
 }
 
@@ -105,12 +119,27 @@ fn demo_deploys_and_drives_traffic_with_json_logs() {
         eprintln!("SKIPPED demo_deploys_and_drives_traffic_with_json_logs: anvil unavailable ({error})");
         return;
     }
-    let out = gemgate(&["--log-format", "json", "demo", "--once", "--rounds", "2", "--chain-port", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = gemgate(&[
+        "--log-format",
+        "json",
+        "demo",
+        "--once",
+        "--rounds",
+        "2",
+        "--chain-port",
+        "0",
+        "--listen",
+        "127.0.0.1:0",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("Diamond"), "{stdout}");
-    assert!(stdout.contains("TradeDealCreated(uint256,string,string"), "{stdout}");
+    assert!(stdout.contains("indexed up to block"), "{stdout}");
+    assert!(stdout.contains("TradeDealCreated"), "{stdout}");
     assert!(stdout.contains("trade deal 2"), "{stdout}");
     let mut finished = false;
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {

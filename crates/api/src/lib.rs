@@ -1,3 +1,63 @@
-//! The HTTP API (roadmap 5): `/v1` resources, auth by scoped keys, OpenAPI, the live stream, view calls.
-//!
-//! Not built yet: the indexer and API issues fill this crate. `gemgate serve` says so and exits non-zero.
+//! The HTTP API: `router(state)` builds the axum router; the caller binds the socket. Reads of events,
+//! projections and status under `/v1`, the OpenAPI document, health, readiness and Prometheus metrics.
+//! Every input is validated and refused with a 4xx that says what is wrong; 5xx bodies are generic and
+//! the cause is logged once.
+
+mod auth;
+mod error;
+mod handlers;
+mod openapi;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use gemgate_config::ApiSettings;
+use gemgate_store::SqlStore;
+use gemgate_telemetry::Metrics;
+
+pub use error::ApiError;
+
+/// A Gemforce contract the trade-deal endpoints look up by id.
+#[derive(Debug, Clone)]
+pub struct GemforceContract {
+    pub chain_id: u64,
+    pub address: alloy_primitives::Address,
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: SqlStore,
+    pub metrics: Metrics,
+    pub settings: Arc<ApiSettings>,
+    pub gemforce: Arc<Vec<GemforceContract>>,
+}
+
+/// The API's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/status", get(handlers::status))
+        .route("/events", get(handlers::events))
+        .route("/trade-deals", get(handlers::trade_deals))
+        .route("/trade-deals/{id}", get(handlers::trade_deal))
+        .route("/projections/{table}", get(handlers::projection_rows))
+        .route("/projections/{table}/{key}", get(handlers::projection_row))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
+        .route("/metrics", get(handlers::metrics))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

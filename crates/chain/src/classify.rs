@@ -4,16 +4,7 @@
 //! every text here comes from a real node or provider and has a fixture test.
 
 use alloy::transports::{RpcError, TransportErrorKind};
-use gemgate_domain::ChainError;
-
-/// What a provider said would work instead of a refused log range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeHint {
-    /// An explicit range (`[0x1, 0x2]`), as Alchemy and Infura give.
-    Range(u64, u64),
-    /// A maximum span in blocks (`limited to a 10,000 range`).
-    MaxSpan(u64),
-}
+use gemgate_domain::{ChainError, RangeHint};
 
 /// Substrings (lowercase) of errors that mean "ask for fewer blocks or fewer logs".
 const RANGE_TOO_LARGE: &[&str] = &[
@@ -48,29 +39,41 @@ const BLOCK_UNAVAILABLE: &[&str] =
     &["unknown block", "header not found", "block not found", "missing trie node", "cannot find block"];
 
 /// Substrings of rate-limit errors.
-const RATE_LIMITED: &[&str] =
-    &["rate limit", "too many requests", "exceeded its compute units", "request limit", "capacity exceeded", "throttled"];
+const RATE_LIMITED: &[&str] = &[
+    "rate limit",
+    "too many requests",
+    "exceeded its compute units",
+    "request limit",
+    "capacity exceeded",
+    "throttled",
+];
 
 /// Substrings of errors a retry on the same or another node can fix.
-const TRANSIENT: &[&str] = &["timeout", "timed out", "internal error", "temporarily", "try again", "connection", "unavailable"];
+const TRANSIENT: &[&str] =
+    &["timeout", "timed out", "internal error", "temporarily", "try again", "connection", "unavailable"];
 
 /// Turns an alloy transport error into the domain's typed error. `range` is the log range being fetched,
 /// if the call was `eth_getLogs` over a range.
-pub fn classify(endpoint: &str, error: &RpcError<TransportErrorKind>, range: Option<(u64, u64)>) -> ChainError {
+pub fn classify(
+    endpoint: &str,
+    error: &RpcError<TransportErrorKind>,
+    range: Option<(u64, u64)>,
+) -> ChainError {
     let endpoint = endpoint.to_string();
     match error {
         RpcError::ErrorResp(payload) => {
             let message = payload.message.to_string();
             let lower = message.to_lowercase();
-            if let Some((from, to)) = range {
-                if RANGE_TOO_LARGE.iter().any(|s| lower.contains(s)) {
-                    return ChainError::RangeTooLarge { from, to, hint: range_hint(&message, from, to), message };
-                }
+            if let Some((from, to)) = range
+                && RANGE_TOO_LARGE.iter().any(|s| lower.contains(s))
+            {
+                return ChainError::RangeTooLarge { from, to, hint: range_hint(&message, from, to), message };
             }
             if BLOCK_UNAVAILABLE.iter().any(|s| lower.contains(s)) {
                 return ChainError::BlockUnavailable { endpoint, number: range.map_or(0, |r| r.1) };
             }
-            if payload.code == 429 || payload.code == -32005 || RATE_LIMITED.iter().any(|s| lower.contains(s)) {
+            if payload.code == 429 || payload.code == -32005 || RATE_LIMITED.iter().any(|s| lower.contains(s))
+            {
                 return ChainError::RateLimited { endpoint, message };
             }
             if payload.code == -32603 || TRANSIENT.iter().any(|s| lower.contains(s)) {
@@ -126,12 +129,12 @@ pub fn range_hint(message: &str, from: u64, to: u64) -> Option<RangeHint> {
         "range exceeds maximum of ",
     ];
     for prefix in SPAN_PREFIXES {
-        if let Some(position) = lower.find(prefix) {
-            if let Some(span) = leading_number(&lower[position + prefix.len()..]) {
-                if span > 0 && span < to.saturating_sub(from) + 1 {
-                    return Some(RangeHint::MaxSpan(span));
-                }
-            }
+        if let Some(position) = lower.find(prefix)
+            && let Some(span) = leading_number(&lower[position + prefix.len()..])
+            && span > 0
+            && span < to.saturating_sub(from) + 1
+        {
+            return Some(RangeHint::MaxSpan(span));
         }
     }
     None
@@ -191,13 +194,25 @@ mod tests {
                 "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no limit on the response size, or you can request any block range with a cap of 10K logs in the response. Based on your parameters, this block range should work: [0x0, 0x1a5b]",
                 Some(RangeHint::Range(0, 0x1a5b)),
             ),
-            ("Infura", "query returned more than 10000 results. Try with this block range [0x0, 0x4E1F].", Some(RangeHint::Range(0, 0x4e1f))),
+            (
+                "Infura",
+                "query returned more than 10000 results. Try with this block range [0x0, 0x4E1F].",
+                Some(RangeHint::Range(0, 0x4e1f)),
+            ),
             ("QuickNode", "eth_getLogs is limited to a 10,000 range", Some(RangeHint::MaxSpan(10_000))),
-            ("QuickNode (newer)", "eth_getLogs and eth_newFilter are limited to a 10000 blocks range", Some(RangeHint::MaxSpan(10_000))),
+            (
+                "QuickNode (newer)",
+                "eth_getLogs and eth_newFilter are limited to a 10000 blocks range",
+                Some(RangeHint::MaxSpan(10_000)),
+            ),
             ("geth / BSC", "exceed maximum block range: 5000", Some(RangeHint::MaxSpan(5_000))),
             ("Ankr", "block range is too wide", None),
             ("Erigon", "query returned more than 10000 results", None),
-            ("Chainstack", "Block range limit exceeded. Max block range 100 for this method", Some(RangeHint::MaxSpan(100))),
+            (
+                "Chainstack",
+                "Block range limit exceeded. Max block range 100 for this method",
+                Some(RangeHint::MaxSpan(100)),
+            ),
             ("dRPC", "ranges over 10000 blocks are not supported on freetier", None),
             ("Base public", "block range too large", None),
             ("Nethermind", "Too many logs requested, max logs per request 10000", None),
@@ -217,8 +232,15 @@ mod tests {
     fn a_hint_that_repeats_the_refused_range_is_ignored() {
         assert_eq!(range_hint("this block range should work: [0x0, 0x64]", 0, 100), None, "same range");
         assert_eq!(range_hint("try with this block range [0x5, 0x10]", 0, 100), None, "starts elsewhere");
-        assert_eq!(range_hint("try with this block range [0x0, 0x10]", 0, 100), Some(RangeHint::Range(0, 16)));
-        assert_eq!(range_hint("limited to a 10,000 range", 0, 5_000), None, "the range is already within the span");
+        assert_eq!(
+            range_hint("try with this block range [0x0, 0x10]", 0, 100),
+            Some(RangeHint::Range(0, 16))
+        );
+        assert_eq!(
+            range_hint("limited to a 10,000 range", 0, 5_000),
+            None,
+            "the range is already within the span"
+        );
     }
 
     #[test]
@@ -235,18 +257,25 @@ mod tests {
             None,
         );
         assert!(alchemy_cu.is_retryable());
-        let bad_params = classify("rpc", &rpc_error(-32602, "invalid argument 0: hex string without 0x prefix"), None);
+        let bad_params =
+            classify("rpc", &rpc_error(-32602, "invalid argument 0: hex string without 0x prefix"), None);
         assert!(matches!(bad_params, ChainError::Rpc { .. }) && !bad_params.is_retryable());
         let internal = classify("rpc", &rpc_error(-32603, "internal error"), None);
         assert!(internal.is_retryable());
-        let method = classify("rpc", &rpc_error(-32601, "the method eth_foo does not exist/is not available"), None);
-        assert!(!method.is_retryable(), "a missing method is permanent even though the text says 'not available'");
+        let method =
+            classify("rpc", &rpc_error(-32601, "the method eth_foo does not exist/is not available"), None);
+        assert!(
+            !method.is_retryable(),
+            "a missing method is permanent even though the text says 'not available'"
+        );
     }
 
     #[test]
     fn http_statuses_are_typed() {
         use alloy::transports::HttpError;
-        let http = |status: u16| RpcError::Transport(TransportErrorKind::HttpError(HttpError { status, body: String::new() }));
+        let http = |status: u16| {
+            RpcError::Transport(TransportErrorKind::HttpError(HttpError { status, body: String::new() }))
+        };
         assert!(matches!(classify("rpc", &http(429), None), ChainError::RateLimited { .. }));
         assert!(classify("rpc", &http(503), None).is_retryable());
         assert!(!classify("rpc", &http(401), None).is_retryable(), "a bad API key is not transient");

@@ -3,8 +3,8 @@
 //! growing cooldown and the request is retried (with backoff and jitter) on the next one.
 
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
@@ -18,13 +18,30 @@ pub struct Endpoint {
     pub provider: DynProvider,
     consecutive_failures: AtomicU32,
     cooldown_until: Mutex<Option<Instant>>,
+    /// The highest `latest` block this endpoint reported; requests about later blocks go elsewhere.
+    known_head: AtomicU64,
 }
 
 impl Endpoint {
     /// An endpoint over HTTP. `label` must already be redacted.
     pub fn http(url: url::Url, label: String) -> Self {
         let provider = ProviderBuilder::new().disable_recommended_fillers().connect_http(url).erased();
-        Self { label, provider, consecutive_failures: AtomicU32::new(0), cooldown_until: Mutex::new(None) }
+        Self {
+            label,
+            provider,
+            consecutive_failures: AtomicU32::new(0),
+            cooldown_until: Mutex::new(None),
+            known_head: AtomicU64::new(0),
+        }
+    }
+
+    /// Records the endpoint's latest block.
+    pub fn saw_head(&self, number: u64) {
+        self.known_head.store(number, Ordering::Relaxed);
+    }
+
+    pub fn known_head(&self) -> u64 {
+        self.known_head.load(Ordering::Relaxed)
     }
 
     fn available(&self, now: Instant) -> bool {
@@ -92,48 +109,58 @@ fn splitmix(seed: u64) -> u64 {
 /// The endpoints of a chain and the retry loop over them.
 #[derive(Debug)]
 pub struct Endpoints {
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Arc<Endpoint>>,
     policy: RetryPolicy,
     jitter: AtomicU64,
 }
 
 impl Endpoints {
     pub fn new(endpoints: Vec<Endpoint>, policy: RetryPolicy) -> Self {
-        Self { endpoints, policy, jitter: AtomicU64::new(0x5EED) }
+        Self {
+            endpoints: endpoints.into_iter().map(Arc::new).collect(),
+            policy,
+            jitter: AtomicU64::new(0x5EED),
+        }
+    }
+
+    pub fn all(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
     }
 
     pub fn labels(&self) -> Vec<&str> {
         self.endpoints.iter().map(|e| e.label.as_str()).collect()
     }
 
-    /// The endpoint to use now: the first available in configured order, else the one whose cooldown
-    /// ends first.
-    fn pick(&self, skip: Option<usize>) -> usize {
+    /// The endpoint to use now: the first available in configured order that has seen block `needs`,
+    /// else the first available, else the one whose cooldown ends first.
+    fn pick(&self, skip: Option<usize>, needs: u64) -> usize {
         let now = Instant::now();
         let candidates = (0..self.endpoints.len()).filter(|i| Some(*i) != skip || self.endpoints.len() == 1);
-        let available = candidates.clone().find(|&i| self.endpoints[i].available(now));
+        let available = candidates
+            .clone()
+            .find(|&i| self.endpoints[i].available(now) && self.endpoints[i].known_head() >= needs)
+            .or_else(|| candidates.clone().find(|&i| self.endpoints[i].available(now)));
         available.unwrap_or_else(|| {
             candidates
-                .min_by_key(|&i| {
-                    self.endpoints[i].cooldown_until.lock().ok().and_then(|u| *u).unwrap_or(now)
-                })
+                .min_by_key(|&i| self.endpoints[i].cooldown_until.lock().ok().and_then(|u| *u).unwrap_or(now))
                 .unwrap_or(0)
         })
     }
 
     /// Runs `call` on a healthy endpoint, retrying retryable errors on the next endpoint with backoff.
     /// A non-retryable error (a refused range, a bad request) is returned at once.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ChainError>
+    /// `needs` is the highest block the call is about (0 when none): endpoints known to have it go first.
+    pub async fn call<T, F, Fut>(&self, needs: u64, mut call: F) -> Result<T, ChainError>
     where
-        F: FnMut(&Endpoint) -> Fut,
+        F: FnMut(Arc<Endpoint>) -> Fut,
         Fut: Future<Output = Result<T, ChainError>>,
     {
         let mut last_failed = None;
         let mut attempt = 0;
         loop {
-            let index = self.pick(last_failed);
+            let index = self.pick(last_failed, needs);
             let endpoint = &self.endpoints[index];
-            match call(endpoint).await {
+            match call(endpoint.clone()).await {
                 Ok(value) => {
                     endpoint.succeeded();
                     return Ok(value);

@@ -9,6 +9,7 @@ mod classify;
 mod endpoints;
 mod source;
 
-pub use classify::{RangeHint, classify, range_hint};
-pub use endpoints::{Endpoint, RetryPolicy};
+pub use classify::{classify, range_hint};
+pub use endpoints::{Endpoint, Endpoints, RetryPolicy};
+pub use gemgate_domain::RangeHint;
 pub use source::EvmChain;

@@ -1,8 +1,16 @@
 //! `EvmChain`: the `ChainSource` port over JSON-RPC, through the endpoint pool.
+//!
+//! A node that is merely behind (lagging, syncing, one backend of a load balancer) is not a reorg: the
+//! latest head is the highest any endpoint reports, each endpoint's own head is remembered, requests
+//! about a block go first to endpoints that have seen it, and "I do not have that block" is a retryable
+//! error that moves the request to another endpoint instead of an answer.
+
+use std::sync::Arc;
 
 use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address, Bytes};
 use alloy::providers::Provider;
-use alloy::rpc::types::{Filter, Log};
+use alloy::rpc::types::{Filter, Log, TransactionRequest};
 use async_trait::async_trait;
 use gemgate_domain::ports::{ChainSource, LogQuery, RawLog};
 use gemgate_domain::{BlockRef, ChainError, ChainId, FinalityLevel};
@@ -28,10 +36,23 @@ impl EvmChain {
         self.endpoints.labels()
     }
 
-    /// The chain id the first healthy endpoint reports (to check the configuration at start).
+    /// The chain id the endpoints report (to check the configuration at start).
     pub async fn remote_chain_id(&self) -> Result<u64, ChainError> {
         self.endpoints
-            .call(|e| async move { e.provider.get_chain_id().await.map_err(|err| classify(&e.label, &err, None)) })
+            .call(0, |e| async move {
+                e.provider.get_chain_id().await.map_err(|err| classify(&e.label, &err, None))
+            })
+            .await
+    }
+
+    /// `eth_call` at the latest block (the Diamond loupe, view calls).
+    pub async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
+        let request = TransactionRequest::default().to(to).input(data.into());
+        self.endpoints
+            .call(0, |e| {
+                let request = request.clone();
+                async move { e.provider.call(request).await.map_err(|err| classify(&e.label, &err, None)) }
+            })
             .await
     }
 }
@@ -39,14 +60,25 @@ impl EvmChain {
 fn block_ref(endpoint: &Endpoint, block: &alloy::rpc::types::Block) -> Result<BlockRef, ChainError> {
     let header = &block.header;
     if header.hash.is_zero() {
-        return Err(ChainError::InvalidResponse { endpoint: endpoint.label.clone(), message: "block without hash".into() });
+        return Err(ChainError::InvalidResponse {
+            endpoint: endpoint.label.clone(),
+            message: "block without hash".into(),
+        });
     }
     Ok(BlockRef { number: header.number, hash: header.hash, parent_hash: header.parent_hash })
 }
 
 async fn fetch_block(endpoint: &Endpoint, tag: BlockNumberOrTag) -> Result<Option<BlockRef>, ChainError> {
-    let block = endpoint.provider.get_block_by_number(tag).await.map_err(|e| classify(&endpoint.label, &e, None))?;
+    let block =
+        endpoint.provider.get_block_by_number(tag).await.map_err(|e| classify(&endpoint.label, &e, None))?;
     block.as_ref().map(|b| block_ref(endpoint, b)).transpose()
+}
+
+/// A block that must exist: a missing one means this endpoint lags, and another should be asked.
+async fn require_block(endpoint: &Endpoint, number: u64) -> Result<BlockRef, ChainError> {
+    fetch_block(endpoint, BlockNumberOrTag::Number(number))
+        .await?
+        .ok_or_else(|| ChainError::BlockUnavailable { endpoint: endpoint.label.clone(), number })
 }
 
 fn raw_log(endpoint: &Endpoint, log: Log) -> Result<RawLog, ChainError> {
@@ -54,10 +86,11 @@ fn raw_log(endpoint: &Endpoint, log: Log) -> Result<RawLog, ChainError> {
         endpoint: endpoint.label.clone(),
         message: format!("log without {field} (a pending log?)"),
     };
+    let topics = log.topics().to_vec();
     Ok(RawLog {
         address: log.address(),
-        topics: log.topics().to_vec(),
-        data: log.inner.data.data.clone(),
+        topics,
+        data: log.inner.data.data,
         block_number: log.block_number.ok_or_else(|| missing("blockNumber"))?,
         block_hash: log.block_hash.ok_or_else(|| missing("blockHash"))?,
         tx_hash: log.transaction_hash.ok_or_else(|| missing("transactionHash"))?,
@@ -73,21 +106,55 @@ impl ChainSource for EvmChain {
     }
 
     async fn head(&self, level: FinalityLevel) -> Result<Option<BlockRef>, ChainError> {
-        let tag = match level {
-            FinalityLevel::Latest => BlockNumberOrTag::Latest,
-            FinalityLevel::Safe => BlockNumberOrTag::Safe,
-            FinalityLevel::Finalized => BlockNumberOrTag::Finalized,
-        };
-        let result = self.endpoints.call(|e| fetch_block(e, tag)).await;
-        match (level, result) {
-            // Nodes without the tag refuse it (pre-merge chains, some L2s): the caller uses depth instead.
-            (FinalityLevel::Safe | FinalityLevel::Finalized, Err(ChainError::Rpc { .. })) => Ok(None),
-            (_, result) => result,
+        match level {
+            FinalityLevel::Latest => {
+                // Ask every endpoint; the highest head wins, and each endpoint's own head is remembered.
+                let answers = futures::future::join_all(self.endpoints.all().iter().map(|e| {
+                    let e: Arc<Endpoint> = e.clone();
+                    async move {
+                        let head = fetch_block(&e, BlockNumberOrTag::Latest).await;
+                        if let Ok(Some(block)) = &head {
+                            e.saw_head(block.number);
+                        }
+                        head
+                    }
+                }))
+                .await;
+                let best = answers
+                    .iter()
+                    .filter_map(|a| a.as_ref().ok().copied().flatten())
+                    .max_by_key(|b| b.number);
+                match best {
+                    Some(block) => Ok(Some(block)),
+                    // Every endpoint failed: retry through the pool for its backoff and error typing.
+                    None => {
+                        self.endpoints
+                            .call(0, |e| async move { fetch_block(&e, BlockNumberOrTag::Latest).await })
+                            .await
+                    }
+                }
+            }
+            FinalityLevel::Safe | FinalityLevel::Finalized => {
+                let tag = if level == FinalityLevel::Safe {
+                    BlockNumberOrTag::Safe
+                } else {
+                    BlockNumberOrTag::Finalized
+                };
+                match self.endpoints.call(0, |e| async move { fetch_block(&e, tag).await }).await {
+                    // Nodes without the tag refuse it (pre-merge chains, some L2s): the caller uses depth instead.
+                    Err(ChainError::Rpc { .. }) => Ok(None),
+                    other => other,
+                }
+            }
         }
     }
 
     async fn block(&self, number: u64) -> Result<Option<BlockRef>, ChainError> {
-        self.endpoints.call(|e| fetch_block(e, BlockNumberOrTag::Number(number))).await
+        match self.endpoints.call(number, |e| async move { require_block(&e, number).await }).await {
+            Ok(block) => Ok(Some(block)),
+            Err(ChainError::BlockUnavailable { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     async fn logs(&self, query: &LogQuery) -> Result<Vec<RawLog>, ChainError> {
@@ -96,17 +163,18 @@ impl ChainSource for EvmChain {
                 let (from, to) = (*from, *to);
                 let filter = Filter::new().address(addresses.clone()).from_block(from).to_block(to);
                 self.endpoints
-                    .call(|e| {
+                    .call(to, |e| {
                         let filter = filter.clone();
                         async move {
-                            let logs =
-                                e.provider.get_logs(&filter).await.map_err(|err| classify(&e.label, &err, Some((from, to))))?;
-                            // A node that lags answers an empty list for blocks it does not have yet. Make sure
-                            // it has the end of the range before trusting the answer.
-                            if fetch_block(e, BlockNumberOrTag::Number(to)).await?.is_none() {
-                                return Err(ChainError::BlockUnavailable { endpoint: e.label.clone(), number: to });
-                            }
-                            logs.into_iter().map(|log| raw_log(e, log)).collect()
+                            let logs = e
+                                .provider
+                                .get_logs(&filter)
+                                .await
+                                .map_err(|err| classify(&e.label, &err, Some((from, to))))?;
+                            // A node that lags answers an empty list for blocks it does not have yet: make sure it
+                            // has the end of the range before trusting the answer.
+                            require_block(&e, to).await?;
+                            logs.into_iter().map(|log| raw_log(&e, log)).collect()
                         }
                     })
                     .await
@@ -114,11 +182,15 @@ impl ChainSource for EvmChain {
             LogQuery::Block { hash, addresses } => {
                 let filter = Filter::new().address(addresses.clone()).at_block_hash(*hash);
                 self.endpoints
-                    .call(|e| {
+                    .call(0, |e| {
                         let filter = filter.clone();
                         async move {
-                            let logs = e.provider.get_logs(&filter).await.map_err(|err| classify(&e.label, &err, None))?;
-                            logs.into_iter().map(|log| raw_log(e, log)).collect()
+                            let logs = e
+                                .provider
+                                .get_logs(&filter)
+                                .await
+                                .map_err(|err| classify(&e.label, &err, None))?;
+                            logs.into_iter().map(|log| raw_log(&e, log)).collect()
                         }
                     })
                     .await

@@ -77,6 +77,7 @@ pub(crate) struct RawContract {
     pub abi: Vec<String>,
     #[serde(default)]
     pub diamond: bool,
+    pub gemforce: Option<bool>,
     pub start_block: Option<u64>,
 }
 

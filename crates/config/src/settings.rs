@@ -125,6 +125,9 @@ pub struct ContractSettings {
     pub abi: Vec<PathBuf>,
     /// An EIP-2535 Diamond: facets are discovered through the loupe and the Gemforce ABIs are built in.
     pub diamond: bool,
+    /// Decode with the built-in Gemforce ABIs (default: the value of `diamond`); for Gemforce contracts that
+    /// are not the Diamond, such as the identity factory or the treasury.
+    pub gemforce: bool,
     pub start_block: u64,
 }
 

@@ -229,10 +229,11 @@ fn contract(
         p.add(format!("{key}.chain"), format!("chain {} is not configured in [[chains]]", raw.chain));
     }
     let address = parse_address(&raw.address, &format!("{key}.address"), p);
-    if raw.abi.is_empty() && !raw.diamond {
+    let gemforce = raw.gemforce.unwrap_or(raw.diamond);
+    if raw.abi.is_empty() && !gemforce {
         p.add(
             format!("{key}.abi"),
-            "give at least one ABI file, or set diamond = true for built-in Gemforce ABIs",
+            "give at least one ABI file, or set diamond = true (or gemforce = true) for the built-in Gemforce ABIs",
         );
     }
     let abi: Vec<PathBuf> = raw
@@ -263,6 +264,7 @@ fn contract(
         address: address?,
         abi,
         diamond: raw.diamond,
+        gemforce,
         start_block: raw.start_block.unwrap_or(0),
     })
 }

@@ -3,6 +3,15 @@
 
 use thiserror::Error;
 
+/// What a provider said would work instead of a refused log range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeHint {
+    /// An explicit range (`[0x1, 0x2]`), as Alchemy and Infura give.
+    Range(u64, u64),
+    /// A maximum span in blocks (`limited to a 10,000 range`).
+    MaxSpan(u64),
+}
+
 /// A failure reading the chain.
 #[derive(Debug, Error)]
 pub enum ChainError {
@@ -10,9 +19,9 @@ pub enum ChainError {
     Transport { endpoint: String, message: String },
     #[error("rpc rate limited ({endpoint}): {message}")]
     RateLimited { endpoint: String, message: String },
-    /// The provider refused the log range; `hint` is the range it suggested, when it said one.
+    /// The provider refused the log range; `hint` is what it said would work, when it said something usable.
     #[error("log range {from}..={to} refused: {message}")]
-    RangeTooLarge { from: u64, to: u64, hint: Option<(u64, u64)>, message: String },
+    RangeTooLarge { from: u64, to: u64, hint: Option<RangeHint>, message: String },
     /// The node does not have this block (yet): it lags, or the block was reorged away.
     #[error("block {number} not available from {endpoint}")]
     BlockUnavailable { endpoint: String, number: u64 },

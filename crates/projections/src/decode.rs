@@ -137,7 +137,11 @@ pub fn to_json(value: &DynSolValue, components: &[Param]) -> Value {
             let named = components.len() == items.len() && components.iter().all(|c| !c.name.is_empty());
             if named {
                 Value::Object(
-                    components.iter().zip(items).map(|(c, v)| (c.name.clone(), to_json(v, &c.components))).collect(),
+                    components
+                        .iter()
+                        .zip(items)
+                        .map(|(c, v)| (c.name.clone(), to_json(v, &c.components)))
+                        .collect(),
                 )
             } else {
                 Value::Array(items.iter().map(|v| to_json(v, &[])).collect())
@@ -166,8 +170,12 @@ mod tests {
 
     #[test]
     fn decodes_by_topic0_and_keeps_unknown_logs_raw() {
-        let a = abi(r#"[{"type":"event","name":"ClaimTopicAdded","anonymous":false,"inputs":[{"name":"claimTopic","type":"uint256","indexed":true}]}]"#);
-        let b = abi(r#"[{"type":"event","name":"ClaimTopicAdded","anonymous":false,"inputs":[{"name":"issuer","type":"address","indexed":true},{"name":"claimTopic","type":"uint256","indexed":false}]}]"#);
+        let a = abi(
+            r#"[{"type":"event","name":"ClaimTopicAdded","anonymous":false,"inputs":[{"name":"claimTopic","type":"uint256","indexed":true}]}]"#,
+        );
+        let b = abi(
+            r#"[{"type":"event","name":"ClaimTopicAdded","anonymous":false,"inputs":[{"name":"issuer","type":"address","indexed":true},{"name":"claimTopic","type":"uint256","indexed":false}]}]"#,
+        );
         let address = Address::repeat_byte(1);
         let decoder = Decoder::new(vec![ContractAbi::new("gemforce", 1, address, &[a, b])]);
         let issuer = Address::repeat_byte(0xab);

@@ -136,8 +136,10 @@ impl<'a> Rows<'a> {
         if !self.entries.contains_key(&id) {
             let original = self.loader.load(table, key).await?;
             self.order.push(id.clone());
-            self.entries
-                .insert(id.clone(), Entry { table, original: original.clone(), current: original, journaled_block: None });
+            self.entries.insert(
+                id.clone(),
+                Entry { table, original: original.clone(), current: original, journaled_block: None },
+            );
         }
         Ok(self.entries.get_mut(&id).expect("inserted above"))
     }
@@ -156,7 +158,12 @@ impl<'a> Rows<'a> {
         self.change(table, key, None).await
     }
 
-    async fn change(&mut self, table: &'static TableDef, key: &str, row: Option<Row>) -> Result<(), StoreError> {
+    async fn change(
+        &mut self,
+        table: &'static TableDef,
+        key: &str,
+        row: Option<Row>,
+    ) -> Result<(), StoreError> {
         let (block, finalized) = (self.block, self.finalized);
         let entry = self.entry(table, key).await?;
         let journal = (block > finalized && entry.journaled_block != Some(block)).then(|| JournalEntry {
@@ -183,7 +190,11 @@ impl<'a> Rows<'a> {
             .into_iter()
             .filter_map(|id| {
                 let entry = entries.remove(&id)?;
-                (entry.current != entry.original).then(|| RowWrite { table: entry.table, key: id.1, row: entry.current })
+                (entry.current != entry.original).then_some(RowWrite {
+                    table: entry.table,
+                    key: id.1,
+                    row: entry.current,
+                })
             })
             .collect();
         (self.journal, writes)
@@ -194,7 +205,8 @@ impl<'a> Rows<'a> {
 mod tests {
     use super::*;
 
-    static TABLE: TableDef = TableDef { name: "things", columns: &[Column { name: "n", kind: ColumnKind::Int }] };
+    static TABLE: TableDef =
+        TableDef { name: "things", columns: &[Column { name: "n", kind: ColumnKind::Int }] };
 
     struct Db(HashMap<String, Row>);
 
@@ -222,7 +234,8 @@ mod tests {
         rows.put(&TABLE, "b", row(7)).await.unwrap();
         rows.delete(&TABLE, "a").await.unwrap();
         let (journal, writes) = rows.finish();
-        let summary: Vec<_> = journal.iter().map(|j| (j.block_number, j.key.as_str(), j.before.clone())).collect();
+        let summary: Vec<_> =
+            journal.iter().map(|j| (j.block_number, j.key.as_str(), j.before.clone())).collect();
         assert_eq!(
             summary,
             vec![(11, "a", Some(row(2))), (12, "b", None), (12, "a", Some(row(4)))],

@@ -61,7 +61,8 @@ fn values_clause(rows: usize, columns: usize) -> String {
 impl BulkWrite for Transaction<'static, Sqlite> {
     async fn insert_events(&mut self, rows: &[EventRow]) -> Result<(), StoreError> {
         for chunk in rows.chunks(SQLITE_CHUNK) {
-            let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", values_clause(chunk.len(), 14));
+            let sql =
+                format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", values_clause(chunk.len(), 14));
             let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
             for r in chunk {
                 query = query
@@ -87,7 +88,8 @@ impl BulkWrite for Transaction<'static, Sqlite> {
 
     async fn insert_outbox(&mut self, rows: &[OutboxRow]) -> Result<(), StoreError> {
         for chunk in rows.chunks(SQLITE_CHUNK) {
-            let sql = format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES {}", values_clause(chunk.len(), 7));
+            let sql =
+                format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES {}", values_clause(chunk.len(), 7));
             let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
             for r in chunk {
                 query = query

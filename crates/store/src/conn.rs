@@ -47,9 +47,10 @@ impl Bind {
 /// Database errors, typed for retry loops: connection-level trouble is retryable, the rest is not.
 pub fn db_error(error: sqlx::Error) -> StoreError {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            StoreError::Unavailable { message: error.to_string() }
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable { message: error.to_string() },
         sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
             StoreError::Unavailable { message: error.to_string() }
         }
@@ -74,7 +75,12 @@ pub trait Conn: Send {
     fn dialect(&self) -> Dialect;
     async fn execute(&mut self, sql: &str, binds: Vec<Bind>) -> Result<u64, StoreError>;
     /// Rows of cells, each column decoded as its kind.
-    async fn fetch(&mut self, sql: &str, binds: Vec<Bind>, kinds: &[ColumnKind]) -> Result<Vec<Vec<Cell>>, StoreError>;
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        binds: Vec<Bind>,
+        kinds: &[ColumnKind],
+    ) -> Result<Vec<Vec<Cell>>, StoreError>;
 }
 
 macro_rules! impl_conn {
@@ -118,12 +124,14 @@ macro_rules! impl_conn {
                             .iter()
                             .enumerate()
                             .map(|(i, kind)| match kind {
-                                ColumnKind::Int => {
-                                    Ok(row.try_get::<Option<i64>, _>(i).map_err(db_error)?.map_or(Cell::Null, Cell::Int))
-                                }
-                                ColumnKind::Bool => {
-                                    Ok(row.try_get::<Option<bool>, _>(i).map_err(db_error)?.map_or(Cell::Null, Cell::Bool))
-                                }
+                                ColumnKind::Int => Ok(row
+                                    .try_get::<Option<i64>, _>(i)
+                                    .map_err(db_error)?
+                                    .map_or(Cell::Null, Cell::Int)),
+                                ColumnKind::Bool => Ok(row
+                                    .try_get::<Option<bool>, _>(i)
+                                    .map_err(db_error)?
+                                    .map_or(Cell::Null, Cell::Bool)),
                                 _ => text_cell(row.try_get::<Option<String>, _>(i).map_err(db_error)?, *kind),
                             })
                             .collect()

@@ -77,7 +77,11 @@ macro_rules! in_tx {
 
 impl SqlStore {
     /// Connects to `sqlite://FILE` (created if missing, WAL mode) or `postgres://...`.
-    pub async fn connect(url: &str, max_connections: u32, projections: ProjectionSet) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        projections: ProjectionSet,
+    ) -> Result<Self, StoreError> {
         let pool = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
@@ -94,7 +98,11 @@ impl SqlStore {
                 // With WAL, NORMAL loses nothing on a process crash; only an OS crash can drop the last commits.
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT);
-            let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await.map_err(db_error)?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .connect_with(options)
+                .await
+                .map_err(db_error)?;
             Pool::Sqlite(pool)
         };
         Ok(Self { pool, projections })
@@ -135,7 +143,11 @@ impl SqlStore {
     /// Runs a read-only closure in a transaction (used by `read`).
     pub(crate) async fn with_tx<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: for<'t> FnOnce(&'t mut dyn Tx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 't>>,
+        F: for<'t> FnOnce(
+            &'t mut dyn Tx,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 't>,
+        >,
     {
         match &self.pool {
             Pool::Sqlite(pool) => {
@@ -171,8 +183,13 @@ impl Store for SqlStore {
                     "SELECT number, hash, parent_hash FROM blocks WHERE chain_id = {} ORDER BY number",
                     tx.dialect().param(1)
                 );
-                let rows =
-                    tx.fetch(&sql, vec![Bind::int(chain_id)], &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text]).await?;
+                let rows = tx
+                    .fetch(
+                        &sql,
+                        vec![Bind::int(chain_id)],
+                        &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text],
+                    )
+                    .await?;
                 rows.iter().map(|r| write::block_from_cells(r)).collect()
             })
         })

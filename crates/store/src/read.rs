@@ -121,7 +121,9 @@ impl SqlStore {
                     .await?;
                 Ok(rows
                     .iter()
-                    .map(|r| (int(&r[0]), Heads { latest: int(&r[1]), safe: int(&r[2]), finalized: int(&r[3]) }))
+                    .map(|r| {
+                        (int(&r[0]), Heads { latest: int(&r[1]), safe: int(&r[2]), finalized: int(&r[3]) })
+                    })
                     .collect())
             })
         })
@@ -182,7 +184,8 @@ impl SqlStore {
                 })
             })
             .await?;
-        let events: Vec<ChainEvent> = rows.iter().map(|r| event_from_cells(r, &heads)).collect::<Result<_, _>>()?;
+        let events: Vec<ChainEvent> =
+            rows.iter().map(|r| event_from_cells(r, &heads)).collect::<Result<_, _>>()?;
         let next = (events.len() == limit as usize)
             .then(|| events.last().map(|e| format!("{}:{}:{}", e.chain_id, e.block_number, e.log_index)))
             .flatten();
@@ -208,10 +211,16 @@ impl SqlStore {
                     kinds.extend(table.columns.iter().map(|c| c.kind));
                     let (filter, binds) = match (key, after) {
                         (Some(key), _) => (format!("WHERE key = {}", d.param(1)), vec![Bind::text(key)]),
-                        (None, Some(after)) => (format!("WHERE key > {}", d.param(1)), vec![Bind::text(after)]),
+                        (None, Some(after)) => {
+                            (format!("WHERE key > {}", d.param(1)), vec![Bind::text(after)])
+                        }
                         (None, None) => (String::new(), Vec::new()),
                     };
-                    let sql = format!("SELECT {} FROM {} {filter} ORDER BY key LIMIT {limit}", columns.join(", "), table.name);
+                    let sql = format!(
+                        "SELECT {} FROM {} {filter} ORDER BY key LIMIT {limit}",
+                        columns.join(", "),
+                        table.name
+                    );
                     tx.fetch(&sql, binds, &kinds).await
                 })
             })
@@ -300,11 +309,42 @@ impl SqlStore {
     pub async fn outbox_statuses(&self, chain_id: ChainId) -> Result<Vec<(String, String)>, StoreError> {
         self.with_tx(move |tx| {
             Box::pin(async move {
-                let sql = format!("SELECT id, status FROM outbox WHERE chain_id = {} ORDER BY seq", tx.dialect().param(1));
-                let rows = tx.fetch(&sql, vec![Bind::int(chain_id)], &[ColumnKind::Text, ColumnKind::Text]).await?;
+                let sql = format!(
+                    "SELECT id, status FROM outbox WHERE chain_id = {} ORDER BY seq",
+                    tx.dialect().param(1)
+                );
+                let rows =
+                    tx.fetch(&sql, vec![Bind::int(chain_id)], &[ColumnKind::Text, ColumnKind::Text]).await?;
                 Ok(rows
                     .iter()
-                    .map(|r| (r[0].as_text().unwrap_or_default().to_string(), r[1].as_text().unwrap_or_default().to_string()))
+                    .map(|r| {
+                        (
+                            r[0].as_text().unwrap_or_default().to_string(),
+                            r[1].as_text().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect())
+            })
+        })
+        .await
+    }
+}
+
+impl SqlStore {
+    /// How many events of each name are stored (unknown topic0s count under `""`).
+    pub async fn event_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with_tx(|tx| {
+            Box::pin(async move {
+                let rows = tx
+                    .fetch(
+                        "SELECT event, COUNT(*) FROM events GROUP BY event ORDER BY event",
+                        Vec::new(),
+                        &[ColumnKind::Text, ColumnKind::Int],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| (r[0].as_text().unwrap_or_default().to_string(), int(&r[1])))
                     .collect())
             })
         })

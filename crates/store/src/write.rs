@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use gemgate_domain::ports::{Batch, Heads, RevertSummary};
 use gemgate_domain::{BlockRef, ChainEvent, ChainId, EventStatus, StoreError};
-use gemgate_projections::{ColumnKind, JournalEntry, ProjectionError, ProjectionSet, Row, RowLoader, Rows, TableDef};
+use gemgate_projections::{
+    ColumnKind, JournalEntry, ProjectionError, ProjectionSet, Row, RowLoader, Rows, TableDef,
+};
 
 use crate::bulk::{BulkWrite, EventRow, OutboxRow};
 use crate::conn::{Bind, Conn};
@@ -97,7 +99,11 @@ pub fn block_from_cells(cells: &[gemgate_projections::Cell]) -> Result<BlockRef,
 }
 
 /// Commits a batch. Refuses it if the stored cursor is not the one the batch extends.
-pub async fn commit_batch(tx: &mut dyn Tx, projections: &ProjectionSet, batch: &Batch) -> Result<(), StoreError> {
+pub async fn commit_batch(
+    tx: &mut dyn Tx,
+    projections: &ProjectionSet,
+    batch: &Batch,
+) -> Result<(), StoreError> {
     let current = stored_cursor(tx, batch.chain_id).await?;
     if current.map(|c| (c.number, c.hash)) != batch.previous.map(|c| (c.number, c.hash)) {
         return Err(StoreError::Fenced {
@@ -201,7 +207,12 @@ async fn set_cursor(tx: &mut dyn Tx, chain_id: ChainId, cursor: &BlockRef) -> Re
 }
 
 /// Writes a projection row's final state: upsert, or delete when `row` is `None`.
-pub async fn write_row(tx: &mut dyn Tx, table: &TableDef, key: &str, row: Option<&Row>) -> Result<(), StoreError> {
+pub async fn write_row(
+    tx: &mut dyn Tx,
+    table: &TableDef,
+    key: &str,
+    row: Option<&Row>,
+) -> Result<(), StoreError> {
     let d = tx.dialect();
     match row {
         Some(row) => {
@@ -210,8 +221,11 @@ pub async fn write_row(tx: &mut dyn Tx, table: &TableDef, key: &str, row: Option
             tx.execute(&d.upsert(table), binds).await?;
         }
         None => {
-            tx.execute(&format!("DELETE FROM {} WHERE key = {}", table.name, d.param(1)), vec![Bind::text(key)])
-                .await?;
+            tx.execute(
+                &format!("DELETE FROM {} WHERE key = {}", table.name, d.param(1)),
+                vec![Bind::text(key)],
+            )
+            .await?;
         }
     }
     Ok(())
@@ -229,10 +243,16 @@ pub async fn revert_to(
     let d = tx.dialect();
     let (p1, p2) = (d.param(1), d.param(2));
     let heads = tx
-        .fetch(&format!("SELECT finalized FROM heads WHERE chain_id = {p1}"), vec![Bind::int(chain_id)], &[ColumnKind::Int])
+        .fetch(
+            &format!("SELECT finalized FROM heads WHERE chain_id = {p1}"),
+            vec![Bind::int(chain_id)],
+            &[ColumnKind::Int],
+        )
         .await?;
-    if let Some(gemgate_projections::Cell::Int(finalized)) = heads.first().and_then(|r| r.first()) {
-        if (ancestor.number as i64) < *finalized {
+    if let Some(gemgate_projections::Cell::Int(finalized)) = heads.first().and_then(|r| r.first())
+        && (ancestor.number as i64) < *finalized
+    {
+        {
             return Err(StoreError::Database {
                 message: format!(
                     "refusing to revert chain {chain_id} to block {} below its finalized head {finalized}",
@@ -261,7 +281,8 @@ pub async fn revert_to(
         })?;
         write_row(tx, table, &entry.key, entry.before.as_ref()).await?;
     }
-    tx.execute(&format!("DELETE FROM journal WHERE chain_id = {p1} AND block_number > {p2}"), scope()).await?;
+    tx.execute(&format!("DELETE FROM journal WHERE chain_id = {p1} AND block_number > {p2}"), scope())
+        .await?;
 
     // Retract every removed event, with the payload it was published with and the same id.
     let published = tx
@@ -279,8 +300,12 @@ pub async fn revert_to(
     let mut seen = std::collections::HashSet::new();
     let mut retractions = Vec::new();
     for cells in published.iter().rev() {
-        let (Some(id), gemgate_projections::Cell::Int(block), Some(key), gemgate_projections::Cell::Json(payload)) =
-            (cells[0].as_text(), &cells[1], cells[2].as_text(), &cells[3])
+        let (
+            Some(id),
+            gemgate_projections::Cell::Int(block),
+            Some(key),
+            gemgate_projections::Cell::Json(payload),
+        ) = (cells[0].as_text(), &cells[1], cells[2].as_text(), &cells[3])
         else {
             continue;
         };
@@ -302,7 +327,9 @@ pub async fn revert_to(
     retractions.reverse();
     tx.insert_outbox(&retractions).await?;
 
-    let removed = tx.execute(&format!("DELETE FROM events WHERE chain_id = {p1} AND block_number > {p2}"), scope()).await?;
+    let removed = tx
+        .execute(&format!("DELETE FROM events WHERE chain_id = {p1} AND block_number > {p2}"), scope())
+        .await?;
     tx.execute(&format!("DELETE FROM blocks WHERE chain_id = {p1} AND number > {p2}"), scope()).await?;
     set_cursor(tx, chain_id, ancestor).await?;
     Ok(RevertSummary { events_removed: removed, retractions_written: retractions.len() as u64 })
@@ -317,7 +344,9 @@ fn journal_entry(cells: &[gemgate_projections::Cell]) -> Result<JournalEntry, St
     let table = cells.get(1).and_then(|c| c.as_text()).ok_or_else(bad)?.to_string();
     let key = cells.get(2).and_then(|c| c.as_text()).ok_or_else(bad)?.to_string();
     let before = match cells.get(3) {
-        Some(gemgate_projections::Cell::Json(value)) => Some(serde_json::from_value(value.clone()).map_err(|_| bad())?),
+        Some(gemgate_projections::Cell::Json(value)) => {
+            Some(serde_json::from_value(value.clone()).map_err(|_| bad())?)
+        }
         _ => None,
     };
     Ok(JournalEntry { block_number, table, key, before })

@@ -107,7 +107,9 @@ impl Anvil {
         let endpoint = format!("http://127.0.0.1:{port}");
         let url =
             endpoint.parse().map_err(|e| TestkitError::Anvil(format!("bad endpoint {endpoint}: {e}")))?;
-        let provider = ProviderBuilder::new().connect_http(url).erased();
+        // No fillers: anvil fills nonce, gas and fees for its unlocked accounts itself. A client-side nonce
+        // cache would go stale after `anvil_reorg` and leave every later transaction waiting on a gap.
+        let provider = ProviderBuilder::new().disable_recommended_fillers().connect_http(url).erased();
         let accounts = provider.get_accounts().await.map_err(TestkitError::rpc("eth_accounts"))?;
         Ok(Self { child, port, chain_id: options.chain_id, accounts, provider })
     }
@@ -135,7 +137,7 @@ impl Anvil {
         &self.accounts
     }
 
-    /// A provider for this node that fills gas, nonce and chain id and sends from unlocked accounts.
+    /// A provider for this node that sends from unlocked accounts (anvil fills nonce, gas and fees).
     pub fn provider(&self) -> DynProvider {
         self.provider.clone()
     }

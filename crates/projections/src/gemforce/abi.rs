@@ -58,7 +58,10 @@ mod tests {
     fn every_built_in_abi_parses_and_every_projected_event_is_in_them() {
         assert_eq!(gemforce_abis().len(), ARTIFACTS.len());
         let events = gemforce_events();
-        assert_eq!(events.len(), gemforce_abis().iter().map(|a| a.events().count()).sum::<usize>() + NEWER_GENERATION.len());
+        assert_eq!(
+            events.len(),
+            gemforce_abis().iter().map(|a| a.events().count()).sum::<usize>() + NEWER_GENERATION.len()
+        );
         for (signature, topic) in Gemforce::required_topics() {
             assert!(events.iter().any(|e| e.selector() == topic), "{signature} is not in the built-in ABIs");
         }

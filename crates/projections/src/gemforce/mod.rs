@@ -62,10 +62,19 @@ enum Kind {
 
 /// Canonical signatures (ABI-verified, GEMFORCE.md) and what they mean here.
 const SIGNATURES: &[(&str, Kind)] = &[
-    ("TradeDealCreated(uint256,string,string,uint256,uint256,bool,address,address,address,address)", Kind::DealCreated),
+    (
+        "TradeDealCreated(uint256,string,string,uint256,uint256,bool,address,address,address,address)",
+        Kind::DealCreated,
+    ),
     // The newer generation appends an OperationMode enum (uint8), which changes topic0.
-    ("TradeDealCreated(uint256,string,string,uint256,uint256,bool,address,address,address,address,uint8)", Kind::DealCreatedV2),
-    ("TradeDealUpdated(uint256,string,string,uint256,uint256,bool,address,address,address)", Kind::DealUpdated),
+    (
+        "TradeDealCreated(uint256,string,string,uint256,uint256,bool,address,address,address,address,uint8)",
+        Kind::DealCreatedV2,
+    ),
+    (
+        "TradeDealUpdated(uint256,string,string,uint256,uint256,bool,address,address,address)",
+        Kind::DealUpdated,
+    ),
     ("TradeDealActivated(uint256)", Kind::DealActivated),
     ("TradeDealDeactivated(uint256)", Kind::DealDeactivated),
     ("TradeDealParticipantAdded(uint256,address)", Kind::ParticipantAdded),
@@ -131,7 +140,11 @@ struct Args<'e>(&'e ChainEvent);
 
 impl Args<'_> {
     fn bad(&self, name: &str) -> ProjectionError {
-        ProjectionError::BadArgument { event: self.0.event.clone(), id: self.0.id.to_string(), argument: name.into() }
+        ProjectionError::BadArgument {
+            event: self.0.event.clone(),
+            id: self.0.id.to_string(),
+            argument: name.into(),
+        }
     }
     fn value(&self, name: &str) -> Result<&Value, ProjectionError> {
         self.0.args.get(name).ok_or_else(|| self.bad(name))
@@ -177,7 +190,9 @@ fn num(row: &Row, column: &str) -> U256 {
 /// A JSON array column as a sorted set of strings, with `value` added or removed.
 fn set_member(row: &mut Row, column: &str, value: String, present: bool) {
     let mut items: Vec<String> = match row.get(column) {
-        Some(Cell::Json(Value::Array(items))) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Cell::Json(Value::Array(items))) => {
+            items.iter().filter_map(|v| v.as_str().map(String::from)).collect()
+        }
         _ => Vec::new(),
     };
     items.retain(|v| v != &value);
@@ -188,7 +203,12 @@ fn set_member(row: &mut Row, column: &str, value: String, present: bool) {
     set(row, column, Cell::Json(Value::Array(items.into_iter().map(Value::String).collect())));
 }
 
-async fn load_or(rows: &mut Rows<'_>, table: &'static TableDef, key: &str, event: &ChainEvent) -> Result<Row, ProjectionError> {
+async fn load_or(
+    rows: &mut Rows<'_>,
+    table: &'static TableDef,
+    key: &str,
+    event: &ChainEvent,
+) -> Result<Row, ProjectionError> {
     Ok(rows.get(table, key).await?.unwrap_or_else(|| base_row(event)))
 }
 
@@ -221,8 +241,16 @@ impl Projection for Gemforce {
                 let ratio = a.first_num(&["vabbToVabiRatio", "collateralToInterestRatio"])?;
                 set(&mut row, "collateral_to_interest_ratio", Cell::Num(ratio));
                 set(&mut row, "active", Cell::Bool(a.flag("active")?));
-                set(&mut row, "collateral_address", Cell::Text(a.first_text(&["vabbAddress", "collateralAddress"])?));
-                set(&mut row, "interest_address", Cell::Text(a.first_text(&["vabiAddress", "interestAddress"])?));
+                set(
+                    &mut row,
+                    "collateral_address",
+                    Cell::Text(a.first_text(&["vabbAddress", "collateralAddress"])?),
+                );
+                set(
+                    &mut row,
+                    "interest_address",
+                    Cell::Text(a.first_text(&["vabiAddress", "interestAddress"])?),
+                );
                 set(&mut row, "usdc_address", Cell::Text(a.text("usdcAddress")?));
                 if kind != Kind::DealUpdated {
                     set(&mut row, "nft_address", Cell::Text(a.text("nftAddress")?));
@@ -232,10 +260,8 @@ impl Projection for Gemforce {
                         row.entry(column.to_string()).or_insert(Cell::Json(Value::Array(Vec::new())));
                     }
                 }
-                if kind == Kind::DealCreatedV2 {
-                    if let Ok(mode) = a.num("operationMode") {
-                        set(&mut row, "operation_mode", Cell::Int(mode.to::<u64>() as i64));
-                    }
+                if let (Kind::DealCreatedV2, Ok(mode)) = (kind, a.num("operationMode")) {
+                    set(&mut row, "operation_mode", Cell::Int(mode.saturating_to::<u64>() as i64));
                 }
                 set(&mut row, "updated_block", block);
                 rows.put(&TRADE_DEALS, &k, row).await?;
@@ -265,7 +291,9 @@ impl Projection for Gemforce {
             Kind::Listed => self.listed(event, &a, rows).await?,
             Kind::Sold => {
                 let index_key = key(event, format!("{}:{}", a.text("tokenAddress")?, a.num("tokenId")?));
-                if let Some(item) = rows.get(&MARKET_INDEX, &index_key).await?.and_then(|r| r.get("value").cloned()) {
+                if let Some(item) =
+                    rows.get(&MARKET_INDEX, &index_key).await?.and_then(|r| r.get("value").cloned())
+                {
                     let Cell::Int(item) = item else { return Ok(()) };
                     let k = key(event, item);
                     let mut row = load_or(rows, &LISTINGS, &k, event).await?;
@@ -425,7 +453,12 @@ impl Projection for Gemforce {
 impl Gemforce {
     /// A new listing gets the next item id of its marketplace (ids count listings from 1, as the
     /// contract assigns them); the (NFT, token) index points at it until it is sold or delisted.
-    async fn listed(&self, event: &ChainEvent, a: &Args<'_>, rows: &mut Rows<'_>) -> Result<(), ProjectionError> {
+    async fn listed(
+        &self,
+        event: &ChainEvent,
+        a: &Args<'_>,
+        rows: &mut Rows<'_>,
+    ) -> Result<(), ProjectionError> {
         let counter_key = key(event, "listings");
         let next = match rows.get(&MARKET_INDEX, &counter_key).await?.and_then(|r| r.get("value").cloned()) {
             Some(Cell::Int(n)) => n + 1,
@@ -455,7 +488,12 @@ impl Gemforce {
     }
 
     /// Each cut entry is recorded in the facet history; the selector table follows Add/Replace/Remove.
-    async fn diamond_cut(&self, event: &ChainEvent, a: &Args<'_>, rows: &mut Rows<'_>) -> Result<(), ProjectionError> {
+    async fn diamond_cut(
+        &self,
+        event: &ChainEvent,
+        a: &Args<'_>,
+        rows: &mut Rows<'_>,
+    ) -> Result<(), ProjectionError> {
         let cuts = a.value("_diamondCut")?.as_array().cloned().unwrap_or_default();
         for (position, cut) in cuts.iter().enumerate() {
             let facet = cut["facetAddress"].as_str().ok_or_else(|| a.bad("_diamondCut"))?.to_string();
@@ -504,7 +542,9 @@ fn apply_deal_change(kind: Kind, a: &Args<'_>, row: &mut Row) -> Result<(), Proj
         Kind::DealDeactivated => set(row, "active", Cell::Bool(false)),
         Kind::ParticipantAdded => set_member(row, "participants", a.text("participant")?, true),
         Kind::ParticipantRemoved => set_member(row, "participants", a.text("participant")?, false),
-        Kind::ClaimTopicsSet => set(row, "required_claim_topics", Cell::Json(a.value("claimTopics")?.clone())),
+        Kind::ClaimTopicsSet => {
+            set(row, "required_claim_topics", Cell::Json(a.value("claimTopics")?.clone()));
+        }
         Kind::InvoiceDeposited => set_member(row, "invoices", a.num("tokenId")?.to_string(), true),
         Kind::InvoiceWithdrawn => set_member(row, "invoices", a.num("tokenId")?.to_string(), false),
         Kind::UsdcDeposited => add(row, "funded", a.num("amount")?),

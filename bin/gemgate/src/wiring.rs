@@ -1,0 +1,184 @@
+//! Builds components from settings: the store, each chain's source and decoder, indexers, the API state.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use gemgate_api::{AppState, GemforceContract};
+use gemgate_chain::{EvmChain, RetryPolicy};
+use gemgate_config::{ChainSettings, Settings, parse_abi};
+use gemgate_domain::ports::{ChainSource, Store};
+use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
+use gemgate_projections::gemforce::{gemforce_abis, gemforce_events};
+use gemgate_projections::{ContractAbi, Decoder, ProjectionSet};
+use gemgate_store::SqlStore;
+use gemgate_telemetry::Metrics;
+
+/// Connects to the configured database and applies migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
+    let url = settings.database.url.expose().as_str();
+    let store = SqlStore::connect(url, settings.database.max_connections, ProjectionSet::gemforce())
+        .await
+        .with_context(|| format!("connecting to {}", settings.database.url))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// The decoder of one chain: every configured contract on it with its ABIs.
+pub fn decoder(settings: &Settings, chain_id: u64) -> anyhow::Result<Decoder> {
+    let mut contracts = Vec::new();
+    for contract in settings.contracts.iter().filter(|c| c.chain == chain_id) {
+        let mut abis = Vec::new();
+        for path in &contract.abi {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            abis.push(parse_abi(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+        }
+        let mut abi = ContractAbi::new(&contract.name, chain_id, contract.address, &abis);
+        if contract.gemforce {
+            abi = ContractAbi::new(
+                &contract.name,
+                chain_id,
+                contract.address,
+                &[abis, gemforce_abis()].concat(),
+            )
+            .with_events(gemforce_events());
+        }
+        contracts.push(abi);
+    }
+    Ok(Decoder::new(contracts))
+}
+
+pub fn source(chain: &ChainSettings) -> EvmChain {
+    let urls = chain.rpc.iter().map(|u| (u.expose().clone(), u.redacted())).collect();
+    EvmChain::new(chain.id, urls, RetryPolicy::default())
+}
+
+/// An indexer per configured chain that has contracts.
+pub async fn indexers(
+    settings: &Settings,
+    store: &SqlStore,
+    metrics: &Metrics,
+) -> anyhow::Result<Vec<Indexer>> {
+    let indexer_metrics = IndexerMetrics::register(metrics);
+    let mut indexers = Vec::new();
+    for chain in &settings.chains {
+        let decoder = decoder(settings, chain.id)?;
+        if decoder.addresses().is_empty() {
+            tracing::warn!(chain_id = chain.id, "no contracts configured on this chain; not indexing it");
+            continue;
+        }
+        let source = source(chain);
+        let remote = source
+            .remote_chain_id()
+            .await
+            .with_context(|| format!("asking chain {} for its id", chain.id))?;
+        if remote != chain.id {
+            bail!("chains[{}]: the RPC endpoint serves chain {remote}, not {}", chain.id, chain.id);
+        }
+        let start_block = settings
+            .contracts
+            .iter()
+            .filter(|c| c.chain == chain.id)
+            .map(|c| c.start_block)
+            .min()
+            .unwrap_or(0);
+        let mut indexer_settings = IndexerSettings::new(chain.id, start_block);
+        indexer_settings.confirmations = chain.confirmations;
+        indexer_settings.poll_interval = chain.poll_interval;
+        let source: Arc<dyn ChainSource> = Arc::new(source);
+        let store: Arc<dyn Store> = Arc::new(store.clone());
+        indexers.push(Indexer::new(
+            source,
+            store,
+            Arc::new(decoder),
+            indexer_settings,
+            indexer_metrics.clone(),
+        ));
+    }
+    Ok(indexers)
+}
+
+pub fn app_state(settings: &Settings, store: SqlStore, metrics: Metrics) -> AppState {
+    let gemforce = settings
+        .contracts
+        .iter()
+        .filter(|c| c.diamond)
+        .map(|c| GemforceContract { chain_id: c.chain, address: c.address })
+        .collect();
+    AppState { store, metrics, settings: Arc::new(settings.api.clone()), gemforce: Arc::new(gemforce) }
+}
+
+/// A shutdown signal: resolves on Ctrl-C or SIGTERM, or when the sender is dropped or set.
+pub fn shutdown_channel() -> (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let signal_tx = tx.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        let _ = signal_tx.send(true);
+    });
+    (tx, rx)
+}
+
+/// Resolves once shutdown is requested.
+pub async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the indexers and the API until shutdown. The API binds first, so a taken port fails fast.
+pub async fn run_service(
+    settings: &Settings,
+    store: SqlStore,
+    metrics: Metrics,
+    api: bool,
+) -> anyhow::Result<()> {
+    let (_keep, rx) = shutdown_channel();
+    let indexers = indexers(settings, &store, &metrics).await?;
+    if indexers.is_empty() {
+        bail!(
+            "nothing to index: configure [[chains]] and [[contracts]] (`gemgate serve` runs the API alone)"
+        );
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    if api {
+        let listener = tokio::net::TcpListener::bind(settings.api.listen)
+            .await
+            .with_context(|| format!("binding the API to {}", settings.api.listen))?;
+        tracing::info!(listen = %settings.api.listen, "API listening");
+        let router = gemgate_api::router(app_state(settings, store.clone(), metrics.clone()));
+        let rx = rx.clone();
+        tasks.spawn(async move {
+            gemgate_api::serve(listener, router, stopped(rx)).await.context("serving the API")
+        });
+    }
+    for indexer in indexers {
+        let rx = rx.clone();
+        tasks.spawn(async move { indexer.run(stopped(rx)).await.context("indexer") });
+    }
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(error),
+            Err(join) => return Err(anyhow::anyhow!("a task panicked: {join}")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! API keys: clients send `Authorization: Bearer <key>`; the configuration holds only SHA-256 digests.
+//! Reads are open when `api.public_reads` is set; otherwise they need a key with the `read` scope.
+//! The key itself is never logged.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use gemgate_config::Scope;
+use sha2::{Digest, Sha256};
+
+use crate::{ApiError, AppState};
+
+/// The scopes of the key in the request, or `None` without a (known) key.
+pub fn scopes_of(state: &AppState, request: &Request) -> Option<Vec<Scope>> {
+    let header = request.headers().get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let key = header.strip_prefix("Bearer ")?.trim();
+    let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    // Compare every configured digest without stopping early, so timing does not reveal which matched.
+    let mut found = None;
+    for configured in &state.settings.keys {
+        let equal =
+            configured.key_sha256.iter().zip(digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if equal {
+            found = Some(configured.scopes.clone());
+        }
+    }
+    found
+}
+
+pub async fn require_read(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if !state.settings.public_reads {
+        match scopes_of(&state, &request) {
+            None => return Err(ApiError::Unauthorized),
+            Some(scopes) if !scopes.iter().any(|s| matches!(s, Scope::Read | Scope::Admin)) => {
+                return Err(ApiError::Forbidden);
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(next.run(request).await)
+}

@@ -1,0 +1,62 @@
+//! `ApiError`: 4xx with a stable code and a message that says what is wrong; 5xx with a generic body
+//! (the cause is logged once, here).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gemgate_domain::StoreError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest { code: &'static str, message: String },
+    Unauthorized,
+    Forbidden,
+    NotFound { what: String },
+    Unavailable { message: String },
+    Internal { message: String },
+}
+
+impl ApiError {
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        if error.is_retryable() {
+            ApiError::Unavailable { message: error.to_string() }
+        } else {
+            ApiError::Internal { message: error.to_string() }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message),
+            ApiError::Unauthorized => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <api key>".to_string())
+            }
+            ApiError::Forbidden => {
+                (StatusCode::FORBIDDEN, "forbidden", "this key lacks the scope for this endpoint".into())
+            }
+            ApiError::NotFound { what } => (StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
+            ApiError::Unavailable { message } => {
+                tracing::warn!(%message, "request failed: dependency unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "temporarily unavailable; retry later".into(),
+                )
+            }
+            ApiError::Internal { message } => {
+                tracing::error!(%message, "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into())
+            }
+        };
+        (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    }
+}

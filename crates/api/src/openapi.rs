@@ -1,0 +1,83 @@
+//! The OpenAPI 3.1 document of the API, written by hand next to the handlers it describes.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn page(items: &str, item_ref: &str) -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            items: {"type": "array", "items": {"$ref": item_ref}},
+            "next": {"type": ["string", "null"], "description": "pass as `after` for the next page"}
+        }
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    let limit = json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}});
+    let after = json!({"name": "after", "in": "query", "schema": {"type": "string"}, "description": "the `next` value of the previous page"});
+    let error = json!({"description": "invalid input", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": {"title": "gemgate", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Events, projections and status of the chains gemgate indexes."},
+        "paths": {
+            "/v1/status": {"get": {"summary": "Progress of every chain", "responses": {"200": {"description": "status",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}}}}},
+            "/v1/events": {"get": {
+                "summary": "Events in chain order",
+                "parameters": [
+                    {"name": "chain_id", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "address", "in": "query", "schema": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}},
+                    {"name": "event", "in": "query", "schema": {"type": "string"}, "description": "event name, e.g. TradeDealCreated"},
+                    {"name": "from_block", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "to_block", "in": "query", "schema": {"type": "integer"}},
+                    after, limit
+                ],
+                "responses": {"200": {"description": "a page of events", "content": {"application/json": {"schema": page("events", "#/components/schemas/Event")}}},
+                              "400": error}
+            }},
+            "/v1/trade-deals": {"get": {"summary": "Trade deals", "parameters": [after, limit],
+                "responses": {"200": {"description": "a page of trade deals", "content": {"application/json": {"schema": page("trade_deals", "#/components/schemas/Row")}}}}}},
+            "/v1/trade-deals/{id}": {"get": {"summary": "One trade deal by tradeDealId (or full key)",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the trade deal", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Row"}}}},
+                              "404": {"description": "no such trade deal"}, "400": error}}},
+            "/v1/projections/{table}": {"get": {"summary": "Rows of a projection table",
+                "parameters": [{"name": "table", "in": "path", "required": true, "schema": {"type": "string"}}, after, limit],
+                "responses": {"200": {"description": "a page of rows", "content": {"application/json": {"schema": page("rows", "#/components/schemas/Row")}}}, "404": {"description": "unknown table"}}}},
+            "/v1/projections/{table}/{key}": {"get": {"summary": "One projection row",
+                "parameters": [{"name": "table", "in": "path", "required": true, "schema": {"type": "string"}},
+                               {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the row"}, "404": {"description": "no such row"}}}},
+            "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
+            "/ready": {"get": {"summary": "Readiness (the database answers)", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}}
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Event": {"type": "object", "required": ["id", "chain_id", "block_number", "block_hash", "tx_hash", "tx_index",
+                    "log_index", "address", "contract", "event", "signature", "args", "status", "finality", "schema"],
+                    "properties": {
+                        "id": {"type": "string", "description": "stable: keccak256(chain id, block hash, log index)"},
+                        "chain_id": {"type": "integer"}, "block_number": {"type": "integer"}, "block_hash": {"type": "string"},
+                        "tx_hash": {"type": "string"}, "tx_index": {"type": "integer"}, "log_index": {"type": "integer"},
+                        "address": {"type": "string"}, "contract": {"type": "string"}, "event": {"type": "string"},
+                        "signature": {"type": "string", "description": "topic0"},
+                        "args": {"type": ["object", "null"], "description": "decoded by ABI parameter name; integers as decimal strings"},
+                        "topics": {"type": "array", "items": {"type": "string"}}, "data": {"type": "string"},
+                        "status": {"enum": ["canonical", "retracted"]}, "finality": {"enum": ["latest", "safe", "finalized"]},
+                        "schema": {"type": "integer"}}},
+                "Row": {"type": "object", "additionalProperties": true, "description": "projection row; U256 values as decimal strings"},
+                "Status": {"type": "object", "properties": {
+                    "chains": {"type": "array", "items": {"type": "object", "properties": {
+                        "chain_id": {"type": "integer"}, "head": {"type": ["integer", "null"]}, "indexed": {"type": ["integer", "null"]},
+                        "safe": {"type": ["integer", "null"]}, "finalized": {"type": ["integer", "null"]}, "events": {"type": "integer"}}}},
+                    "sinks": {"type": "array", "items": {"type": "object"}}}}
+            }
+        }
+    }))
+}

@@ -1,0 +1,464 @@
+//! The indexer: `step` does one unit of work and says what it did; `run` loops over it until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use gemgate_domain::ports::{Batch, ChainSource, Heads, LogQuery, RawLog, Store};
+use gemgate_domain::{BlockRef, ChainError, ChainEvent, ChainId, FinalityLevel};
+use gemgate_projections::Decoder;
+
+use crate::IndexerError;
+use crate::metrics::{ChainLabel, IndexerMetrics};
+use crate::span::SpanController;
+use crate::window::{Link, link};
+
+/// How the indexer works one chain.
+#[derive(Debug, Clone)]
+pub struct IndexerSettings {
+    pub chain_id: ChainId,
+    /// The first block to index (the lowest `start_block` of the chain's contracts).
+    pub start_block: u64,
+    /// Depth used for `safe`/`finalized` when the node has no such tags.
+    pub confirmations: u64,
+    /// Wait between polls once caught up.
+    pub poll_interval: Duration,
+    /// First `eth_getLogs` span; it adapts from there.
+    pub initial_span: u64,
+    pub max_span: u64,
+    /// Log ranges fetched at once during backfill.
+    pub concurrency: usize,
+    /// Most blocks committed in one batch near the tip (each needs its header).
+    pub tip_batch: u64,
+}
+
+impl IndexerSettings {
+    pub fn new(chain_id: ChainId, start_block: u64) -> Self {
+        Self {
+            chain_id,
+            start_block,
+            confirmations: 12,
+            poll_interval: Duration::from_secs(1),
+            initial_span: 2_000,
+            // Most public providers cap ranges at 10k blocks or fewer; the span learns lower caps from errors.
+            max_span: 10_000,
+            concurrency: 4,
+            tip_batch: 100,
+        }
+    }
+}
+
+/// What one `step` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Blocks `from..=to` were committed with `events` events.
+    Committed { from: u64, to: u64, events: usize },
+    /// A fork was found and everything above `ancestor` reverted.
+    Reverted { ancestor: u64, events_removed: u64 },
+    /// Nothing to do: the cursor is at the head.
+    UpToDate { head: u64 },
+    /// The node is behind what we already committed (lagging, syncing): not a reorg; wait.
+    NodeBehind { node_head: u64, cursor: u64 },
+    /// The node changed branch while we fetched; nothing was committed; try again.
+    Retry,
+}
+
+/// The read side of the indexer, cloneable into concurrent range fetches.
+#[derive(Clone)]
+struct Fetcher {
+    chain_id: ChainId,
+    source: Arc<dyn ChainSource>,
+    decoder: Arc<Decoder>,
+    span: Arc<SpanController>,
+    metrics: IndexerMetrics,
+}
+
+impl Fetcher {
+    fn chain_err(&self) -> impl Fn(ChainError) -> IndexerError + '_ {
+        move |source| IndexerError::Chain { chain_id: self.chain_id, source }
+    }
+
+    /// Fetches one log range whole, splitting it when the provider refuses its size.
+    async fn logs(&self, from: u64, to: u64) -> Result<Vec<RawLog>, IndexerError> {
+        let addresses = self.decoder.addresses();
+        let mut logs = Vec::new();
+        let mut start = from;
+        while start <= to {
+            let end = to.min(start + self.span.span() - 1);
+            let query = LogQuery::Range { from: start, to: end, addresses: addresses.clone() };
+            match self.source.logs(&query).await {
+                Ok(mut found) => {
+                    self.span.on_success(end - start + 1, found.len());
+                    logs.append(&mut found);
+                    start = end + 1;
+                }
+                Err(ChainError::RangeTooLarge { from, to, hint, message }) => {
+                    let shorter = self.span.on_refused(from, to, hint);
+                    tracing::debug!(chain_id = self.chain_id, from, to, shorter, %message, "log range refused; splitting");
+                }
+                Err(other) => return Err(self.chain_err()(other)),
+            }
+        }
+        Ok(logs)
+    }
+
+    fn decode(&self, logs: &[RawLog]) -> Vec<ChainEvent> {
+        let events: Vec<ChainEvent> =
+            logs.iter().map(|log| self.decoder.decode(self.chain_id, log)).collect();
+        let unknown = events.iter().filter(|e| e.event.is_empty()).count();
+        if unknown > 0 {
+            self.metrics
+                .unknown_events
+                .get_or_create(&ChainLabel { chain_id: self.chain_id })
+                .inc_by(unknown as u64);
+        }
+        events
+    }
+
+    /// A backfill range: its logs decoded, and the header of its last block.
+    async fn range(
+        self,
+        from: u64,
+        to: u64,
+    ) -> Result<(u64, Option<BlockRef>, Vec<ChainEvent>), IndexerError> {
+        let logs = self.logs(from, to).await?;
+        let block = self.source.block(to).await.map_err(self.chain_err())?;
+        Ok((to, block, self.decode(&logs)))
+    }
+}
+
+/// The indexer of one chain.
+pub struct Indexer {
+    source: Arc<dyn ChainSource>,
+    store: Arc<dyn Store>,
+    decoder: Arc<Decoder>,
+    settings: IndexerSettings,
+    metrics: IndexerMetrics,
+    /// `None` until loaded from the store; then the committed cursor (itself `None` before the first batch).
+    cursor: Option<Option<BlockRef>>,
+    /// The finalized head last recorded: nothing at or below it is ever reverted.
+    floor: u64,
+    fetcher: Fetcher,
+}
+
+impl std::fmt::Debug for Indexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexer").field("settings", &self.settings).field("cursor", &self.cursor).finish()
+    }
+}
+
+impl Indexer {
+    pub fn new(
+        source: Arc<dyn ChainSource>,
+        store: Arc<dyn Store>,
+        decoder: Arc<Decoder>,
+        settings: IndexerSettings,
+        metrics: IndexerMetrics,
+    ) -> Self {
+        let span = Arc::new(SpanController::new(settings.initial_span, settings.max_span));
+        let fetcher = Fetcher {
+            chain_id: settings.chain_id,
+            source: source.clone(),
+            decoder: decoder.clone(),
+            span,
+            metrics: metrics.clone(),
+        };
+        Self { source, store, decoder, settings, metrics, cursor: None, floor: 0, fetcher }
+    }
+
+    pub fn chain_id(&self) -> ChainId {
+        self.settings.chain_id
+    }
+
+    /// The chain's latest block number as the node reports it.
+    pub async fn chain_head(&self) -> Result<u64, IndexerError> {
+        Ok(self.source.head(FinalityLevel::Latest).await.map_err(self.chain_err())?.map_or(0, |b| b.number))
+    }
+
+    fn label(&self) -> ChainLabel {
+        ChainLabel { chain_id: self.settings.chain_id }
+    }
+
+    fn chain_err(&self) -> impl Fn(ChainError) -> IndexerError + '_ {
+        move |source| IndexerError::Chain { chain_id: self.settings.chain_id, source }
+    }
+
+    fn store_err(&self) -> impl Fn(gemgate_domain::StoreError) -> IndexerError + '_ {
+        move |source| IndexerError::Store { chain_id: self.settings.chain_id, source }
+    }
+
+    /// The committed cursor.
+    pub async fn cursor(&mut self) -> Result<Option<BlockRef>, IndexerError> {
+        if let Some(cursor) = self.cursor {
+            return Ok(cursor);
+        }
+        let cursor = self.store.cursor(self.settings.chain_id).await.map_err(self.store_err())?;
+        self.cursor = Some(cursor);
+        Ok(cursor)
+    }
+
+    /// Heads from the node's tags, or from depth where it has none.
+    async fn heads(&self) -> Result<Option<Heads>, IndexerError> {
+        let Some(latest) = self.source.head(FinalityLevel::Latest).await.map_err(self.chain_err())? else {
+            return Ok(None);
+        };
+        let by_depth = latest.number.saturating_sub(self.settings.confirmations);
+        let safe = self
+            .source
+            .head(FinalityLevel::Safe)
+            .await
+            .map_err(self.chain_err())?
+            .map_or(by_depth, |b| b.number);
+        let finalized = self
+            .source
+            .head(FinalityLevel::Finalized)
+            .await
+            .map_err(self.chain_err())?
+            .map_or(by_depth, |b| b.number);
+        Ok(Some(Heads {
+            latest: latest.number,
+            safe: safe.min(latest.number),
+            finalized: finalized.min(safe).min(latest.number),
+        }))
+    }
+
+    /// Does one unit of work: a backfill stretch, a tip batch, or a revert.
+    pub async fn step(&mut self) -> Result<StepOutcome, IndexerError> {
+        let cursor = self.cursor().await?;
+        let Some(heads) = self.heads().await? else {
+            return Ok(StepOutcome::NodeBehind { node_head: 0, cursor: cursor.map_or(0, |c| c.number) });
+        };
+        self.metrics.head_block.get_or_create(&self.label()).set(heads.latest as i64);
+        if let Some(c) = cursor {
+            if c.number > heads.latest {
+                return Ok(StepOutcome::NodeBehind { node_head: heads.latest, cursor: c.number });
+            }
+            // Above the last recorded finality, the cursor may have been reorged away while we were not looking.
+            if c.number > self.floor || self.floor == 0 {
+                match self.source.block(c.number).await.map_err(self.chain_err())? {
+                    None => return Ok(StepOutcome::NodeBehind { node_head: heads.latest, cursor: c.number }),
+                    Some(block) if block.hash != c.hash => return self.revert_fork(c).await,
+                    Some(_) => {}
+                }
+            }
+        }
+        self.store.record_heads(self.settings.chain_id, &heads).await.map_err(self.store_err())?;
+        self.floor = heads.finalized;
+
+        let next = cursor.map_or(self.settings.start_block, |c| c.number + 1);
+        if next > heads.latest {
+            return Ok(StepOutcome::UpToDate { head: heads.latest });
+        }
+        if next <= heads.finalized {
+            self.backfill(next, heads.finalized, heads.finalized).await
+        } else {
+            let end = heads.latest.min(next + self.settings.tip_batch - 1);
+            self.follow(next, end, heads.finalized).await
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        blocks: Vec<BlockRef>,
+        events: Vec<ChainEvent>,
+        finalized: u64,
+    ) -> Result<(), IndexerError> {
+        let Some(last) = blocks.last().copied() else { return Ok(()) };
+        let previous = self.cursor().await?;
+        let first = previous.map_or(self.settings.start_block, |c| c.number + 1);
+        let batch = Batch {
+            chain_id: self.settings.chain_id,
+            blocks,
+            events,
+            outbox: Vec::new(),
+            previous,
+            cursor: last,
+            finalized,
+        };
+        self.store.commit_batch(&batch).await.map_err(self.store_err())?;
+        let label = self.label();
+        self.metrics.events.get_or_create(&label).inc_by(batch.events.len() as u64);
+        self.metrics.blocks.get_or_create(&label).inc_by(last.number + 1 - first);
+        self.metrics.indexed_block.get_or_create(&label).set(last.number as i64);
+        self.cursor = Some(Some(last));
+        Ok(())
+    }
+
+    /// Below finality nothing can change: wide ranges fetched concurrently, committed strictly in order as
+    /// they arrive, one batch each.
+    async fn backfill(&mut self, next: u64, end: u64, finalized: u64) -> Result<StepOutcome, IndexerError> {
+        let span = self.fetcher.span.span();
+        let mut ranges = Vec::new();
+        let mut from = next;
+        while from <= end && ranges.len() < self.settings.concurrency {
+            let to = end.min(from + span - 1);
+            ranges.push((from, to));
+            from = to + 1;
+        }
+        let fetcher = self.fetcher.clone();
+        let mut fetched = futures::stream::iter(ranges)
+            .map(|(from, to)| fetcher.clone().range(from, to))
+            .buffered(self.settings.concurrency);
+        let mut total = 0;
+        let mut last = next.saturating_sub(1);
+        while let Some(result) = fetched.next().await {
+            let (to, block, events) = result?;
+            let Some(block) = block else {
+                return Ok(StepOutcome::NodeBehind { node_head: last, cursor: last });
+            };
+            total += events.len();
+            self.commit(vec![block], events, finalized).await?;
+            last = to;
+        }
+        Ok(StepOutcome::Committed { from: next, to: last, events: total })
+    }
+
+    /// Near the tip every block's header is checked against its parent before its logs are committed.
+    async fn follow(&mut self, next: u64, end: u64, finalized: u64) -> Result<StepOutcome, IndexerError> {
+        let cursor = self.cursor().await?;
+        let headers: Vec<Option<BlockRef>> = futures::stream::iter(next..=end)
+            .map(|n| self.source.block(n))
+            .buffered(self.settings.concurrency * 2)
+            .try_collect()
+            .await
+            .map_err(self.chain_err())?;
+        let Some(headers) = headers.into_iter().collect::<Option<Vec<BlockRef>>>() else {
+            return Ok(StepOutcome::NodeBehind { node_head: next, cursor: cursor.map_or(0, |c| c.number) });
+        };
+        match link(cursor.as_ref(), &headers) {
+            Link::Fork => {
+                return match cursor {
+                    Some(c) => self.revert_fork(c).await,
+                    None => Ok(StepOutcome::Retry),
+                };
+            }
+            Link::Torn => return Ok(StepOutcome::Retry),
+            Link::Extends => {}
+        }
+        let logs = if headers.len() == 1 {
+            let query = LogQuery::Block { hash: headers[0].hash, addresses: self.decoder.addresses() };
+            self.source.logs(&query).await.map_err(self.chain_err())?
+        } else {
+            self.fetcher.logs(next, end).await?
+        };
+        // Logs must come from exactly the blocks whose headers we checked.
+        if logs.iter().any(|log| {
+            headers.get((log.block_number - next) as usize).map(|h| h.hash) != Some(log.block_hash)
+        }) {
+            return Ok(StepOutcome::Retry);
+        }
+        let events = self.fetcher.decode(&logs);
+        let count = events.len();
+        self.commit(headers, events, finalized).await?;
+        Ok(StepOutcome::Committed { from: next, to: end, events: count })
+    }
+
+    /// The cursor is no longer canonical: walk the window down to the newest block the node still has,
+    /// and revert to it. Halts if no such block is above finality.
+    async fn revert_fork(&mut self, cursor: BlockRef) -> Result<StepOutcome, IndexerError> {
+        let window = self.store.window(self.settings.chain_id).await.map_err(self.store_err())?;
+        let mut ancestor = None;
+        for stored in window.iter().rev().filter(|b| b.number <= cursor.number) {
+            match self.source.block(stored.number).await.map_err(self.chain_err())? {
+                None => {
+                    return Ok(StepOutcome::NodeBehind { node_head: stored.number, cursor: cursor.number });
+                }
+                Some(block) if block.hash == stored.hash => {
+                    ancestor = Some(*stored);
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+        let Some(ancestor) = ancestor else {
+            self.metrics.halted.get_or_create(&self.label()).set(1);
+            return Err(IndexerError::ReorgBelowFinality {
+                chain_id: self.settings.chain_id,
+                block: window.first().map_or(cursor.number, |b| b.number),
+                finalized: self.floor,
+            });
+        };
+        let summary =
+            self.store.revert_to(self.settings.chain_id, &ancestor).await.map_err(self.store_err())?;
+        let label = self.label();
+        self.metrics.reorgs.get_or_create(&label).inc();
+        self.metrics.reverted_events.get_or_create(&label).inc_by(summary.events_removed);
+        self.metrics.indexed_block.get_or_create(&label).set(ancestor.number as i64);
+        tracing::warn!(
+            chain_id = self.settings.chain_id,
+            from = cursor.number,
+            ancestor = ancestor.number,
+            events_removed = summary.events_removed,
+            retractions = summary.retractions_written,
+            "reorg reverted"
+        );
+        self.cursor = Some(Some(ancestor));
+        Ok(StepOutcome::Reverted { ancestor: ancestor.number, events_removed: summary.events_removed })
+    }
+
+    /// Steps until the cursor reaches the head seen at the start of each step (`gemgate index --once`).
+    pub async fn catch_up(&mut self, mut on_step: impl FnMut(&StepOutcome)) -> Result<(), IndexerError> {
+        let mut failures = 0u32;
+        loop {
+            match self.step().await {
+                Ok(StepOutcome::UpToDate { .. }) => return Ok(()),
+                Ok(outcome) => {
+                    failures = 0;
+                    on_step(&outcome);
+                    if matches!(outcome, StepOutcome::NodeBehind { .. } | StepOutcome::Retry) {
+                        tokio::time::sleep(self.settings.poll_interval).await;
+                    }
+                }
+                Err(error) if error.is_retryable() && failures < 10 => {
+                    failures += 1;
+                    tracing::warn!(%error, failures, "indexer step failed; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Follows the chain until `shutdown` resolves. Transient failures are retried with backoff forever
+    /// (nothing is skipped); a fatal one (a reorg below finality) stops this chain and is returned.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), IndexerError> {
+        tokio::pin!(shutdown);
+        let mut failures = 0u32;
+        loop {
+            let wait = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                result = self.step() => match result {
+                    Ok(StepOutcome::Committed { .. } | StepOutcome::Reverted { .. }) => {
+                        failures = 0;
+                        None
+                    }
+                    Ok(_) => {
+                        failures = 0;
+                        Some(self.settings.poll_interval)
+                    }
+                    Err(error) if error.is_retryable() => {
+                        failures += 1;
+                        tracing::warn!(%error, failures, "indexer step failed; retrying");
+                        Some(backoff(failures))
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "indexer halted");
+                        return Err(error);
+                    }
+                }
+            };
+            if let Some(wait) = wait {
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// 200 ms doubling to 30 s: a database or node restart is ridden out without hammering it.
+fn backoff(failures: u32) -> Duration {
+    (Duration::from_millis(200) * 2u32.saturating_pow(failures.min(8))).min(Duration::from_secs(30))
+}

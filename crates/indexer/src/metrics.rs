@@ -1,0 +1,46 @@
+//! The indexer's Prometheus metrics, registered under `gemgate_indexer_`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChainLabel {
+    pub chain_id: u64,
+}
+
+/// Counters and gauges per chain.
+#[derive(Debug, Clone, Default)]
+pub struct IndexerMetrics {
+    pub events: Family<ChainLabel, Counter>,
+    pub unknown_events: Family<ChainLabel, Counter>,
+    pub blocks: Family<ChainLabel, Counter>,
+    pub reorgs: Family<ChainLabel, Counter>,
+    pub reverted_events: Family<ChainLabel, Counter>,
+    pub indexed_block: Family<ChainLabel, Gauge>,
+    pub head_block: Family<ChainLabel, Gauge>,
+    /// 1 while a chain is halted (a reorg below finality).
+    pub halted: Family<ChainLabel, Gauge>,
+}
+
+impl IndexerMetrics {
+    pub fn register(metrics: &gemgate_telemetry::Metrics) -> Self {
+        let m = Self::default();
+        metrics.register_with("indexer", |r| {
+            r.register("events", "events committed", m.events.clone());
+            r.register(
+                "unknown_events",
+                "logs whose topic0 no loaded ABI knows (stored raw)",
+                m.unknown_events.clone(),
+            );
+            r.register("blocks", "blocks committed", m.blocks.clone());
+            r.register("reorgs", "reorgs reverted", m.reorgs.clone());
+            r.register("reverted_events", "events removed by reorgs", m.reverted_events.clone());
+            r.register("indexed_block", "last committed block", m.indexed_block.clone());
+            r.register("head_block", "latest block seen on the chain", m.head_block.clone());
+            r.register("halted", "1 when indexing of the chain is halted", m.halted.clone());
+        });
+        m
+    }
+}
