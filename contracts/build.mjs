@@ -19,6 +19,7 @@ const DEPLOYABLE = [
   "Diamond", "DiamondCutFacet", "DiamondLoupeFacet", "OwnershipFacet", "ERC721Facet", "GemforceMinterFacet",
   "TradeDealFacet", "MarketplaceFacet", "CarbonCreditFacet", "IdentityRegistryFacet", "ClaimTopicsRegistryFacet",
   "TrustedIssuersRegistryFacet", "IdentityFactory", "Treasury", "SampleERC20", "InvoiceNFT", "GemforceForwarder",
+  "LogSpammer",
 ];
 
 const SETTINGS = {

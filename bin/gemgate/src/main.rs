@@ -1,6 +1,7 @@
 //! The `gemgate` binary: command-line parsing and wiring only. Each subcommand loads the configuration,
 //! installs telemetry and hands typed settings to the component crates.
 
+mod bench;
 mod demo;
 mod index;
 mod wiring;
@@ -64,6 +65,8 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Measure throughput, memory and latency on a synthetic chain (use a release build).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +79,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config(ConfigCommand::Check) => config_check(&cli),
+        Command::Bench(ref args) => {
+            if let Err(code) = init_telemetry(&cli, None) {
+                return code;
+            }
+            run_async(bench::run(args.clone()))
+        }
         Command::Demo(ref args) => {
             if let Err(code) = init_telemetry(&cli, None) {
                 return code;

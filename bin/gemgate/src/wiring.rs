@@ -16,9 +16,11 @@ use gemgate_telemetry::Metrics;
 /// Connects to the configured database and applies migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
     let url = settings.database.url.expose().as_str();
-    let store = SqlStore::connect(url, settings.database.max_connections, ProjectionSet::gemforce())
-        .await
-        .with_context(|| format!("connecting to {}", settings.database.url))?;
+    let gemforce = settings.contracts.iter().filter(|c| c.gemforce).map(|c| (c.chain, c.address));
+    let store =
+        SqlStore::connect(url, settings.database.max_connections, ProjectionSet::gemforce_for(gemforce))
+            .await
+            .with_context(|| format!("connecting to {}", settings.database.url))?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }

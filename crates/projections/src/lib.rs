@@ -55,9 +55,14 @@ impl ProjectionSet {
         Self { projections }
     }
 
-    /// The built-in Gemforce projections.
+    /// The built-in Gemforce projections, over every contract.
     pub fn gemforce() -> Self {
         Self::new(vec![Arc::new(gemforce::Gemforce::new())])
+    }
+
+    /// The built-in Gemforce projections, over these (chain id, address) contracts only.
+    pub fn gemforce_for(contracts: impl IntoIterator<Item = (u64, alloy_primitives::Address)>) -> Self {
+        Self::new(vec![Arc::new(gemforce::Gemforce::for_contracts(contracts))])
     }
 
     pub fn tables(&self) -> Vec<&'static TableDef> {

@@ -210,3 +210,15 @@ impl Store for SqlStore {
         in_tx!(self, tx => write::record_heads(tx, chain_id, heads).await)
     }
 }
+
+impl SqlStore {
+    /// Runs one statement outside any transaction (`CREATE DATABASE` for tests and benchmarks).
+    pub async fn execute_admin(&self, sql: &str) -> Result<(), StoreError> {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            Pool::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }
+        .map_err(db_error)
+    }
+}

@@ -50,6 +50,7 @@ pub const ARTIFACTS: &[Artifact] = &[
     artifact!("SampleERC20"),
     artifact!("InvoiceNFT"),
     artifact!("GemforceForwarder"),
+    artifact!("LogSpammer"),
 ];
 
 /// The facets installed on the sample Diamond (besides `DiamondCutFacet`, which the constructor installs).

@@ -41,3 +41,4 @@ bind!(treasury, Treasury, "../../contracts/artifacts/Treasury.json");
 bind!(sample_erc20, SampleERC20, "../../contracts/artifacts/SampleERC20.json");
 bind!(invoice_nft, InvoiceNFT, "../../contracts/artifacts/InvoiceNFT.json");
 bind!(gemforce_forwarder, GemforceForwarder, "../../contracts/artifacts/GemforceForwarder.json");
+bind!(log_spammer, LogSpammer, "../../contracts/artifacts/LogSpammer.json");

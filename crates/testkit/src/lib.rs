@@ -13,6 +13,7 @@ mod error;
 mod rng;
 mod scenario;
 mod send;
+mod synthetic;
 
 pub use anvil::{ANVIL_VERSION, Anvil, AnvilOptions, anvil_or_skip, find_anvil};
 pub use deploy::{Deployment, deploy_gemforce};
@@ -20,6 +21,7 @@ pub use error::TestkitError;
 pub use rng::SplitMix64;
 pub use scenario::{ExpectedTradeDeal, Scenario, ScenarioOptions, ScenarioReport};
 pub use send::confirm;
+pub use synthetic::{SyntheticChain, build_log_chain};
 
 pub use alloy::primitives::{Address, B256, U256};
 

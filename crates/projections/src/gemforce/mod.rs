@@ -6,9 +6,9 @@
 mod abi;
 pub mod tables;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use alloy_primitives::{B256, U256, keccak256};
+use alloy_primitives::{Address, B256, U256, keccak256};
 use async_trait::async_trait;
 use gemgate_domain::ChainEvent;
 use serde_json::Value;
@@ -116,6 +116,9 @@ const SIGNATURES: &[(&str, Kind)] = &[
 #[derive(Debug)]
 pub struct Gemforce {
     kinds: HashMap<B256, Kind>,
+    /// The contracts it projects; `None`: every contract. An ERC-20 `Transfer` from a token shares its
+    /// topic0 with the Diamond's ERC-721 `Transfer`, so the projection must know which contracts are Gemforce.
+    contracts: Option<HashSet<(u64, Address)>>,
 }
 
 impl Default for Gemforce {
@@ -125,8 +128,17 @@ impl Default for Gemforce {
 }
 
 impl Gemforce {
+    /// Projects events of every contract.
     pub fn new() -> Self {
-        Self { kinds: SIGNATURES.iter().map(|(sig, kind)| (keccak256(sig), *kind)).collect() }
+        Self {
+            kinds: SIGNATURES.iter().map(|(sig, kind)| (keccak256(sig), *kind)).collect(),
+            contracts: None,
+        }
+    }
+
+    /// Projects events of these (chain id, address) contracts only.
+    pub fn for_contracts(contracts: impl IntoIterator<Item = (u64, Address)>) -> Self {
+        Self { contracts: Some(contracts.into_iter().collect()), ..Self::new() }
     }
 
     /// topic0 of every event this projection needs (a service checks them against its loaded ABIs).
@@ -224,6 +236,11 @@ impl Projection for Gemforce {
 
     async fn apply(&self, event: &ChainEvent, rows: &mut Rows<'_>) -> Result<(), ProjectionError> {
         let Some(kind) = self.kinds.get(&event.signature).copied() else { return Ok(()) };
+        if let Some(contracts) = &self.contracts
+            && !contracts.contains(&(event.chain_id, event.address))
+        {
+            return Ok(());
+        }
         if event.args.is_null() {
             return Ok(()); // topic0 known here but not decodable with this contract's ABI: stored raw only
         }
