@@ -7,9 +7,13 @@
 
 mod classify;
 mod endpoints;
+mod heads;
+mod loupe;
 mod source;
 
 pub use classify::{classify, range_hint};
 pub use endpoints::{Endpoint, Endpoints, RetryPolicy};
 pub use gemgate_domain::RangeHint;
+pub use heads::subscribe_heads;
+pub use loupe::diamond_facets;
 pub use source::EvmChain;

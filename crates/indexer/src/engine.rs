@@ -140,6 +140,8 @@ pub struct Indexer {
     /// The finalized head last recorded: nothing at or below it is ever reverted.
     floor: u64,
     fetcher: Fetcher,
+    /// New heads pushed by a websocket subscription, if configured: `run` wakes on them.
+    heads: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl std::fmt::Debug for Indexer {
@@ -164,7 +166,23 @@ impl Indexer {
             span,
             metrics: metrics.clone(),
         };
-        Self { source, store, decoder, settings, metrics, cursor: None, floor: 0, fetcher }
+        Self { source, store, decoder, settings, metrics, cursor: None, floor: 0, fetcher, heads: None }
+    }
+
+    /// Wakes on pushed heads (a websocket `newHeads` subscription) instead of only polling.
+    pub fn with_head_notifications(mut self, heads: tokio::sync::watch::Receiver<u64>) -> Self {
+        self.heads = Some(heads);
+        self
+    }
+
+    /// Waits for the next pushed head, or `timeout` (polling stays the fallback).
+    async fn wait_for_head(&mut self, timeout: Duration) {
+        match &mut self.heads {
+            Some(heads) => {
+                let _ = tokio::time::timeout(timeout, heads.changed()).await;
+            }
+            None => tokio::time::sleep(timeout).await,
+        }
     }
 
     pub fn chain_id(&self) -> ChainId {
@@ -426,21 +444,21 @@ impl Indexer {
         tokio::pin!(shutdown);
         let mut failures = 0u32;
         loop {
-            let wait = tokio::select! {
+            let pause = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 result = self.step() => match result {
                     Ok(StepOutcome::Committed { .. } | StepOutcome::Reverted { .. }) => {
                         failures = 0;
-                        None
+                        Pause::None
                     }
                     Ok(_) => {
                         failures = 0;
-                        Some(self.settings.poll_interval)
+                        Pause::UntilNextHead(self.settings.poll_interval)
                     }
                     Err(error) if error.is_retryable() => {
                         failures += 1;
                         tracing::warn!(%error, failures, "indexer step failed; retrying");
-                        Some(backoff(failures))
+                        Pause::Backoff(backoff(failures))
                     }
                     Err(error) => {
                         tracing::error!(%error, "indexer halted");
@@ -448,14 +466,27 @@ impl Indexer {
                     }
                 }
             };
-            if let Some(wait) = wait {
-                tokio::select! {
+            match pause {
+                Pause::None => {}
+                Pause::UntilNextHead(wait) => tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = self.wait_for_head(wait) => {}
+                },
+                // A failing node or database gets its full backoff, new heads or not.
+                Pause::Backoff(wait) => tokio::select! {
                     _ = &mut shutdown => return Ok(()),
                     _ = tokio::time::sleep(wait) => {}
-                }
+                },
             }
         }
     }
+}
+
+/// What `run` does between steps.
+enum Pause {
+    None,
+    UntilNextHead(Duration),
+    Backoff(Duration),
 }
 
 /// 200 ms doubling to 30 s: a database or node restart is ridden out without hammering it.

@@ -30,6 +30,8 @@ macro_rules! on_both_backends {
 on_both_backends!(backfill_equals_get_logs: backfill_equals_get_logs_on_sqlite, backfill_equals_get_logs_on_postgres);
 on_both_backends!(projections_hold_the_scenario: projections_hold_the_scenario_on_sqlite, projections_hold_the_scenario_on_postgres);
 on_both_backends!(reorgs_converge: reorgs_of_depth_1_3_20_converge_on_sqlite, reorgs_of_depth_1_3_20_converge_on_postgres);
+on_both_backends!(lagging_endpoint: a_lagging_endpoint_is_not_a_reorg_on_sqlite, a_lagging_endpoint_is_not_a_reorg_on_postgres);
+on_both_backends!(deep_reorg_halts: a_reorg_below_finality_halts_on_sqlite, a_reorg_below_finality_halts_on_postgres);
 
 async fn backfill_equals_get_logs(backend: Backend, test: &str) {
     let Some(chain) = chain(test, 3, AnvilOptions::default()).await else { return };
@@ -269,9 +271,7 @@ async fn reorgs_converge(backend: Backend, test: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lagging_endpoint_is_not_a_reorg() {
-    let test = "a_lagging_endpoint_is_not_a_reorg";
+async fn lagging_endpoint(backend: Backend, test: &str) {
     let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
     // A second node that stopped at an earlier block: a fork of the first that mines nothing.
     let stale_at = chain.anvil.block_number().await.unwrap() - 40;
@@ -287,7 +287,7 @@ async fn a_lagging_endpoint_is_not_a_reorg() {
     };
     let Some(behind) = gemgate_testkit::anvil_or_skip(test, lagging).await.unwrap() else { return };
     assert_eq!(behind.block_number().await.unwrap(), stale_at);
-    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let Some(db) = store(backend, test).await else { return };
     // The lagging node is listed first: it is preferred whenever it has the block asked for.
     let mut indexer = indexer(&chain, &db.store, &[behind.endpoint(), chain.anvil.endpoint()]);
     let mut reorgs = 0;
@@ -310,4 +310,104 @@ async fn a_lagging_endpoint_is_not_a_reorg() {
         .unwrap();
     assert_eq!(reorgs, 0, "a node behind us is not a fork");
     assert_events_match(&stored_events(&db.store).await, &canonical_logs(&chain).await);
+}
+
+/// anvil finalizes 64 blocks below its head; a reorg of 70 blocks reaches below that. The indexer must
+/// stop with a clear error and leave the data as it was, never overwrite finalized rows.
+async fn deep_reorg_halts(backend: Backend, test: &str) {
+    let Some(chain) = chain(test, 1, AnvilOptions::default()).await else { return };
+    let Some(db) = store(backend, test).await else { return };
+    projection_traffic(&chain, 80, 7).await;
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let before = stored_events(&db.store).await;
+    let projections = projection_dump(&db.store).await;
+    chain.anvil.reorg(70).await.unwrap();
+    let error = indexer.catch_up(|_| {}).await.unwrap_err();
+    assert!(
+        matches!(error, gemgate_indexer::IndexerError::ReorgBelowFinality { .. }),
+        "expected a halt below finality, got {error}"
+    );
+    assert!(error.to_string().contains("halted"), "the error says what happened: {error}");
+    assert_eq!(stored_events(&db.store).await, before, "nothing reverted below finality");
+    assert_eq!(projection_dump(&db.store).await, projections);
+}
+
+/// With a 30 s poll interval, a new block is indexed within seconds only because the websocket
+/// subscription pushes its head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_heads_wake_the_indexer() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use gemgate_domain::ports::{ChainSource, Store};
+
+    let test = "websocket_heads_wake_the_indexer";
+    let Some(chain) = chain(test, 1, AnvilOptions::default()).await else { return };
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let mut settings = gemgate_indexer::IndexerSettings::new(31337, chain.deployment.start_block);
+    settings.poll_interval = Duration::from_secs(30);
+    let source: Arc<dyn ChainSource> = Arc::new(source(&[chain.anvil.endpoint()]));
+    let store_port: Arc<dyn Store> = Arc::new(db.store.clone());
+    let heads =
+        gemgate_chain::subscribe_heads(chain.anvil.ws_endpoint().parse().unwrap(), chain.anvil.ws_endpoint());
+    let indexer = gemgate_indexer::Indexer::new(
+        source,
+        store_port,
+        Arc::new(decoder(&chain)),
+        settings,
+        gemgate_indexer::IndexerMetrics::default(),
+    )
+    .with_head_notifications(heads);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(indexer.run(async {
+        let _ = stopped.await;
+    }));
+    let reached = |target: u64| {
+        let store = db.store.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if store.cursor(31337).await.unwrap().is_some_and(|c| c.number >= target) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    assert!(reached(chain.anvil.block_number().await.unwrap()).await, "initial catch-up");
+    tokio::time::sleep(Duration::from_millis(200)).await; // now idle, waiting up to 30 s for a head
+    let started = Instant::now();
+    projection_traffic(&chain, 1, 3).await;
+    let head = chain.anvil.block_number().await.unwrap();
+    assert!(reached(head).await, "block {head} not indexed: the pushed head did not wake the indexer");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// The facets tracked from `DiamondCut` events (including a Replace upgrade) are exactly what the
+/// Diamond's loupe reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracked_facets_equal_the_loupe() {
+    let test = "tracked_facets_equal_the_loupe";
+    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let loupe = gemgate_chain::diamond_facets(&source(&[chain.anvil.endpoint()]), chain.deployment.diamond)
+        .await
+        .unwrap();
+    let from_loupe: BTreeSet<(String, String)> = loupe
+        .iter()
+        .flat_map(|(facet, selectors)| {
+            selectors.iter().map(move |s| (s.to_string(), facet.to_checksum(None)))
+        })
+        .collect();
+    let tracked: BTreeSet<(String, String)> = projection_dump(&db.store).await["diamond_facets"]
+        .iter()
+        .map(|r| (text(&r["selector"]), text(&r["facet"])))
+        .collect();
+    assert_eq!(tracked, from_loupe);
 }

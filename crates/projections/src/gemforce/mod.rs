@@ -587,3 +587,106 @@ fn apply_deal_change(kind: Kind, a: &Args<'_>, row: &mut Row) -> Result<(), Proj
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap as Map;
+
+    use alloy_primitives::{Bytes, keccak256};
+    use gemgate_domain::{ENVELOPE_SCHEMA, EventId, EventStatus, FinalityLevel, StoreError};
+    use serde_json::json;
+
+    use super::*;
+    use crate::rows::RowLoader;
+
+    struct Empty(Map<String, Row>);
+
+    #[async_trait]
+    impl RowLoader for Empty {
+        async fn load(&mut self, _: &'static TableDef, key: &str) -> Result<Option<Row>, StoreError> {
+            Ok(self.0.get(key).cloned())
+        }
+    }
+
+    fn event(signature: &str, name: &str, block: u64, args: Value) -> ChainEvent {
+        ChainEvent {
+            id: EventId::derive(1, B256::with_last_byte(block as u8), 0),
+            chain_id: 1,
+            block_number: block,
+            block_hash: B256::with_last_byte(block as u8),
+            tx_hash: B256::with_last_byte(0xee),
+            tx_index: 0,
+            log_index: 0,
+            address: Address::repeat_byte(0xd1),
+            contract: "gemforce".into(),
+            event: name.into(),
+            signature: keccak256(signature),
+            args,
+            topics: Vec::new(),
+            data: Bytes::new(),
+            status: EventStatus::Canonical,
+            finality: FinalityLevel::Latest,
+            schema: ENVELOPE_SCHEMA,
+        }
+    }
+
+    /// The newer generation (collateral/interest naming, `OperationMode` appended) lands in the same record
+    /// shape as the first.
+    #[tokio::test]
+    async fn both_trade_deal_generations_map_to_one_record() {
+        let a = Address::repeat_byte(0xaa).to_checksum(None);
+        let created = event(
+            "TradeDealCreated(uint256,string,string,uint256,uint256,bool,address,address,address,address,uint8)",
+            "TradeDealCreated",
+            10,
+            json!({"tradeDealId": "7", "name": "New gen", "symbol": "NG", "interestRate": "450",
+                   "collateralToInterestRatio": "3", "active": true, "nftAddress": a, "collateralAddress": a,
+                   "interestAddress": a, "usdcAddress": a, "operationMode": "1"}),
+        );
+        let redeemed = event(
+            "CollateralTokensRedeemed(uint256,address,uint256,uint256)",
+            "CollateralTokensRedeemed",
+            11,
+            json!({"tradeDealId": "7", "redeemer": a, "collateralAmount": "100", "usdcAmount": "104"}),
+        );
+        let old_redeemed = event(
+            "VABBTokensRedeemed(uint256,address,uint256,uint256)",
+            "VABBTokensRedeemed",
+            12,
+            json!({"tradeDealId": "7", "redeemer": a, "vabbAmount": "50", "usdcAmount": "52"}),
+        );
+        let mut db = Empty(Map::new());
+        let mut rows = Rows::new(&mut db, 0);
+        let projection = Gemforce::new();
+        for e in [&created, &redeemed, &old_redeemed] {
+            rows.at_block(e.block_number);
+            projection.apply(e, &mut rows).await.unwrap();
+        }
+        let (journal, writes) = rows.finish();
+        assert_eq!(writes.len(), 1, "one trade deal record");
+        let row = writes[0].row.as_ref().unwrap();
+        assert_eq!(row["collateral_to_interest_ratio"], Cell::Num(U256::from(3)));
+        assert_eq!(row["operation_mode"], Cell::Int(1));
+        assert_eq!(row["collateral_redeemed"], Cell::Num(U256::from(150)));
+        assert_eq!(row["usdc_redeemed"], Cell::Num(U256::from(156)));
+        assert_eq!(journal.len(), 3, "one before image per block above finality");
+    }
+
+    #[tokio::test]
+    async fn a_scoped_projection_ignores_other_contracts() {
+        let transfer = event(
+            "Transfer(address,address,uint256)",
+            "Transfer",
+            5,
+            json!({"from": "0x0", "to": "0x1", "value": "9"}),
+        );
+        let mut db = Empty(Map::new());
+        let mut rows = Rows::new(&mut db, 0);
+        let projection = Gemforce::for_contracts([(1, Address::repeat_byte(0x77))]);
+        projection.apply(&transfer, &mut rows).await.unwrap();
+        assert!(
+            rows.finish().1.is_empty(),
+            "an ERC-20 Transfer of another contract is not a Gemforce NFT move"
+        );
+    }
+}
