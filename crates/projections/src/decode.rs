@@ -5,20 +5,25 @@
 
 use std::collections::HashMap;
 
-use alloy::dyn_abi::{DynSolValue, EventExt};
+use alloy::dyn_abi::{DynSolEvent, DynSolValue, Specifier};
 use alloy::json_abi::{Event, JsonAbi, Param};
-use alloy_primitives::{Address, B256, LogData};
+use alloy_primitives::{Address, B256};
 use gemgate_domain::ports::RawLog;
 use gemgate_domain::{ChainEvent, ChainId, ENVELOPE_SCHEMA, EventId, EventStatus, FinalityLevel};
 use serde_json::{Map, Value};
 
-/// One configured contract: its name and events by topic0.
+/// One configured contract: its name and events by topic0, each with its types resolved once (resolving
+/// the ABI's type strings per log would cost more than decoding it).
 #[derive(Debug, Clone)]
 pub struct ContractAbi {
     pub name: String,
     pub chain_id: ChainId,
     pub address: Address,
-    events: HashMap<B256, Event>,
+    events: HashMap<B256, (Event, Option<DynSolEvent>)>,
+}
+
+fn resolved(event: &Event) -> (Event, Option<DynSolEvent>) {
+    (event.clone(), event.resolve().ok())
 }
 
 impl ContractAbi {
@@ -27,7 +32,7 @@ impl ContractAbi {
         let mut events = HashMap::new();
         for abi in abis {
             for event in abi.events() {
-                events.entry(event.selector()).or_insert_with(|| event.clone());
+                events.entry(event.selector()).or_insert_with(|| resolved(event));
             }
         }
         Self { name: name.to_string(), chain_id, address, events }
@@ -35,17 +40,17 @@ impl ContractAbi {
 
     pub fn with_events(mut self, extra: impl IntoIterator<Item = Event>) -> Self {
         for event in extra {
-            self.events.entry(event.selector()).or_insert(event);
+            self.events.entry(event.selector()).or_insert_with(|| resolved(&event));
         }
         self
     }
 
     pub fn event(&self, topic0: &B256) -> Option<&Event> {
-        self.events.get(topic0)
+        self.events.get(topic0).map(|(event, _)| event)
     }
 
     pub fn events(&self) -> impl Iterator<Item = &Event> {
-        self.events.values()
+        self.events.values().map(|(event, _)| event)
     }
 }
 
@@ -75,9 +80,8 @@ impl Decoder {
     pub fn decode(&self, chain_id: ChainId, log: &RawLog) -> ChainEvent {
         let contract = self.contracts.get(&log.address);
         let signature = log.topics.first().copied().unwrap_or_default();
-        let decoded = contract.and_then(|c| c.event(&signature)).and_then(|event| {
-            let data = LogData::new_unchecked(log.topics.clone(), log.data.clone());
-            let values = event.decode_log(&data).ok()?;
+        let decoded = contract.and_then(|c| c.events.get(&signature)).and_then(|(event, types)| {
+            let values = types.as_ref()?.decode_log_parts(log.topics.iter().copied(), &log.data).ok()?;
             Some((event.name.clone(), args_json(event, values)))
         });
         let (event, args) = decoded.unwrap_or((String::new(), Value::Null));

@@ -36,7 +36,8 @@ pub struct OutboxRow {
     pub block_number: Option<i64>,
     pub ordering_key: String,
     pub status: String,
-    pub payload: String,
+    /// `None` for a canonical chain event (the events row is its envelope).
+    pub payload: Option<String>,
 }
 
 const EVENT_COLUMNS: &str = "id, chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, \
@@ -113,8 +114,40 @@ impl BulkWrite for Transaction<'static, Postgres> {
         if rows.is_empty() {
             return Ok(());
         }
-        let texts = |f: fn(&EventRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<String>>();
-        let ints = |f: fn(&EventRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        // One pass over the rows into column arrays (the binds own them).
+        let n = rows.len();
+        let (mut id, mut chain, mut block, mut block_hash, mut tx_hash) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut tx_index, mut log_index, mut address, mut contract, mut event) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut signature, mut args, mut topics, mut data) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for r in rows {
+            id.push(r.id.as_str());
+            chain.push(r.chain_id);
+            block.push(r.block_number);
+            block_hash.push(r.block_hash.as_str());
+            tx_hash.push(r.tx_hash.as_str());
+            tx_index.push(r.tx_index);
+            log_index.push(r.log_index);
+            address.push(r.address.as_str());
+            contract.push(r.contract.as_str());
+            event.push(r.event.as_str());
+            signature.push(r.signature.as_str());
+            args.push(r.args.as_deref());
+            topics.push(r.topics.as_str());
+            data.push(r.data.as_str());
+        }
         sqlx::query::<Postgres>(
             "INSERT INTO events (id, chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, \
              contract, event, signature, args, topics, data) \
@@ -125,20 +158,20 @@ impl BulkWrite for Transaction<'static, Postgres> {
              AS t(id, chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, contract, event, \
              signature, args, topics, data)",
         )
-        .bind(texts(|r| &r.id))
-        .bind(ints(|r| r.chain_id))
-        .bind(ints(|r| r.block_number))
-        .bind(texts(|r| &r.block_hash))
-        .bind(texts(|r| &r.tx_hash))
-        .bind(ints(|r| r.tx_index))
-        .bind(ints(|r| r.log_index))
-        .bind(texts(|r| &r.address))
-        .bind(texts(|r| &r.contract))
-        .bind(texts(|r| &r.event))
-        .bind(texts(|r| &r.signature))
-        .bind(rows.iter().map(|r| r.args.clone()).collect::<Vec<Option<String>>>())
-        .bind(texts(|r| &r.topics))
-        .bind(texts(|r| &r.data))
+        .bind(id)
+        .bind(chain)
+        .bind(block)
+        .bind(block_hash)
+        .bind(tx_hash)
+        .bind(tx_index)
+        .bind(log_index)
+        .bind(address)
+        .bind(contract)
+        .bind(event)
+        .bind(signature)
+        .bind(args)
+        .bind(topics)
+        .bind(data)
         .execute(&mut **self)
         .await
         .map_err(db_error)?;
@@ -162,7 +195,7 @@ impl BulkWrite for Transaction<'static, Postgres> {
         .bind(rows.iter().map(|r| r.block_number).collect::<Vec<Option<i64>>>())
         .bind(texts(|r| &r.ordering_key))
         .bind(texts(|r| &r.status))
-        .bind(texts(|r| &r.payload))
+        .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<Option<String>>>())
         .execute(&mut **self)
         .await
         .map_err(db_error)?;

@@ -45,7 +45,7 @@ pub struct ChainStatus {
     pub events: u64,
 }
 
-const EVENT_COLUMNS: &[(&str, ColumnKind)] = &[
+pub(crate) const EVENT_COLUMNS: &[(&str, ColumnKind)] = &[
     ("id", ColumnKind::Text),
     ("chain_id", ColumnKind::Int),
     ("block_number", ColumnKind::Int),
@@ -75,7 +75,10 @@ fn parse<T: std::str::FromStr>(cell: &Cell, what: &str) -> Result<T, StoreError>
         .ok_or_else(|| StoreError::Database { message: format!("stored {what} does not parse") })
 }
 
-fn event_from_cells(cells: &[Cell], heads: &BTreeMap<ChainId, Heads>) -> Result<ChainEvent, StoreError> {
+pub(crate) fn event_from_cells(
+    cells: &[Cell],
+    heads: &BTreeMap<ChainId, Heads>,
+) -> Result<ChainEvent, StoreError> {
     let chain_id = int(&cells[1]);
     let block_number = int(&cells[2]);
     let topics: Vec<B256> = match &cells[12] {

@@ -64,7 +64,7 @@ fn event_outbox_row(event: &ChainEvent) -> OutboxRow {
         block_number: Some(event.block_number as i64),
         ordering_key: event.ordering_key(),
         status: "canonical".into(),
-        payload: serde_json::to_string(event).unwrap_or_else(|_| "{}".into()),
+        payload: None,
     }
 }
 
@@ -122,7 +122,7 @@ pub async fn commit_batch(
         block_number: m.block_number.map(|n| n as i64),
         ordering_key: m.ordering_key.clone(),
         status: status_text(m.status).into(),
-        payload: m.payload.to_string(),
+        payload: Some(m.payload.to_string()),
     }));
     tx.insert_outbox(&outbox).await?;
 
@@ -284,47 +284,35 @@ pub async fn revert_to(
     tx.execute(&format!("DELETE FROM journal WHERE chain_id = {p1} AND block_number > {p2}"), scope())
         .await?;
 
-    // Retract every removed event, with the payload it was published with and the same id.
-    let published = tx
+    // Retract every removed event: the same envelope and id, with status `retracted`.
+    let columns: Vec<String> = crate::read::EVENT_COLUMNS.iter().map(|(c, k)| d.read(c, *k)).collect();
+    let kinds: Vec<ColumnKind> = crate::read::EVENT_COLUMNS.iter().map(|(_, k)| *k).collect();
+    let removed_rows = tx
         .fetch(
             &format!(
-                "SELECT o.id, o.block_number, o.ordering_key, {} FROM outbox o \
-                 WHERE o.chain_id = {p1} AND o.block_number > {p2} AND o.kind = 'event' AND o.status = 'canonical' \
-                 AND o.id IN (SELECT id FROM events e WHERE e.chain_id = {p1} AND e.block_number > {p2}) ORDER BY o.seq",
-                d.read("o.payload", ColumnKind::Json)
+                "SELECT {} FROM events WHERE chain_id = {p1} AND block_number > {p2} ORDER BY block_number, log_index",
+                columns.join(", ")
             ),
             scope(),
-            &[ColumnKind::Text, ColumnKind::Int, ColumnKind::Text, ColumnKind::Json],
+            &kinds,
         )
         .await?;
-    let mut seen = std::collections::HashSet::new();
+    let no_heads = std::collections::BTreeMap::new();
     let mut retractions = Vec::new();
-    for cells in published.iter().rev() {
-        let (
-            Some(id),
-            gemgate_projections::Cell::Int(block),
-            Some(key),
-            gemgate_projections::Cell::Json(payload),
-        ) = (cells[0].as_text(), &cells[1], cells[2].as_text(), &cells[3])
-        else {
-            continue;
-        };
-        if !seen.insert(id.to_string()) {
-            continue;
-        }
-        let mut payload = payload.clone();
-        payload["status"] = serde_json::Value::String("retracted".into());
+    for cells in removed_rows.iter().rev() {
+        let mut event = crate::read::event_from_cells(cells, &no_heads)?;
+        event.status = gemgate_domain::EventStatus::Retracted;
         retractions.push(OutboxRow {
-            id: id.to_string(),
+            id: event.id.to_string(),
             kind: "event".into(),
             chain_id: chain_id as i64,
-            block_number: Some(*block),
-            ordering_key: key.to_string(),
+            block_number: Some(event.block_number as i64),
+            ordering_key: event.ordering_key(),
             status: "retracted".into(),
-            payload: payload.to_string(),
+            payload: Some(serde_json::to_string(&event).unwrap_or_else(|_| "{}".into())),
         });
     }
-    retractions.reverse();
+    // Newest first: the undo order, so a consumer that applies them in turn walks its state back.
     tx.insert_outbox(&retractions).await?;
 
     let removed = tx

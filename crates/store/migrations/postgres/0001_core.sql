@@ -25,7 +25,7 @@ CREATE TABLE blocks (
 );
 
 CREATE TABLE events (
-    id           TEXT    PRIMARY KEY,
+    id           TEXT    NOT NULL,
     chain_id     BIGINT  NOT NULL,
     block_number BIGINT  NOT NULL,
     block_hash   TEXT    NOT NULL,
@@ -38,11 +38,12 @@ CREATE TABLE events (
     signature    TEXT    NOT NULL,
     args         JSONB,
     topics       JSONB   NOT NULL,
-    data         TEXT    NOT NULL
+    data         TEXT    NOT NULL,
+    -- Chain order is the primary key: backfill appends in it, and reverts delete a range of it.
+    PRIMARY KEY (chain_id, block_number, log_index)
 );
-CREATE INDEX events_position ON events (chain_id, block_number, log_index);
+CREATE UNIQUE INDEX events_id ON events (id);
 CREATE INDEX events_address ON events (address, block_number);
-CREATE INDEX events_name ON events (event, block_number);
 
 CREATE TABLE outbox (
     seq          BIGSERIAL PRIMARY KEY,
@@ -52,11 +53,10 @@ CREATE TABLE outbox (
     block_number BIGINT,
     ordering_key TEXT    NOT NULL,
     status       TEXT    NOT NULL,
-    payload      JSONB   NOT NULL,
+    -- NULL for a canonical chain event: its envelope is the events row with the same id (not stored twice).
+    payload      JSONB,
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX outbox_block ON outbox (chain_id, block_number);
-CREATE INDEX outbox_id ON outbox (id);
 
 CREATE TABLE journal (
     seq          BIGSERIAL PRIMARY KEY,
