@@ -128,7 +128,7 @@ async fn index(bench: IndexBench) -> anyhow::Result<()> {
     }
     for (name, (events, elapsed)) in &ceilings {
         println!(
-            "  bulk-load ceiling {name:<8}{:>10.0} events/s ({:.2} s, decode + store, no RPC)",
+            "  bulk-load ceiling {name:<8}{:>10.0} events/s ({:.2} s, decoded rows committed, no RPC)",
             rate(*events, *elapsed),
             elapsed.as_secs_f64()
         );

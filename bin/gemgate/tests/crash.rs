@@ -100,8 +100,11 @@ async fn killed_backfill(url: &str, dir: &std::path::Path, test: &str) {
         "only {mid_backfill} of {KILLS} kills landed during backfill: {cursors:?}"
     );
 
-    let status = index().wait().unwrap();
-    assert!(status.success(), "the final run must complete");
+    let last = Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args(["--log-filter", "warn", "index", "--once", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(last.status.success(), "the final run must complete: {}", String::from_utf8_lossy(&last.stderr));
 
     let provider = anvil.provider();
     let logs = provider

@@ -296,7 +296,14 @@ impl Indexer {
             cursor: last,
             finalized,
         };
-        self.store.commit_batch(&batch).await.map_err(self.store_err())?;
+        if let Err(error) = self.store.commit_batch(&batch).await {
+            // Another writer moved the cursor (or a commit whose client died landed after all): forget ours
+            // and reload it on the next step instead of retrying against a stale one forever.
+            if matches!(error, gemgate_domain::StoreError::Fenced { .. }) {
+                self.cursor = None;
+            }
+            return Err(self.store_err()(error));
+        }
         let label = self.label();
         self.metrics.events.get_or_create(&label).inc_by(batch.events.len() as u64);
         self.metrics.blocks.get_or_create(&label).inc_by(last.number + 1 - first);

@@ -42,7 +42,8 @@ CREATE TABLE events (
     -- Chain order is the primary key: backfill appends in it, and reverts delete a range of it.
     PRIMARY KEY (chain_id, block_number, log_index)
 );
-CREATE UNIQUE INDEX events_id ON events (id);
+-- The id needs no index of its own: it is derived from (chain id, block hash, log index), so the primary key
+-- already makes it unique, and outbox rows point at their event by chain position (block_number, log_index).
 CREATE INDEX events_address ON events (address, block_number);
 
 CREATE TABLE outbox (
