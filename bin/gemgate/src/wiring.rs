@@ -87,6 +87,7 @@ pub async fn indexers(
         let mut indexer_settings = IndexerSettings::new(chain.id, start_block);
         indexer_settings.confirmations = chain.confirmations;
         indexer_settings.poll_interval = chain.poll_interval;
+        indexer_settings.sender_topics = gemgate_projections::gemforce::Gemforce::sender_topics();
         let source: Arc<dyn ChainSource> = Arc::new(source);
         let store: Arc<dyn Store> = Arc::new(store.clone());
         indexers.push(Indexer::new(

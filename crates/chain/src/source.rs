@@ -157,6 +157,23 @@ impl ChainSource for EvmChain {
         }
     }
 
+    async fn transaction_sender(
+        &self,
+        tx_hash: alloy::primitives::B256,
+    ) -> Result<Option<Address>, ChainError> {
+        use alloy::network::TransactionResponse;
+        self.endpoints
+            .call(0, |e| async move {
+                let tx = e
+                    .provider
+                    .get_transaction_by_hash(tx_hash)
+                    .await
+                    .map_err(|err| classify(&e.label, &err, None))?;
+                Ok(tx.map(|tx| tx.from()))
+            })
+            .await
+    }
+
     async fn logs(&self, query: &LogQuery) -> Result<Vec<RawLog>, ChainError> {
         match query {
             LogQuery::Range { from, to, addresses } => {

@@ -77,6 +77,10 @@ pub struct ChainEvent {
     pub topics: Vec<B256>,
     /// The raw log data.
     pub data: Bytes,
+    /// The sender of the transaction, filled only for events a projection needs it for (a trade deal's
+    /// creator); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_from: Option<Address>,
     pub status: EventStatus,
     pub finality: FinalityLevel,
     pub schema: u32,
@@ -129,6 +133,7 @@ mod tests {
             args: serde_json::json!({"tradeDealId": "1"}),
             topics: vec![B256::ZERO],
             data: Bytes::new(),
+            tx_from: None,
             status: EventStatus::Canonical,
             finality: FinalityLevel::Latest,
             schema: ENVELOPE_SCHEMA,

@@ -48,6 +48,8 @@ pub trait ChainSource: Send + Sync {
     /// A block by number; `None` when the node does not have it.
     async fn block(&self, number: u64) -> Result<Option<BlockRef>, ChainError>;
     async fn logs(&self, query: &LogQuery) -> Result<Vec<RawLog>, ChainError>;
+    /// The sender of a transaction; `None` when the node does not know it.
+    async fn transaction_sender(&self, tx_hash: B256) -> Result<Option<Address>, ChainError>;
 }
 
 /// Everything one committed batch moves forward, written in one database transaction: the events, the

@@ -31,6 +31,8 @@ pub struct IndexerSettings {
     pub concurrency: usize,
     /// Most blocks committed in one batch near the tip (each needs its header).
     pub tip_batch: u64,
+    /// Events (by topic0) whose transaction sender is fetched and put in `tx_from` before commit.
+    pub sender_topics: Vec<alloy_primitives::B256>,
 }
 
 impl IndexerSettings {
@@ -47,6 +49,7 @@ impl IndexerSettings {
             max_span: 10_000,
             concurrency: 4,
             tip_batch: 100,
+            sender_topics: Vec::new(),
         }
     }
 }
@@ -74,6 +77,7 @@ struct Fetcher {
     decoder: Arc<Decoder>,
     span: Arc<SpanController>,
     metrics: IndexerMetrics,
+    sender_topics: Arc<Vec<alloy_primitives::B256>>,
 }
 
 impl Fetcher {
@@ -126,7 +130,27 @@ impl Fetcher {
     ) -> Result<(u64, Option<BlockRef>, Vec<ChainEvent>), IndexerError> {
         let logs = self.logs(from, to).await?;
         let block = self.source.block(to).await.map_err(self.chain_err())?;
-        Ok((to, block, self.decode(&logs)))
+        let mut events = self.decode(&logs);
+        self.fill_senders(&mut events).await?;
+        Ok((to, block, events))
+    }
+
+    /// Fetches the transaction sender of the events that need one (one request per transaction).
+    async fn fill_senders(&self, events: &mut [ChainEvent]) -> Result<(), IndexerError> {
+        let mut senders = std::collections::HashMap::new();
+        for event in events.iter_mut().filter(|e| self.sender_topics.contains(&e.signature)) {
+            let sender = match senders.get(&event.tx_hash) {
+                Some(sender) => *sender,
+                None => {
+                    let sender =
+                        self.source.transaction_sender(event.tx_hash).await.map_err(self.chain_err())?;
+                    senders.insert(event.tx_hash, sender);
+                    sender
+                }
+            };
+            event.tx_from = sender;
+        }
+        Ok(())
     }
 }
 
@@ -167,6 +191,7 @@ impl Indexer {
             decoder: decoder.clone(),
             span,
             metrics: metrics.clone(),
+            sender_topics: Arc::new(settings.sender_topics.clone()),
         };
         Self { source, store, decoder, settings, metrics, cursor: None, floor: 0, fetcher, heads: None }
     }
@@ -380,7 +405,8 @@ impl Indexer {
         }) {
             return Ok(StepOutcome::Retry);
         }
-        let events = self.fetcher.decode(&logs);
+        let mut events = self.fetcher.decode(&logs);
+        self.fetcher.fill_senders(&mut events).await?;
         let count = events.len();
         self.commit(headers, events, finalized).await?;
         Ok(StepOutcome::Committed { from: next, to: end, events: count })

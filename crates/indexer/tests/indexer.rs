@@ -120,6 +120,7 @@ async fn projections_hold_the_scenario(backend: Backend, test: &str) {
         );
         assert_eq!(row["created_block"], deal.created_block, "deal {id}: created_block");
         assert_eq!(row["created_tx"], deal.created_tx.to_string(), "deal {id}: created_tx");
+        assert_eq!(row["creator"], checksum(d.owner), "deal {id}: creator (the transaction's sender)");
     }
 
     // Marketplace: per round one listing sold for 1 ETH to the buyer, one delisted.

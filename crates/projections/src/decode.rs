@@ -102,6 +102,7 @@ impl Decoder {
             data: log.data.clone(),
             status: EventStatus::Canonical,
             finality: FinalityLevel::Latest,
+            tx_from: None,
             schema: ENVELOPE_SCHEMA,
         }
     }

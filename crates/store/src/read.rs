@@ -106,6 +106,7 @@ pub(crate) fn event_from_cells(
         data: parse::<Bytes>(&cells[13], "data")?,
         status: EventStatus::Canonical,
         finality: heads.get(&chain_id).copied().unwrap_or_default().level_of(block_number),
+        tx_from: None,
         schema: ENVELOPE_SCHEMA,
     })
 }

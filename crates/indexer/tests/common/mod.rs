@@ -141,6 +141,7 @@ pub fn indexer(chain: &Chain, store: &SqlStore, urls: &[String]) -> Indexer {
     // Small spans so backfill exercises many ranges, concurrency and in-order commits.
     settings.initial_span = 16;
     settings.max_span = 64;
+    settings.sender_topics = gemgate_projections::gemforce::Gemforce::sender_topics();
     let source: Arc<dyn ChainSource> = Arc::new(source(urls));
     let store: Arc<dyn Store> = Arc::new(store.clone());
     Indexer::new(source, store, Arc::new(decoder(chain)), settings, IndexerMetrics::default())

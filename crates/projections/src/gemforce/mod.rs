@@ -141,6 +141,15 @@ impl Gemforce {
         Self { contracts: Some(contracts.into_iter().collect()), ..Self::new() }
     }
 
+    /// topic0 of the events whose transaction sender this projection records (a trade deal's creator).
+    pub fn sender_topics() -> Vec<B256> {
+        SIGNATURES
+            .iter()
+            .filter(|(_, kind)| matches!(kind, Kind::DealCreated | Kind::DealCreatedV2))
+            .map(|(sig, _)| keccak256(sig))
+            .collect()
+    }
+
     /// topic0 of every event this projection needs (a service checks them against its loaded ABIs).
     pub fn required_topics() -> Vec<(&'static str, B256)> {
         SIGNATURES.iter().map(|(sig, _)| (*sig, keccak256(sig))).collect()
@@ -273,6 +282,9 @@ impl Projection for Gemforce {
                     set(&mut row, "nft_address", Cell::Text(a.text("nftAddress")?));
                     set(&mut row, "created_block", block.clone());
                     set(&mut row, "created_tx", Cell::Text(event.tx_hash.to_string()));
+                    if let Some(creator) = event.tx_from {
+                        set(&mut row, "creator", Cell::Text(creator.to_checksum(None)));
+                    }
                     for column in ["participants", "invoices", "required_claim_topics"] {
                         row.entry(column.to_string()).or_insert(Cell::Json(Value::Array(Vec::new())));
                     }
@@ -624,6 +636,7 @@ mod tests {
             args,
             topics: Vec::new(),
             data: Bytes::new(),
+            tx_from: None,
             status: EventStatus::Canonical,
             finality: FinalityLevel::Latest,
             schema: ENVELOPE_SCHEMA,

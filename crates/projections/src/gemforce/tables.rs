@@ -17,7 +17,7 @@ pub static TRADE_DEALS: TableDef = TableDef {
         "funding_target": Num, "funded": Num, "fully_funded": Bool, "funding_withdrawn": Num, "repaid": Num,
         "fully_repaid": Bool, "interest_distributed": Num, "collateral_redeemed": Num, "usdc_redeemed": Num,
         "participants": Json, "invoices": Json, "required_claim_topics": Json,
-        "created_block": Int, "created_tx": Text, "updated_block": Int,
+        "created_block": Int, "created_tx": Text, "creator": Text, "updated_block": Int,
     ],
 };
 
