@@ -1,6 +1,5 @@
 //! Bulk writes of events and outbox rows, the hot path of backfill: multi-row prepared inserts on SQLite
-//! (full chunks share one statement text, so sqlx prepares it once), `UNNEST` of arrays on Postgres (one
-//! statement and fourteen binds however many rows).
+//! (full chunks share one statement text, so sqlx prepares it once), binary `COPY` on Postgres.
 
 use async_trait::async_trait;
 use gemgate_domain::StoreError;
@@ -108,97 +107,120 @@ impl BulkWrite for Transaction<'static, Sqlite> {
     }
 }
 
+/// Rows in Postgres' binary COPY format: a header, then per row a field count and length-prefixed fields,
+/// then a trailer. Binary COPY skips the text parsing a multi-row insert or array unnest pays per value.
+struct CopyBinary {
+    buffer: Vec<u8>,
+}
+
+impl CopyBinary {
+    fn new(rows: usize) -> Self {
+        let mut buffer = Vec::with_capacity(rows * 512 + 32);
+        buffer.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buffer.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buffer.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        Self { buffer }
+    }
+
+    fn row(&mut self, fields: i16) {
+        self.buffer.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    fn text(&mut self, value: &str) {
+        self.buffer.extend_from_slice(&(value.len() as i32).to_be_bytes());
+        self.buffer.extend_from_slice(value.as_bytes());
+    }
+
+    fn bigint(&mut self, value: i64) {
+        self.buffer.extend_from_slice(&8i32.to_be_bytes());
+        self.buffer.extend_from_slice(&value.to_be_bytes());
+    }
+
+    fn null(&mut self) {
+        self.buffer.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    /// JSONB in binary is a version byte (1) and the JSON text.
+    fn jsonb(&mut self, value: &str) {
+        self.buffer.extend_from_slice(&(value.len() as i32 + 1).to_be_bytes());
+        self.buffer.push(1);
+        self.buffer.extend_from_slice(value.as_bytes());
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buffer.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buffer
+    }
+}
+
+async fn copy_in(
+    tx: &mut Transaction<'static, Postgres>,
+    statement: &str,
+    data: Vec<u8>,
+) -> Result<(), StoreError> {
+    let mut copy = tx.copy_in_raw(statement).await.map_err(db_error)?;
+    if let Err(error) = copy.send(data).await {
+        let _ = copy.abort(error.to_string()).await;
+        return Err(db_error(error));
+    }
+    copy.finish().await.map_err(db_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl BulkWrite for Transaction<'static, Postgres> {
     async fn insert_events(&mut self, rows: &[EventRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        // One pass over the rows into column arrays (the binds own them).
-        let n = rows.len();
-        let (mut id, mut chain, mut block, mut block_hash, mut tx_hash) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut tx_index, mut log_index, mut address, mut contract, mut event) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut signature, mut args, mut topics, mut data) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut copy = CopyBinary::new(rows.len());
         for r in rows {
-            id.push(r.id.as_str());
-            chain.push(r.chain_id);
-            block.push(r.block_number);
-            block_hash.push(r.block_hash.as_str());
-            tx_hash.push(r.tx_hash.as_str());
-            tx_index.push(r.tx_index);
-            log_index.push(r.log_index);
-            address.push(r.address.as_str());
-            contract.push(r.contract.as_str());
-            event.push(r.event.as_str());
-            signature.push(r.signature.as_str());
-            args.push(r.args.as_deref());
-            topics.push(r.topics.as_str());
-            data.push(r.data.as_str());
+            copy.row(14);
+            copy.text(&r.id);
+            copy.bigint(r.chain_id);
+            copy.bigint(r.block_number);
+            copy.text(&r.block_hash);
+            copy.text(&r.tx_hash);
+            copy.bigint(r.tx_index);
+            copy.bigint(r.log_index);
+            copy.text(&r.address);
+            copy.text(&r.contract);
+            copy.text(&r.event);
+            copy.text(&r.signature);
+            match &r.args {
+                Some(args) => copy.jsonb(args),
+                None => copy.null(),
+            }
+            copy.jsonb(&r.topics);
+            copy.text(&r.data);
         }
-        sqlx::query::<Postgres>(
-            "INSERT INTO events (id, chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, \
-             contract, event, signature, args, topics, data) \
-             SELECT id, chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, contract, event, \
-             signature, args::jsonb, topics::jsonb, data \
-             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[]) \
-             AS t(id, chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, contract, event, \
-             signature, args, topics, data)",
-        )
-        .bind(id)
-        .bind(chain)
-        .bind(block)
-        .bind(block_hash)
-        .bind(tx_hash)
-        .bind(tx_index)
-        .bind(log_index)
-        .bind(address)
-        .bind(contract)
-        .bind(event)
-        .bind(signature)
-        .bind(args)
-        .bind(topics)
-        .bind(data)
-        .execute(&mut **self)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        copy_in(self, &format!("COPY events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)"), copy.finish())
+            .await
     }
 
     async fn insert_outbox(&mut self, rows: &[OutboxRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let texts = |f: fn(&OutboxRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<String>>();
-        sqlx::query::<Postgres>(
-            "INSERT INTO outbox (id, kind, chain_id, block_number, ordering_key, status, payload) \
-             SELECT id, kind, chain_id, block_number, ordering_key, status, payload::jsonb \
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[]) \
-             WITH ORDINALITY AS t(id, kind, chain_id, block_number, ordering_key, status, payload, n) ORDER BY n",
-        )
-        .bind(texts(|r| &r.id))
-        .bind(texts(|r| &r.kind))
-        .bind(rows.iter().map(|r| r.chain_id).collect::<Vec<i64>>())
-        .bind(rows.iter().map(|r| r.block_number).collect::<Vec<Option<i64>>>())
-        .bind(texts(|r| &r.ordering_key))
-        .bind(texts(|r| &r.status))
-        .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<Option<String>>>())
-        .execute(&mut **self)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        // COPY keeps the rows' order, so `seq` follows it.
+        let mut copy = CopyBinary::new(rows.len());
+        for r in rows {
+            copy.row(7);
+            copy.text(&r.id);
+            copy.text(&r.kind);
+            copy.bigint(r.chain_id);
+            match r.block_number {
+                Some(n) => copy.bigint(n),
+                None => copy.null(),
+            }
+            copy.text(&r.ordering_key);
+            copy.text(&r.status);
+            match &r.payload {
+                Some(payload) => copy.jsonb(payload),
+                None => copy.null(),
+            }
+        }
+        copy_in(self, &format!("COPY outbox ({OUTBOX_COLUMNS}) FROM STDIN (FORMAT binary)"), copy.finish())
+            .await
     }
 }
