@@ -18,6 +18,14 @@ impl Dialect {
         }
     }
 
+    /// The current time as a timestamp column's value.
+    pub fn now(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            Dialect::Postgres => "now()",
+        }
+    }
+
     /// A placeholder with the cast its column needs.
     pub fn param_as(self, n: usize, kind: ColumnKind) -> String {
         match (self, kind) {

@@ -181,10 +181,7 @@ pub async fn commit_batch(
 
 async fn set_cursor(tx: &mut dyn Tx, chain_id: ChainId, cursor: &BlockRef) -> Result<(), StoreError> {
     let d = tx.dialect();
-    let now = match d {
-        crate::dialect::Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-        crate::dialect::Dialect::Postgres => "now()",
-    };
+    let now = d.now();
     tx.execute(
         &format!(
             "INSERT INTO cursors (chain_id, block_number, block_hash, parent_hash) VALUES ({}, {}, {}, {}) \
@@ -343,10 +340,7 @@ fn journal_entry(cells: &[gemgate_projections::Cell]) -> Result<JournalEntry, St
 /// Records heads and prunes what finality made permanent.
 pub async fn record_heads(tx: &mut dyn Tx, chain_id: ChainId, heads: &Heads) -> Result<(), StoreError> {
     let d = tx.dialect();
-    let now = match d {
-        crate::dialect::Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-        crate::dialect::Dialect::Postgres => "now()",
-    };
+    let now = d.now();
     tx.execute(
         &format!(
             "INSERT INTO heads (chain_id, latest, safe, finalized) VALUES ({}, {}, {}, {}) \
