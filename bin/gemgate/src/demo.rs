@@ -200,46 +200,23 @@ fn demo_config(
     anvil: &Anvil,
     d: &gemgate_testkit::Deployment,
 ) -> String {
-    format!(
-        r#"# Written by `gemgate demo` for its local chain.
-[database]
-url = "sqlite://{db}"
-
-[api]
-listen = "{listen}"
-
-[[chains]]
-id = {chain}
-rpc = ["{rpc}"]
-poll_interval = "50ms"
-
-[[contracts]]
-name = "gemforce"
-chain = {chain}
-address = "{diamond}"
-diamond = true
-start_block = {start}
-
-[[contracts]]
-name = "identity-factory"
-chain = {chain}
-address = "{factory}"
-gemforce = true
-start_block = {start}
-
-[[contracts]]
-name = "treasury"
-chain = {chain}
-address = "{treasury}"
-gemforce = true
-start_block = {start}
-"#,
-        db = db.display(),
-        chain = anvil.chain_id(),
-        rpc = anvil.endpoint(),
-        diamond = d.diamond,
-        factory = d.identity_factory,
-        treasury = d.treasury,
-        start = d.start_block,
-    )
+    let chain = anvil.chain_id();
+    let mut config = format!(
+        "# Written by `gemgate demo` for its local chain.\n[database]\nurl = \"sqlite://{}\"\n\n[api]\nlisten = \"{listen}\"\n\n\
+         [[chains]]\nid = {chain}\nrpc = [\"{}\"]\npoll_interval = \"50ms\"\n",
+        db.display(),
+        anvil.endpoint()
+    );
+    let contracts = [
+        ("gemforce", d.diamond, "diamond"),
+        ("identity-factory", d.identity_factory, "gemforce"),
+        ("treasury", d.treasury, "gemforce"),
+    ];
+    for (name, address, flag) in contracts {
+        config.push_str(&format!(
+            "\n[[contracts]]\nname = \"{name}\"\nchain = {chain}\naddress = \"{address}\"\n{flag} = true\nstart_block = {}\n",
+            d.start_block
+        ));
+    }
+    config
 }

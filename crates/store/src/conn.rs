@@ -83,6 +83,24 @@ pub trait Conn: Send {
     ) -> Result<Vec<Vec<Cell>>, StoreError>;
 }
 
+/// A query with its binds applied in order.
+fn bound<DB>(
+    sql: &str,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'static, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    Option<i64>: for<'e> sqlx::Encode<'e, DB> + sqlx::Type<DB>,
+    Option<String>: for<'e> sqlx::Encode<'e, DB> + sqlx::Type<DB>,
+    Option<bool>: for<'e> sqlx::Encode<'e, DB> + sqlx::Type<DB>,
+{
+    binds.into_iter().fold(sqlx::query::<DB>(AssertSqlSafe(sql.to_string())), |query, bind| match bind {
+        Bind::Int(v) => query.bind(v),
+        Bind::Text(v) => query.bind(v),
+        Bind::Bool(v) => query.bind(v),
+    })
+}
+
 macro_rules! impl_conn {
     ($db:ty, $dialect:expr) => {
         #[async_trait]
@@ -92,14 +110,7 @@ macro_rules! impl_conn {
             }
 
             async fn execute(&mut self, sql: &str, binds: Vec<Bind>) -> Result<u64, StoreError> {
-                let mut query = sqlx::query::<$db>(AssertSqlSafe(sql.to_string()));
-                for bind in binds {
-                    query = match bind {
-                        Bind::Int(v) => query.bind(v),
-                        Bind::Text(v) => query.bind(v),
-                        Bind::Bool(v) => query.bind(v),
-                    };
-                }
+                let query = bound::<$db>(sql, binds);
                 Ok(query.execute(&mut **self).await.map_err(db_error)?.rows_affected())
             }
 
@@ -109,14 +120,7 @@ macro_rules! impl_conn {
                 binds: Vec<Bind>,
                 kinds: &[ColumnKind],
             ) -> Result<Vec<Vec<Cell>>, StoreError> {
-                let mut query = sqlx::query::<$db>(AssertSqlSafe(sql.to_string()));
-                for bind in binds {
-                    query = match bind {
-                        Bind::Int(v) => query.bind(v),
-                        Bind::Text(v) => query.bind(v),
-                        Bind::Bool(v) => query.bind(v),
-                    };
-                }
+                let query = bound::<$db>(sql, binds);
                 let rows = query.fetch_all(&mut **self).await.map_err(db_error)?;
                 rows.iter()
                     .map(|row| {
