@@ -3,6 +3,8 @@
 //! rows written straight into the store, no RPC), a real backfill into SQLite and into Postgres (the
 //! `gemgate index --once` process: events/s and its peak RSS), and live latency (block mined to row
 //! committed, p50/p95). Run it from a release build: `cargo run --release -p gemgate -- bench index`.
+//! `GEMGATE_BENCH_LOG=<filter>` (e.g. `warn,gemgate_indexer=debug`) shows the backfill processes' logs,
+//! with each batch's commit time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,7 +149,10 @@ async fn index(bench: IndexBench) -> anyhow::Result<()> {
     for (name, url) in &backfills {
         let config = dir.path().join(format!("{name}.toml"));
         std::fs::write(&config, bench_config(url, &anvil, &chain, &abi_path))?;
+        let cpu_before = [cpu_seconds("anvil"), cpu_seconds("postgres"), children_cpu_seconds()];
         let (elapsed, peak_rss_kb) = backfill_process(&config).await?;
+        let cpu = [cpu_seconds("anvil"), cpu_seconds("postgres"), children_cpu_seconds()];
+        let [anvil_cpu, server_cpu, gemgate_cpu] = [0, 1, 2].map(|i| cpu[i] - cpu_before[i]);
         let events = count_events(url).await?;
         anyhow::ensure!(events == chain.logs, "{name}: indexed {events} events, expected {}", chain.logs);
         let events_rate = rate(events, elapsed);
@@ -157,6 +162,8 @@ async fn index(bench: IndexBench) -> anyhow::Result<()> {
             elapsed.as_secs_f64(),
             peak_rss_kb as f64 / 1024.0
         );
+        let server = if *name == "Postgres" { format!(", postgres {server_cpu:.1}") } else { String::new() };
+        println!("      CPU seconds: gemgate {gemgate_cpu:.1}, anvil {anvil_cpu:.1}{server}");
     }
     let slower_ceiling = ceilings.iter().map(|(_, (e, t))| rate(*e, *t)).fold(rpc_rate, f64::min);
     for (name, events_rate) in &results {
@@ -292,12 +299,42 @@ fn bench_config(url: &str, anvil: &Anvil, chain: &SyntheticChain, abi: &std::pat
     )
 }
 
+/// CPU time (user + system, seconds) of every process whose command name is `comm`, from /proc.
+fn cpu_seconds(comm: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // "pid (comm) state ..." where comm may hold spaces: split at the last ')'.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1;
+            // Own and reaped children's time: Postgres backends are children of the postmaster.
+            (name == comm).then(|| (11..=14).map(|i| ticks(rest, i)).sum::<f64>())
+        })
+        .sum()
+}
+
+/// CPU time of this process' reaped children (the `gemgate index` runs).
+fn children_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| ticks(rest, 13) + ticks(rest, 14)))
+        .unwrap_or(0.0)
+}
+
+/// Field `index` (0-based, counted after the command name) of a /proc stat line, as seconds of 100 Hz ticks.
+fn ticks(rest: &str, index: usize) -> f64 {
+    rest.split_whitespace().nth(index).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 100.0
+}
+
 /// Runs `gemgate index --once` and returns its wall time and peak resident memory (VmHWM, kB).
 async fn backfill_process(config: &std::path::Path) -> anyhow::Result<(Duration, u64)> {
     let exe = std::env::current_exe()?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(exe)
-        .args(["--log-filter", "warn", "index", "--once", "--config"])
+        .args(["--log-filter", &std::env::var("GEMGATE_BENCH_LOG").unwrap_or_else(|_| "warn".into())])
+        .args(["index", "--once", "--config"])
         .arg(config)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -316,6 +353,14 @@ async fn backfill_process(config: &std::path::Path) -> anyhow::Result<(Duration,
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let elapsed = started.elapsed();
+    if std::env::var_os("GEMGATE_BENCH_LOG").is_some() {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = pipe.read_to_string(&mut stderr).await;
+        }
+        eprintln!("{stderr}");
+    }
     if !status.success() {
         let mut stderr = String::new();
         if let Some(mut pipe) = child.stderr.take() {

@@ -321,6 +321,7 @@ impl Indexer {
             cursor: last,
             finalized,
         };
+        let started = std::time::Instant::now();
         if let Err(error) = self.store.commit_batch(&batch).await {
             // Another writer moved the cursor (or a commit whose client died landed after all): forget ours
             // and reload it on the next step instead of retrying against a stale one forever.
@@ -329,6 +330,14 @@ impl Indexer {
             }
             return Err(self.store_err()(error));
         }
+        tracing::debug!(
+            chain_id = self.settings.chain_id,
+            from = first,
+            to = last.number,
+            events = batch.events.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch committed"
+        );
         let label = self.label();
         self.metrics.events.get_or_create(&label).inc_by(batch.events.len() as u64);
         self.metrics.blocks.get_or_create(&label).inc_by(last.number + 1 - first);

@@ -1,9 +1,11 @@
 //! Bulk writes of events and outbox rows, the hot path of backfill: multi-row prepared inserts on SQLite
-//! (full chunks share one statement text, so sqlx prepares it once), binary `COPY` on Postgres.
+//! (full chunks share one statement text, so sqlx prepares it once); on Postgres binary `COPY` for events
+//! and one `UNNEST` insert for outbox rows.
 
 use async_trait::async_trait;
 use gemgate_domain::StoreError;
-use sqlx::{AssertSqlSafe, Postgres, Sqlite, Transaction};
+use sqlx::postgres::PgCopyIn;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Sqlite, Transaction};
 
 use crate::conn::db_error;
 
@@ -109,13 +111,17 @@ impl BulkWrite for Transaction<'static, Sqlite> {
 
 /// Rows in Postgres' binary COPY format: a header, then per row a field count and length-prefixed fields,
 /// then a trailer. Binary COPY skips the text parsing a multi-row insert or array unnest pays per value.
+/// The rows are streamed in chunks, so the server inserts one chunk while the next is encoded.
 struct CopyBinary {
     buffer: Vec<u8>,
 }
 
+/// Bytes encoded before a chunk is sent.
+const COPY_CHUNK: usize = 256 * 1024;
+
 impl CopyBinary {
-    fn new(rows: usize) -> Self {
-        let mut buffer = Vec::with_capacity(rows * 512 + 32);
+    fn new() -> Self {
+        let mut buffer = Vec::with_capacity(COPY_CHUNK + 4096);
         buffer.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buffer.extend_from_slice(&0i32.to_be_bytes()); // flags
         buffer.extend_from_slice(&0i32.to_be_bytes()); // header extension length
@@ -140,41 +146,58 @@ impl CopyBinary {
         self.buffer.extend_from_slice(&(-1i32).to_be_bytes());
     }
 
-    /// JSONB in binary is a version byte (1) and the JSON text.
-    fn jsonb(&mut self, value: &str) {
-        self.buffer.extend_from_slice(&(value.len() as i32 + 1).to_be_bytes());
-        self.buffer.push(1);
-        self.buffer.extend_from_slice(value.as_bytes());
+    fn optional_text(&mut self, value: Option<&str>) {
+        match value {
+            Some(value) => self.text(value),
+            None => self.null(),
+        }
     }
 
-    fn finish(mut self) -> Vec<u8> {
-        self.buffer.extend_from_slice(&(-1i16).to_be_bytes());
-        self.buffer
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.buffer, Vec::with_capacity(COPY_CHUNK + 4096))
     }
 }
 
-async fn copy_in(
+/// COPYs rows into a table, encoding each with `encode` and sending every `COPY_CHUNK` bytes.
+async fn copy_in<T>(
     tx: &mut Transaction<'static, Postgres>,
     statement: &str,
-    data: Vec<u8>,
+    rows: &[T],
+    encode: impl Fn(&mut CopyBinary, &T),
 ) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let mut copy = tx.copy_in_raw(statement).await.map_err(db_error)?;
+    let mut buffer = CopyBinary::new();
+    for row in rows {
+        encode(&mut buffer, row);
+        if buffer.buffer.len() >= COPY_CHUNK {
+            copy = send_or_abort(copy, buffer.take()).await?;
+        }
+    }
+    buffer.buffer.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
+    copy = send_or_abort(copy, buffer.take()).await?;
+    copy.finish().await.map_err(db_error)?;
+    Ok(())
+}
+
+async fn send_or_abort(
+    mut copy: PgCopyIn<&mut PgConnection>,
+    data: Vec<u8>,
+) -> Result<PgCopyIn<&mut PgConnection>, StoreError> {
     if let Err(error) = copy.send(data).await {
         let _ = copy.abort(error.to_string()).await;
         return Err(db_error(error));
     }
-    copy.finish().await.map_err(db_error)?;
-    Ok(())
+    Ok(copy)
 }
 
 #[async_trait]
 impl BulkWrite for Transaction<'static, Postgres> {
     async fn insert_events(&mut self, rows: &[EventRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut copy = CopyBinary::new(rows.len());
-        for r in rows {
+        let statement = format!("COPY events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)");
+        copy_in(self, &statement, rows, |copy, r| {
             copy.row(14);
             copy.text(&r.id);
             copy.bigint(r.chain_id);
@@ -187,40 +210,38 @@ impl BulkWrite for Transaction<'static, Postgres> {
             copy.text(&r.contract);
             copy.text(&r.event);
             copy.text(&r.signature);
-            match &r.args {
-                Some(args) => copy.jsonb(args),
-                None => copy.null(),
-            }
-            copy.jsonb(&r.topics);
+            // args and topics are JSON columns (kept as sent), whose binary form is the text itself.
+            copy.optional_text(r.args.as_deref());
+            copy.text(&r.topics);
             copy.text(&r.data);
-        }
-        copy_in(self, &format!("COPY events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)"), copy.finish())
-            .await
+        })
+        .await
     }
 
+    /// One `INSERT ... SELECT FROM UNNEST` rather than a COPY: the rows are few bytes each, and a COPY's
+    /// closing message, written after its data, can wait out the server's delayed ACK (40 ms on Linux),
+    /// which cost more than the insert itself.
     async fn insert_outbox(&mut self, rows: &[OutboxRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        // COPY keeps the rows' order, so `seq` follows it.
-        let mut copy = CopyBinary::new(rows.len());
-        for r in rows {
-            copy.row(7);
-            copy.text(&r.id);
-            copy.text(&r.kind);
-            copy.bigint(r.chain_id);
-            match r.block_number {
-                Some(n) => copy.bigint(n),
-                None => copy.null(),
-            }
-            copy.text(&r.ordering_key);
-            copy.text(&r.status);
-            match &r.payload {
-                Some(payload) => copy.jsonb(payload),
-                None => copy.null(),
-            }
-        }
-        copy_in(self, &format!("COPY outbox ({OUTBOX_COLUMNS}) FROM STDIN (FORMAT binary)"), copy.finish())
-            .await
+        let texts = |f: fn(&OutboxRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+        sqlx::query::<Postgres>(
+            "INSERT INTO outbox (id, kind, chain_id, block_number, ordering_key, status, payload) \
+             SELECT id, kind, chain_id, block_number, ordering_key, status, payload::jsonb \
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[]) \
+             WITH ORDINALITY AS t(id, kind, chain_id, block_number, ordering_key, status, payload, n) ORDER BY n",
+        )
+        .bind(texts(|r| &r.id))
+        .bind(texts(|r| &r.kind))
+        .bind(rows.iter().map(|r| r.chain_id).collect::<Vec<i64>>())
+        .bind(rows.iter().map(|r| r.block_number).collect::<Vec<Option<i64>>>())
+        .bind(texts(|r| &r.ordering_key))
+        .bind(texts(|r| &r.status))
+        .bind(rows.iter().map(|r| r.payload.as_deref()).collect::<Vec<Option<&str>>>())
+        .execute(&mut **self)
+        .await
+        .map_err(db_error)?;
+        Ok(())
     }
 }

@@ -37,7 +37,27 @@ impl RowLoader for Loader<'_> {
     }
 }
 
-pub fn event_row(event: &ChainEvent) -> EventRow {
+/// Events as stored. A batch's events mostly come from a few contracts, so an address is checksummed (a
+/// keccak) once per run of equal addresses rather than once per event.
+fn event_rows(events: &[ChainEvent]) -> Vec<EventRow> {
+    let mut checksummed: Option<(alloy_primitives::Address, String)> = None;
+    events
+        .iter()
+        .map(|event| {
+            let address = match &checksummed {
+                Some((raw, text)) if *raw == event.address => text.clone(),
+                _ => {
+                    let text = event.address.to_checksum(None);
+                    checksummed = Some((event.address, text.clone()));
+                    text
+                }
+            };
+            event_row(event, address)
+        })
+        .collect()
+}
+
+fn event_row(event: &ChainEvent, address: String) -> EventRow {
     EventRow {
         id: event.id.to_string(),
         chain_id: event.chain_id as i64,
@@ -46,7 +66,7 @@ pub fn event_row(event: &ChainEvent) -> EventRow {
         tx_hash: event.tx_hash.to_string(),
         tx_index: event.tx_index as i64,
         log_index: event.log_index as i64,
-        address: event.address.to_checksum(None),
+        address,
         contract: event.contract.clone(),
         event: event.event.clone(),
         signature: event.signature.to_string(),
@@ -112,7 +132,7 @@ pub async fn commit_batch(
         });
     }
 
-    let events: Vec<EventRow> = batch.events.iter().map(event_row).collect();
+    let events = event_rows(&batch.events);
     tx.insert_events(&events).await?;
     let mut outbox: Vec<OutboxRow> = batch.events.iter().map(event_outbox_row).collect();
     outbox.extend(batch.outbox.iter().map(|m| OutboxRow {
