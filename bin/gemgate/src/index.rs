@@ -17,7 +17,13 @@ pub async fn run(settings: &Settings, once: bool) -> anyhow::Result<()> {
     let store = wiring::open_store(settings).await?;
     let metrics = Metrics::new();
     if !once {
-        return wiring::run_service(settings, store, metrics, false).await;
+        return wiring::run_service(
+            settings,
+            store,
+            metrics,
+            wiring::Parts { index: true, dispatch: false, api: false },
+        )
+        .await;
     }
     let indexers = wiring::indexers(settings, &store, &metrics).await?;
     if indexers.is_empty() {

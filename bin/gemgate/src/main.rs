@@ -52,6 +52,9 @@ enum Command {
     },
     /// Deliver outbox messages to the configured sinks.
     Dispatch,
+    /// Show the sinks' delivery state; pause or resume one.
+    #[command(subcommand)]
+    Sinks(SinksCommand),
     /// Serve the HTTP API.
     Serve,
     /// Run the transaction workers.
@@ -67,6 +70,16 @@ enum Command {
     Config(ConfigCommand),
     /// Measure throughput, memory and latency on a synthetic chain (use a release build).
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SinksCommand {
+    /// Each configured sink: kind, finality, position in the outbox, backlog, dead letters, paused.
+    List,
+    /// Stop delivering to a sink (running dispatchers notice within a round); the backlog waits.
+    Pause { name: String },
+    /// Deliver to a paused sink again, from where it stopped.
+    Resume { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,7 +106,7 @@ fn main() -> ExitCode {
         }
         Command::Run => with_settings(&cli, |settings| async move {
             let store = wiring::open_store(&settings).await?;
-            wiring::run_service(&settings, store, gemgate_telemetry::Metrics::new(), true).await
+            wiring::run_service(&settings, store, gemgate_telemetry::Metrics::new(), wiring::Parts::ALL).await
         }),
         Command::Index { once } => {
             with_settings(&cli, move |settings| async move { index::run(&settings, once).await })
@@ -104,7 +117,14 @@ fn main() -> ExitCode {
             println!("migrations applied to {}", settings.database.url);
             Ok(())
         }),
-        Command::Dispatch => not_built("dispatch", "the delivery issue (roadmap 3)"),
+        Command::Dispatch => with_settings(&cli, |settings| async move {
+            let store = wiring::open_store(&settings).await?;
+            let parts = wiring::Parts { index: false, dispatch: true, api: false };
+            wiring::run_service(&settings, store, gemgate_telemetry::Metrics::new(), parts).await
+        }),
+        Command::Sinks(ref command) => {
+            with_settings(&cli, move |settings| async move { sinks(&settings, command).await })
+        }
         Command::Txm => not_built("txm", "the transaction manager issue (roadmap 4)"),
         Command::Replay => not_built("replay", "the delivery and snapshot issues (roadmap 3 and 7)"),
     }
@@ -140,6 +160,52 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     tracing::info!(listen = %settings.api.listen, "API listening");
     let router = gemgate_api::router(wiring::app_state(settings, store, gemgate_telemetry::Metrics::new()));
     gemgate_api::serve(listener, router, wiring::stopped(rx)).await.context("serving the API")
+}
+
+/// `gemgate sinks list|pause|resume`.
+async fn sinks(settings: &Settings, command: &SinksCommand) -> anyhow::Result<()> {
+    let store = wiring::open_store(settings).await?;
+    let known = |name: &str| -> anyhow::Result<()> {
+        if settings.sinks.iter().any(|s| s.name == name) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = settings.sinks.iter().map(|s| s.name.as_str()).collect();
+            anyhow::bail!("no sink named {name:?} is configured (configured: {})", names.join(", "))
+        }
+    };
+    match command {
+        SinksCommand::List => {
+            let names: Vec<String> = settings.sinks.iter().map(|s| s.name.clone()).collect();
+            let backlogs = store.sink_backlogs(&names).await?;
+            println!(
+                "{:<20} {:<8} {:<16} {:>10} {:>10} {:>6} STATE",
+                "NAME", "KIND", "FINALITY", "POSITION", "BACKLOG", "DEAD"
+            );
+            for (sink, backlog) in settings.sinks.iter().zip(backlogs) {
+                println!(
+                    "{:<20} {:<8} {:<16} {:>10} {:>10} {:>6} {}",
+                    sink.name,
+                    sink.kind.name(),
+                    sink.finality.to_string(),
+                    backlog.position,
+                    backlog.backlog,
+                    backlog.dead_letters,
+                    if backlog.paused { "paused" } else { "active" }
+                );
+            }
+        }
+        SinksCommand::Pause { name } => {
+            known(name)?;
+            store.set_sink_paused(name, true).await?;
+            println!("sink {name} paused");
+        }
+        SinksCommand::Resume { name } => {
+            known(name)?;
+            store.set_sink_paused(name, false).await?;
+            println!("sink {name} resumed");
+        }
+    }
+    Ok(())
 }
 
 fn not_built(command: &str, arrives_with: &str) -> ExitCode {

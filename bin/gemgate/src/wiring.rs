@@ -1,4 +1,5 @@
-//! Builds components from settings: the store, each chain's source and decoder, indexers, the API state.
+//! Builds components from settings: the store, each chain's source and decoder, indexers, dispatchers, the
+//! API state; and runs the chosen parts together until shutdown.
 
 use std::sync::Arc;
 
@@ -6,8 +7,9 @@ use anyhow::{Context, bail};
 use gemgate_api::{AppState, GemforceContract};
 use gemgate_chain::{EvmChain, RetryPolicy};
 use gemgate_config::{ChainSettings, Settings, parse_abi};
-use gemgate_domain::ports::{ChainSource, Store};
+use gemgate_domain::ports::{ChainSource, OutboxStore, Store};
 use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
+use gemgate_outbox::{DispatchMetrics, DispatchSettings, Dispatcher};
 use gemgate_projections::gemforce::{gemforce_abis, gemforce_events};
 use gemgate_projections::{ContractAbi, Decoder, ProjectionSet};
 use gemgate_store::SqlStore;
@@ -146,22 +148,62 @@ pub async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// Runs the indexers and the API until shutdown. The API binds first, so a taken port fails fast.
+/// One dispatcher per configured sink.
+pub fn dispatchers(
+    settings: &Settings,
+    store: &SqlStore,
+    metrics: &Metrics,
+) -> anyhow::Result<Vec<Dispatcher>> {
+    let dispatch_metrics = DispatchMetrics::register(metrics);
+    let outbox: Arc<dyn OutboxStore> = Arc::new(store.clone());
+    settings
+        .sinks
+        .iter()
+        .map(|sink| {
+            let built = gemgate_sinks::build(sink)?;
+            let dispatch = DispatchSettings {
+                finality: sink.finality,
+                events: sink.events.clone(),
+                max_attempts: sink.max_attempts,
+                ..DispatchSettings::new(&sink.name)
+            };
+            Ok(Dispatcher::new(outbox.clone(), built, dispatch, dispatch_metrics.clone()))
+        })
+        .collect()
+}
+
+/// Which parts a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub index: bool,
+    pub dispatch: bool,
+    pub api: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts { index: true, dispatch: true, api: true };
+}
+
+/// Runs the chosen parts until shutdown. The API binds first, so a taken port fails fast.
 pub async fn run_service(
     settings: &Settings,
     store: SqlStore,
     metrics: Metrics,
-    api: bool,
+    parts: Parts,
 ) -> anyhow::Result<()> {
     let (_keep, rx) = shutdown_channel();
-    let indexers = indexers(settings, &store, &metrics).await?;
-    if indexers.is_empty() {
+    let indexers = if parts.index { indexers(settings, &store, &metrics).await? } else { Vec::new() };
+    let dispatchers = if parts.dispatch { dispatchers(settings, &store, &metrics)? } else { Vec::new() };
+    if parts.index && indexers.is_empty() && dispatchers.is_empty() {
         bail!(
             "nothing to index: configure [[chains]] and [[contracts]] (`gemgate serve` runs the API alone)"
         );
     }
+    if parts.dispatch && !parts.index && dispatchers.is_empty() {
+        bail!("nothing to deliver: configure [[sinks]]");
+    }
     let mut tasks = tokio::task::JoinSet::new();
-    if api {
+    if parts.api {
         let listener = tokio::net::TcpListener::bind(settings.api.listen)
             .await
             .with_context(|| format!("binding the API to {}", settings.api.listen))?;
@@ -175,6 +217,11 @@ pub async fn run_service(
     for indexer in indexers {
         let rx = rx.clone();
         tasks.spawn(async move { indexer.run(stopped(rx)).await.context("indexer") });
+    }
+    for dispatcher in dispatchers {
+        let rx = rx.clone();
+        tracing::info!(sink = dispatcher.sink_name(), "dispatcher started");
+        tasks.spawn(async move { dispatcher.run(stopped(rx)).await.context("dispatcher") });
     }
     while let Some(result) = tasks.join_next().await {
         match result {

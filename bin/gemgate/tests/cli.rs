@@ -25,11 +25,24 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_fail() {
-    for command in [&["dispatch"][..], &["txm"], &["replay"]] {
+    for command in [&["txm"][..], &["replay"]] {
         let out = gemgate(command);
         assert_eq!(out.status.code(), Some(69), "{command:?} must exit 69 (not built)");
         assert!(text(&out.stderr).contains("not built yet"), "{command:?}: {}", text(&out.stderr));
     }
+}
+
+#[test]
+fn dispatch_without_sinks_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("x.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args(["dispatch"])
+        .env("GEMGATE__DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("nothing to deliver: configure [[sinks]]"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -149,4 +162,41 @@ fn demo_deploys_and_drives_traffic_with_json_logs() {
             value["message"] == "scenario finished" && value["transactions"].as_u64().unwrap_or(0) > 50;
     }
     assert!(finished, "no 'scenario finished' JSON log line in:\n{stderr}");
+}
+
+#[test]
+fn sinks_list_pause_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gemgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n[[sinks]]\nname = \"deals\"\nkind = \"amqp\"\n\
+             url = \"amqp://guest:secretpw@127.0.0.1:5672/%2f\"\nfinality = \"finalized\"\n",
+            dir.path().join("x.db").display()
+        ),
+    )
+    .unwrap();
+    let sinks = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gemgate"))
+            .args(["--config", config.to_str().unwrap(), "sinks"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let listed = sinks(&["list"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let table = text(&listed.stdout);
+    let row = table.lines().find(|l| l.starts_with("deals")).unwrap_or_else(|| panic!("no row: {table}"));
+    assert!(row.contains("amqp") && row.contains("finalized") && row.ends_with("active"), "{row}");
+    assert!(!table.contains("secretpw"), "the broker password never prints");
+
+    assert!(sinks(&["pause", "deals"]).status.success());
+    assert!(text(&sinks(&["list"]).stdout).lines().any(|l| l.starts_with("deals") && l.ends_with("paused")));
+    assert!(sinks(&["resume", "deals"]).status.success());
+    assert!(text(&sinks(&["list"]).stdout).lines().any(|l| l.starts_with("deals") && l.ends_with("active")));
+
+    let unknown = sinks(&["pause", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("no sink named \"nope\""), "{}", text(&unknown.stderr));
 }

@@ -88,6 +88,8 @@ async fn killed_backfill(url: &str, dir: &std::path::Path, test: &str) {
         child.kill().unwrap(); // SIGKILL: no destructor, no rollback hook, mid-anything.
         child.wait().unwrap();
         let store = SqlStore::connect(url, 1, ProjectionSet::default()).await.unwrap();
+        // A kill can land during the first run's migrations: applying them here must recover from that.
+        store.migrate().await.unwrap();
         let cursor = store.cursor(31337).await.unwrap().map_or(0, |c| c.number);
         store.close().await;
         if cursor < chain.end_block {

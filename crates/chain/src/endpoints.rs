@@ -90,20 +90,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with full jitter: a random delay in `[0, min(max, base * 2^attempt))`.
     pub fn delay(&self, attempt: u32, jitter_seed: u64) -> Duration {
-        let ceiling = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
-        if jitter_seed == 0 {
-            return ceiling;
-        }
-        let fraction = (splitmix(jitter_seed) % 1_000) as u32;
-        ceiling * fraction / 1_000
+        gemgate_domain::backoff::backoff_delay(self.base_delay, self.max_delay, attempt, jitter_seed)
     }
-}
-
-fn splitmix(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The endpoints of a chain and the retry loop over them.

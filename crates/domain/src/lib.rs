@@ -4,6 +4,7 @@
 //! This crate does no I/O and depends on no I/O crate. Adapters (the `chain`, `store`, `sinks` and `txm`
 //! crates) implement the ports; only the binary wires concrete adapters to engines.
 
+pub mod backoff;
 pub mod block;
 pub mod error;
 pub mod event;

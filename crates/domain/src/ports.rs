@@ -121,8 +121,66 @@ pub trait Store: Send + Sync {
 pub trait Sink: Send + Sync {
     /// The configured sink name.
     fn name(&self) -> &str;
-    /// Deliver one message and return once the destination confirmed it.
-    async fn publish(&self, message: &OutboxMessage) -> Result<(), SinkError>;
+    /// Deliver messages in the given order and return once the destination confirmed them. On failure,
+    /// `delivered` says how many leading messages were confirmed; later ones may or may not have arrived
+    /// (they are sent again, with the same ids).
+    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), SinkFailure>;
+}
+
+/// A publish that did not confirm every message.
+#[derive(Debug)]
+pub struct SinkFailure {
+    pub delivered: usize,
+    pub error: SinkError,
+}
+
+/// One outbox row as a dispatcher reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxEntry {
+    /// A message to deliver.
+    Message(OutboxMessage),
+    /// A chain event a reorg removed before this read: there is nothing to deliver, and a sink that never
+    /// received it needs no retraction either.
+    Reverted { seq: u64, id: String },
+}
+
+impl OutboxEntry {
+    pub fn seq(&self) -> u64 {
+        match self {
+            OutboxEntry::Message(message) => message.seq,
+            OutboxEntry::Reverted { seq, .. } => *seq,
+        }
+    }
+}
+
+/// A sink's delivery state as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SinkPosition {
+    /// Every outbox row up to this seq is delivered or dead-lettered.
+    pub position: u64,
+    pub paused: bool,
+}
+
+/// The outbox as dispatchers see it: rows in commit order, each sink's position, dead letters.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// The sink's stored position (zero for a new sink).
+    async fn sink_position(&self, sink: &str) -> Result<SinkPosition, StoreError>;
+    /// Outbox rows after `after`, in order, at most `limit`; canonical chain events carry their current
+    /// envelope (finality as of now).
+    async fn outbox_after(&self, after: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Moves the sink's position forward (never back: a stale writer cannot undo a newer one's progress).
+    async fn advance_sink(&self, sink: &str, position: u64) -> Result<(), StoreError>;
+    /// Parks a message the sink refused `attempts` times, with the last error.
+    async fn dead_letter(
+        &self,
+        sink: &str,
+        message: &OutboxMessage,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    /// A chain's heads as last recorded by its indexer.
+    async fn chain_heads(&self, chain_id: ChainId) -> Result<Option<Heads>, StoreError>;
 }
 
 /// A transaction to sign: its EIP-2718 unsigned encoding and the hash a key signs.

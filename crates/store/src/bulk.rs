@@ -45,6 +45,9 @@ const EVENT_COLUMNS: &str = "id, chain_id, block_number, block_hash, tx_hash, tx
                              contract, event, signature, args, topics, data";
 const OUTBOX_COLUMNS: &str = "id, kind, chain_id, block_number, ordering_key, status, payload";
 
+/// Postgres advisory lock key serialising outbox writers ("gemgate outbox" as an integer).
+const OUTBOX_LOCK: i64 = 0x6765_6d67_6f75_7462;
+
 /// SQLite allows 32,766 bound parameters per statement; 500 rows of 14 columns stay well below.
 const SQLITE_CHUNK: usize = 500;
 
@@ -225,6 +228,14 @@ impl BulkWrite for Transaction<'static, Postgres> {
         if rows.is_empty() {
             return Ok(());
         }
+        // Rows must become visible in `seq` order, or a dispatcher could pass a seq whose transaction has
+        // not committed yet and never see it. One transaction at a time allocates seqs: this lock is held
+        // until commit (after which the rows are visible).
+        sqlx::query::<Postgres>("SELECT pg_advisory_xact_lock($1)")
+            .bind(OUTBOX_LOCK)
+            .execute(&mut **self)
+            .await
+            .map_err(db_error)?;
         let texts = |f: fn(&OutboxRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
         sqlx::query::<Postgres>(
             "INSERT INTO outbox (id, kind, chain_id, block_number, ordering_key, status, payload) \

@@ -1,6 +1,6 @@
 //! Storage: the `Store` port on SQLite (the embedded default, WAL mode) and Postgres, with migrations
 //! per backend (`migrations/`), the write path (`write`), bulk inserts (`bulk`) and the reads the API
-//! serves (`read`). Every committed batch and every revert is one database transaction.
+//! serves (`read`), and the outbox as dispatchers read it (`delivery`). Every committed batch and every revert is one database transaction.
 //!
 //! Projection tables are created from their definitions (`gemgate-projections`) at migration time; the
 //! core tables come from the SQL migrations.
@@ -74,6 +74,9 @@ macro_rules! in_tx {
         }
     };
 }
+
+// After `in_tx!`, which it uses.
+pub mod delivery;
 
 impl SqlStore {
     /// Connects to `sqlite://FILE` (created if missing, WAL mode) or `postgres://...`.

@@ -52,6 +52,7 @@ fn under_ci() -> bool {
 /// (default `postgres://root@127.0.0.1:5432/postgres`), dropped when the guard goes.
 pub struct TestStore {
     pub store: SqlStore,
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     pg_drop: Option<(String, String)>,
 }
@@ -85,7 +86,7 @@ pub async fn store(backend: Backend, test: &str) -> Option<TestStore> {
             let url = format!("sqlite://{}", dir.path().join("gemgate.db").display());
             let store = SqlStore::connect(&url, 4, ProjectionSet::gemforce()).await.unwrap();
             store.migrate().await.unwrap();
-            Some(TestStore { store, _dir: Some(dir), pg_drop: None })
+            Some(TestStore { store, url, _dir: Some(dir), pg_drop: None })
         }
         Backend::Postgres => {
             let admin = std::env::var("GEMGATE_TEST_POSTGRES_URL")
@@ -110,7 +111,7 @@ pub async fn store(backend: Backend, test: &str) -> Option<TestStore> {
             let url = format!("{base}/{name}");
             let store = SqlStore::connect(&url, 4, ProjectionSet::gemforce()).await.unwrap();
             store.migrate().await.unwrap();
-            Some(TestStore { store, _dir: None, pg_drop: Some((admin, name)) })
+            Some(TestStore { store, url, _dir: None, pg_drop: Some((admin, name)) })
         }
     }
 }

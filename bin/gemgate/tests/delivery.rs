@@ -1,0 +1,543 @@
+//! Delivery against the real services: the sample Gemforce traffic indexed into SQLite and Postgres, then
+//! dispatched to RabbitMQ (publisher confirms) and to a signed-webhook receiver. Every event arrives (once
+//! after deduplication by id), in order per ordering key; a dispatcher killed with SIGKILL and restarted
+//! loses nothing; a broker cut off for 30 seconds gets its backlog once it is back; a reorg sends
+//! retractions to a `latest` sink and nothing reorged to a `finalized` one.
+//!
+//! RabbitMQ is read from `GEMGATE_TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+
+#[path = "../../../crates/indexer/tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Backend, catch_up, chain, indexer, store, stored_events};
+use futures::StreamExt;
+use gemgate_domain::ports::{OutboxStore, Sink};
+use gemgate_outbox::{DispatchMetrics, DispatchSettings, Dispatcher};
+use gemgate_sinks::amqp::AmqpSink;
+use gemgate_sinks::signature::{DEFAULT_TOLERANCE_SECS, unix_now, verify};
+use gemgate_sinks::webhook::WebhookSink;
+use gemgate_store::SqlStore;
+use gemgate_testkit::{AnvilOptions, SplitMix64, TcpProxy};
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+
+fn amqp_url() -> String {
+    std::env::var("GEMGATE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// One message as a consumer received it.
+#[derive(Debug, Clone)]
+struct Received {
+    id: String,
+    routing_key: String,
+    status: String,
+    ordering: (u64, u64),
+}
+
+/// A consumer of a queue bound to the sink's exchange, collecting in the background.
+struct Consumer {
+    received: Arc<Mutex<Vec<Received>>>,
+    _connection: lapin::Connection,
+    channel: lapin::Channel,
+    queue: String,
+}
+
+impl Consumer {
+    /// Connects to RabbitMQ and declares `queue`; `None` (skipped) when it is unreachable outside CI.
+    async fn start(test: &str, queue: &str) -> Option<Consumer> {
+        let properties = lapin::ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio::current());
+        let connection = match lapin::Connection::connect(&amqp_url(), properties).await {
+            Ok(c) => c,
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("RabbitMQ unreachable under CI: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED {test}: RabbitMQ unreachable ({e})");
+                return None;
+            }
+        };
+        let channel = connection.create_channel().await.unwrap();
+        // Declared as the sink declares it (durable), whichever comes first.
+        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        channel.queue_declare(queue, durable, FieldTable::default()).await.unwrap();
+        Some(Consumer {
+            received: Arc::default(),
+            _connection: connection,
+            channel,
+            queue: queue.to_string(),
+        })
+    }
+
+    /// Starts consuming (after the sink declared and bound the queue to its exchange).
+    async fn consume(&self) {
+        let mut consumer = self
+            .channel
+            .basic_consume(
+                &self.queue,
+                "test",
+                BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let received = self.received.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let body: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+                let id = delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+                assert_eq!(body["id"].as_str(), Some(id.as_str()), "message_id is the envelope's id");
+                received.lock().unwrap().push(Received {
+                    id,
+                    routing_key: delivery.routing_key.to_string(),
+                    status: body["status"].as_str().unwrap_or_default().to_string(),
+                    ordering: (body["block_number"].as_u64().unwrap(), body["log_index"].as_u64().unwrap()),
+                });
+            }
+        });
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for what was received, or panics after `timeout`.
+    async fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if done(&received) {
+                return received;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {} received",
+                received.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn delete(self) {
+        let _ = self.channel.queue_delete(&self.queue, QueueDeleteOptions::default()).await;
+    }
+}
+
+fn fast_settings(sink: &str) -> DispatchSettings {
+    DispatchSettings {
+        poll_interval: Duration::from_millis(20),
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_secs(1),
+        ..DispatchSettings::new(sink)
+    }
+}
+
+fn dispatcher(store: &SqlStore, sink: Arc<dyn Sink>, settings: DispatchSettings) -> Dispatcher {
+    Dispatcher::new(Arc::new(store.clone()), sink, settings, DispatchMetrics::default())
+}
+
+/// The first arrival of every id, and each id's count.
+fn first_arrivals(received: &[Received]) -> (Vec<Received>, HashMap<String, usize>) {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut firsts = Vec::new();
+    for r in received {
+        let n = counts.entry(format!("{}:{}", r.id, r.status)).or_default();
+        if *n == 0 {
+            firsts.push(r.clone());
+        }
+        *n += 1;
+    }
+    (firsts, counts)
+}
+
+async fn scenario_reaches_rabbitmq(backend: Backend, test: &str) {
+    let Some(chain) = chain(test, 3, AnvilOptions::default()).await else { return };
+    let Some(db) = store(backend, test).await else { return };
+    let queue = unique("gemgate-test-q");
+    let Some(consumer) = Consumer::start(test, &queue).await else { return };
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let events = stored_events(&db.store).await;
+    assert!(events.len() > 100, "the scenario emits a few hundred events");
+
+    let exchange = unique("gemgate-test-x");
+    let sink = Arc::new(AmqpSink::new("rabbit", amqp_url().parse().unwrap(), &exchange, Some(queue.clone())));
+    let mut dispatcher = dispatcher(&db.store, sink, fast_settings("rabbit"));
+    dispatcher.round().await.unwrap(); // declares the exchange, the queue and its binding
+    consumer.consume().await;
+    while dispatcher.round().await.unwrap().read > 0 {}
+    let received =
+        consumer.wait_for(Duration::from_secs(30), "every event", |r| r.len() >= events.len()).await;
+
+    let (firsts, counts) = first_arrivals(&received);
+    let expected: BTreeSet<String> = events.iter().map(|e| e.id.to_string()).collect();
+    let got: BTreeSet<String> = firsts.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(got, expected, "every stored event is delivered, nothing else");
+    assert!(counts.values().all(|n| *n == 1), "no duplicate without a crash");
+    // Routing keys name chain, contract and event; order holds within every ordering key.
+    let by_id: HashMap<String, &gemgate_domain::ChainEvent> =
+        events.iter().map(|e| (e.id.to_string(), e)).collect();
+    let mut last: HashMap<String, (u64, u64)> = HashMap::new();
+    for r in &firsts {
+        let event = by_id[&r.id];
+        assert_eq!(r.routing_key, format!("31337.{}.{}", event.contract, event.event));
+        let key = event.ordering_key();
+        if let Some(previous) = last.insert(key.clone(), r.ordering) {
+            assert!(previous < r.ordering, "key {key}: {previous:?} arrived before {:?}", r.ordering);
+        }
+    }
+    let position = db.store.sink_position("rabbit").await.unwrap().position;
+    assert!(position >= events.len() as u64, "the stored position covers every outbox row");
+    consumer.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_reaches_rabbitmq_exactly_once_in_order_per_key_on_sqlite() {
+    scenario_reaches_rabbitmq(
+        Backend::Sqlite,
+        "scenario_reaches_rabbitmq_exactly_once_in_order_per_key_on_sqlite",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_reaches_rabbitmq_exactly_once_in_order_per_key_on_postgres() {
+    scenario_reaches_rabbitmq(
+        Backend::Postgres,
+        "scenario_reaches_rabbitmq_exactly_once_in_order_per_key_on_postgres",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reorg_sends_retractions_to_latest_sinks_and_nothing_reorged_to_finalized_ones() {
+    let test = "reorg_sends_retractions_to_latest_sinks_and_nothing_reorged_to_finalized_ones";
+    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let (latest_q, final_q) = (unique("gemgate-test-latest"), unique("gemgate-test-final"));
+    let Some(latest) = Consumer::start(test, &latest_q).await else { return };
+    let Some(finalized) = Consumer::start(test, &final_q).await else { return };
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let before: BTreeSet<String> = stored_events(&db.store).await.iter().map(|e| e.id.to_string()).collect();
+
+    let exchange = |name: &str| unique(name);
+    let latest_sink = Arc::new(AmqpSink::new(
+        "latest",
+        amqp_url().parse().unwrap(),
+        &exchange("x-latest"),
+        Some(latest_q.clone()),
+    ));
+    let final_sink = Arc::new(AmqpSink::new(
+        "final",
+        amqp_url().parse().unwrap(),
+        &exchange("x-final"),
+        Some(final_q.clone()),
+    ));
+    let mut to_latest = dispatcher(&db.store, latest_sink, fast_settings("latest"));
+    let final_settings =
+        DispatchSettings { finality: gemgate_domain::Finality::Finalized, ..fast_settings("final") };
+    let mut to_final = dispatcher(&db.store, final_sink, final_settings);
+    to_latest.round().await.unwrap();
+    to_final.round().await.unwrap();
+    latest.consume().await;
+    finalized.consume().await;
+    while to_latest.round().await.unwrap().read > 0 {}
+    latest
+        .wait_for(Duration::from_secs(30), "every event on the latest sink", |r| r.len() >= before.len())
+        .await;
+
+    // Reorg the top 3 blocks (their transactions are not replayed), then index the new branch.
+    chain.anvil.reorg(3).await.unwrap();
+    chain.anvil.mine(20).await.unwrap();
+    catch_up(&mut indexer).await;
+    let after: BTreeSet<String> = stored_events(&db.store).await.iter().map(|e| e.id.to_string()).collect();
+    let reverted: BTreeSet<String> = before.difference(&after).cloned().collect();
+    assert!(!reverted.is_empty(), "the reorg removed events");
+    while to_latest.round().await.unwrap().read > 0 {}
+    for _ in 0..3 {
+        to_final.round().await.unwrap();
+    }
+    let retracted = latest
+        .wait_for(Duration::from_secs(30), "retractions", |r| {
+            r.iter().filter(|m| m.status == "retracted").count() >= reverted.len()
+        })
+        .await;
+    let retracted: BTreeSet<String> =
+        retracted.iter().filter(|m| m.status == "retracted").map(|m| m.id.clone()).collect();
+    assert_eq!(retracted, reverted, "exactly the reverted events are retracted, with their ids");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let finals = finalized.received();
+    assert!(!finals.is_empty(), "finalized events were delivered");
+    assert!(finals.iter().all(|m| m.status == "canonical"), "a finalized sink never sees a retraction");
+    assert!(finals.iter().all(|m| after.contains(&m.id)), "nothing reorged reached the finalized sink");
+    latest.delete().await;
+    finalized.delete().await;
+}
+
+/// A LogSpammer chain indexed into a fresh SQLite store: enough messages for kills and cuts to land
+/// mid-stream.
+async fn spammed_store(
+    test: &str,
+    logs: u64,
+) -> Option<(gemgate_testkit::Anvil, common::TestStore, Vec<String>)> {
+    let anvil = gemgate_testkit::anvil_or_skip(test, AnvilOptions { accounts: 2, ..AnvilOptions::default() })
+        .await
+        .unwrap()?;
+    let spam = gemgate_testkit::build_log_chain(&anvil, logs / 20, logs).await.unwrap();
+    let db = store(Backend::Sqlite, test).await?;
+    let abi =
+        gemgate_config::parse_abi(gemgate_testkit::artifacts::Artifact::named("LogSpammer").unwrap().json)
+            .unwrap();
+    let decoder = gemgate_projections::Decoder::new(vec![gemgate_projections::ContractAbi::new(
+        "spammer",
+        31337,
+        spam.address,
+        &[abi],
+    )]);
+    let mut settings = gemgate_indexer::IndexerSettings::new(31337, spam.start_block);
+    settings.poll_interval = Duration::from_millis(20);
+    let mut indexer = gemgate_indexer::Indexer::new(
+        Arc::new(common::source(&[anvil.endpoint()])),
+        Arc::new(db.store.clone()),
+        Arc::new(decoder),
+        settings,
+        gemgate_indexer::IndexerMetrics::default(),
+    );
+    catch_up(&mut indexer).await;
+    let ids = stored_events(&db.store).await.iter().map(|e| e.id.to_string()).collect();
+    Some((anvil, db, ids))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_dispatcher_restarts_and_nothing_is_missing() {
+    let test = "killed_dispatcher_restarts_and_nothing_is_missing";
+    let queue = unique("gemgate-test-kill");
+    let Some(consumer) = Consumer::start(test, &queue).await else { return };
+    let Some((_anvil, db, ids)) = spammed_store(test, 20_000).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gemgate.toml");
+    let db_url = db.url.clone();
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{db_url}\"\n[[sinks]]\nname = \"rabbit\"\nkind = \"amqp\"\nurl = \"{}\"\nexchange = \"{}\"\nqueue = \"{queue}\"\n",
+            amqp_url(),
+            unique("gemgate-test-kill-x")
+        ),
+    )
+    .unwrap();
+    let dispatch = || {
+        Command::new(env!("CARGO_BIN_EXE_gemgate"))
+            .args(["--log-filter", "warn", "dispatch", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    // The first run declares the queue's binding; consume from then on.
+    let mut rng = SplitMix64::new(11);
+    let mut kills_mid_stream = 0;
+    for kill in 0..10 {
+        let mut child = dispatch();
+        if kill == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            consumer.consume().await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(20, 250))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let position = db.store.sink_position("rabbit").await.unwrap().position;
+        if position < ids.len() as u64 {
+            kills_mid_stream += 1;
+        }
+    }
+    assert!(kills_mid_stream >= 3, "at least some kills landed mid-stream ({kills_mid_stream})");
+    let mut last = dispatch();
+    let received = consumer
+        .wait_for(Duration::from_secs(120), "every event", |r| first_arrivals(r).0.len() >= ids.len())
+        .await;
+    last.kill().unwrap();
+    last.wait().unwrap();
+    let (firsts, _) = first_arrivals(&received);
+    let got: BTreeSet<&str> = firsts.iter().map(|r| r.id.as_str()).collect();
+    let expected: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected, "nothing missing, nothing invented");
+    consumer.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_cut_off_for_30_seconds_gets_the_whole_backlog_once_back() {
+    let test = "broker_cut_off_for_30_seconds_gets_the_whole_backlog_once_back";
+    let queue = unique("gemgate-test-cut");
+    let Some(consumer) = Consumer::start(test, &queue).await else { return };
+    let Some((_anvil, db, ids)) = spammed_store(test, 10_000).await else { return };
+    let broker = url::Url::parse(&amqp_url()).unwrap();
+    let proxy = TcpProxy::start(&format!("{}:{}", broker.host_str().unwrap(), broker.port().unwrap_or(5672)))
+        .await
+        .unwrap();
+    let mut via_proxy = broker.clone();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
+    via_proxy.set_port(Some(proxy.port())).unwrap();
+    let sink =
+        Arc::new(AmqpSink::new("rabbit", via_proxy, &unique("gemgate-test-cut-x"), Some(queue.clone())));
+    let settings = DispatchSettings { page: 200, ..fast_settings("rabbit") };
+    let mut dispatcher = dispatcher(&db.store, sink, settings);
+    dispatcher.round().await.unwrap();
+    consumer.consume().await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(dispatcher.run(async move {
+        let _ = stop_rx.await;
+    }));
+    consumer.wait_for(Duration::from_secs(30), "the stream to start", |r| !r.is_empty()).await;
+    proxy.cut().await;
+    let at_cut = consumer.received().len();
+    assert!(at_cut < ids.len(), "the cut landed mid-stream ({at_cut} of {})", ids.len());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let position = db.store.sink_position("rabbit").await.unwrap().position;
+    assert!(position < ids.len() as u64, "nothing counted as delivered while the broker was away");
+    proxy.restore();
+    let received = consumer
+        .wait_for(Duration::from_secs(90), "the backlog", |r| first_arrivals(r).0.len() >= ids.len())
+        .await;
+    let _ = stop_tx.send(());
+    running.await.unwrap().unwrap();
+    let got: BTreeSet<String> = first_arrivals(&received).0.into_iter().map(|r| r.id).collect();
+    assert_eq!(got, ids.iter().cloned().collect::<BTreeSet<_>>(), "the backlog drained with nothing lost");
+    assert!(
+        db.store.sink_backlogs(&["rabbit".into()]).await.unwrap()[0].dead_letters == 0,
+        "no dead letters"
+    );
+    consumer.delete().await;
+}
+
+/// A webhook receiver that verifies every request with the documented scheme, answers 503 to the first
+/// `fail_first` requests, and records what it accepted.
+async fn webhook_receiver(
+    secret: &'static [u8],
+    fail_first: usize,
+) -> (String, Arc<Mutex<Vec<(String, serde_json::Value)>>>, Arc<Mutex<usize>>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let accepted: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+    let rejected: Arc<Mutex<usize>> = Arc::default();
+    let seen = Arc::new(Mutex::new(0usize));
+    let (acc, rej) = (accepted.clone(), rejected.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (acc, rej, seen) = (acc.clone(), rej.clone(), seen.clone());
+            async move {
+                let header = |name: &str| {
+                    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+                };
+                {
+                    let mut n = seen.lock().unwrap();
+                    *n += 1;
+                    if *n <= fail_first {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                }
+                let id = header("Gemgate-Id");
+                let checked = verify(
+                    &[secret],
+                    &id,
+                    &header("Gemgate-Timestamp"),
+                    &header("Gemgate-Signature"),
+                    &body,
+                    unix_now(),
+                    DEFAULT_TOLERANCE_SECS,
+                );
+                if checked.is_err() {
+                    *rej.lock().unwrap() += 1;
+                    return StatusCode::UNAUTHORIZED;
+                }
+                acc.lock().unwrap().push((id, serde_json::from_slice(&body).unwrap()));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, accepted, rejected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhooks_deliver_the_scenario_and_verify_with_the_documented_scheme() {
+    let test = "signed_webhooks_deliver_the_scenario_and_verify_with_the_documented_scheme";
+    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let events = stored_events(&db.store).await;
+
+    // The receiver is down for its first 5 requests; the sink signs with the new and the previous secret
+    // (rotation), and the receiver knows only the previous one.
+    let (url, accepted, rejected) = webhook_receiver(b"previous-secret", 5).await;
+    let sink = WebhookSink::new(
+        "hook",
+        url.parse().unwrap(),
+        vec![b"new-secret".to_vec(), b"previous-secret".to_vec()],
+        true,
+    )
+    .unwrap();
+    let mut signed = dispatcher(&db.store, Arc::new(sink), fast_settings("hook"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while accepted.lock().unwrap().len() < events.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: {} of {}",
+            accepted.lock().unwrap().len(),
+            events.len()
+        );
+        signed.round().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*rejected.lock().unwrap(), 0, "every request verified");
+    let accepted = accepted.lock().unwrap().clone();
+    let ids: Vec<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
+    let expected: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, expected, "strict order: every event once, in chain order");
+    assert!(accepted.iter().all(|(id, body)| body["id"].as_str() == Some(id.as_str())));
+
+    // A receiver with another secret refuses everything: the messages are refused (401), retried, then
+    // dead-lettered; nothing is lost from the table.
+    let (url, _, rejected) = webhook_receiver(b"unrelated", 0).await;
+    let sink = WebhookSink::new("wrong", url.parse().unwrap(), vec![b"new-secret".to_vec()], true).unwrap();
+    let settings = DispatchSettings {
+        max_attempts: 2,
+        events: vec!["gemforce.TradeDealCreated".into()],
+        ..fast_settings("wrong")
+    };
+    let mut refusing = dispatcher(&db.store, Arc::new(sink), settings);
+    let deals = events.iter().filter(|e| e.event == "TradeDealCreated").count() as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        refusing.round().await.unwrap();
+        let backlog = db.store.sink_backlogs(&["wrong".into()]).await.unwrap().remove(0);
+        if backlog.dead_letters == deals {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out dead-lettering: {backlog:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(*rejected.lock().unwrap() >= 2 * deals as usize, "each refused message was tried twice");
+}

@@ -1,0 +1,234 @@
+//! The outbox as dispatchers read it (the `OutboxStore` port): rows in commit order with their envelopes,
+//! each sink's position, dead letters. A canonical chain event's outbox row has no payload of its own: its
+//! envelope is the events row with the same id, found by (chain id, block number), the events key's prefix.
+
+use async_trait::async_trait;
+use gemgate_domain::ports::{Heads, OutboxEntry, OutboxStore, SinkPosition};
+use gemgate_domain::{ChainId, EventStatus, OutboxMessage, StoreError};
+use gemgate_projections::{Cell, ColumnKind};
+
+use crate::conn::{Bind, db_error};
+use crate::read::{EVENT_COLUMNS, event_from_cells};
+use crate::{Pool, SqlStore, Tx};
+
+/// Outbox columns read before the event's.
+const OUTBOX_READ: [(&str, ColumnKind); 8] = [
+    ("o.seq", ColumnKind::Int),
+    ("o.id", ColumnKind::Text),
+    ("o.kind", ColumnKind::Text),
+    ("o.chain_id", ColumnKind::Int),
+    ("o.block_number", ColumnKind::Int),
+    ("o.ordering_key", ColumnKind::Text),
+    ("o.status", ColumnKind::Text),
+    ("o.payload", ColumnKind::Json),
+];
+
+fn int(cell: &Cell) -> Option<u64> {
+    match cell {
+        Cell::Int(i) => Some(*i as u64),
+        _ => None,
+    }
+}
+
+fn text(cell: &Cell) -> String {
+    cell.as_text().unwrap_or_default().to_string()
+}
+
+fn status(text: &str) -> EventStatus {
+    if text == "retracted" { EventStatus::Retracted } else { EventStatus::Canonical }
+}
+
+fn invalid(message: String) -> StoreError {
+    StoreError::Database { message }
+}
+
+impl SqlStore {
+    /// Sets or clears a sink's pause flag (creating its position row if needed).
+    pub async fn set_sink_paused(&self, sink: &str, paused: bool) -> Result<(), StoreError> {
+        let sink = sink.to_string();
+        in_tx!(self, tx => {
+            let d = tx.dialect();
+            let sql = format!(
+                "INSERT INTO sink_positions (sink, paused) VALUES ({}, {}) \
+                 ON CONFLICT (sink) DO UPDATE SET paused = excluded.paused, updated_at = {}",
+                d.param(1),
+                d.param(2),
+                d.now()
+            );
+            tx.execute(&sql, vec![Bind::text(sink.clone()), Bind::Bool(Some(paused))]).await.map(|_| ())
+        })
+    }
+
+    /// Rows in the outbox (all sinks see the same rows) and each listed sink's backlog: rows after its
+    /// position, and its dead letters.
+    pub async fn sink_backlogs(&self, sinks: &[String]) -> Result<Vec<SinkBacklog>, StoreError> {
+        let mut out = Vec::new();
+        for sink in sinks {
+            let position = self.sink_position(sink).await?;
+            let sink_name = sink.clone();
+            let counts = self
+                .with_tx(move |tx| {
+                    Box::pin(async move {
+                        let d = tx.dialect();
+                        let backlog = tx
+                            .fetch(
+                                &format!("SELECT COUNT(*), MAX(seq) FROM outbox WHERE seq > {}", d.param(1)),
+                                vec![Bind::int(position.position)],
+                                &[ColumnKind::Int, ColumnKind::Int],
+                            )
+                            .await?;
+                        let dead = tx
+                            .fetch(
+                                &format!("SELECT COUNT(*) FROM dead_letters WHERE sink = {}", d.param(1)),
+                                vec![Bind::text(sink_name)],
+                                &[ColumnKind::Int],
+                            )
+                            .await?;
+                        Ok((
+                            backlog.first().and_then(|r| int(&r[0])).unwrap_or(0),
+                            dead.first().and_then(|r| int(&r[0])).unwrap_or(0),
+                        ))
+                    })
+                })
+                .await?;
+            out.push(SinkBacklog {
+                sink: sink.clone(),
+                position: position.position,
+                paused: position.paused,
+                backlog: counts.0,
+                dead_letters: counts.1,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One sink's delivery state for `gemgate sinks list` and `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SinkBacklog {
+    #[serde(rename = "name")]
+    pub sink: String,
+    pub position: u64,
+    pub paused: bool,
+    /// Outbox rows after the sink's position (some may be filtered out or not final yet).
+    pub backlog: u64,
+    pub dead_letters: u64,
+}
+
+async fn read_position(tx: &mut dyn Tx, sink: String) -> Result<SinkPosition, StoreError> {
+    let sql = format!("SELECT position, paused FROM sink_positions WHERE sink = {}", tx.dialect().param(1));
+    let rows = tx.fetch(&sql, vec![Bind::text(sink)], &[ColumnKind::Int, ColumnKind::Bool]).await?;
+    Ok(rows.first().map_or_else(SinkPosition::default, |r| SinkPosition {
+        position: int(&r[0]).unwrap_or(0),
+        paused: matches!(r[1], Cell::Bool(true)),
+    }))
+}
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn sink_position(&self, sink: &str) -> Result<SinkPosition, StoreError> {
+        let sink = sink.to_string();
+        self.with_tx(move |tx| Box::pin(read_position(tx, sink))).await
+    }
+
+    async fn outbox_after(&self, after: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let heads = self.heads().await?;
+        let rows = self
+            .with_tx(move |tx| {
+                Box::pin(async move {
+                    let d = tx.dialect();
+                    let mut columns: Vec<String> = OUTBOX_READ.iter().map(|(c, k)| d.read(c, *k)).collect();
+                    columns.extend(EVENT_COLUMNS.iter().map(|(c, k)| d.read(&format!("e.{c}"), *k)));
+                    let mut kinds: Vec<ColumnKind> = OUTBOX_READ.iter().map(|(_, k)| *k).collect();
+                    kinds.extend(EVENT_COLUMNS.iter().map(|(_, k)| *k));
+                    let sql = format!(
+                        "SELECT {} FROM outbox o LEFT JOIN events e ON o.payload IS NULL AND e.chain_id = o.chain_id \
+                         AND e.block_number = o.block_number AND e.id = o.id \
+                         WHERE o.seq > {} ORDER BY o.seq LIMIT {}",
+                        columns.join(", "),
+                        d.param(1),
+                        limit.clamp(1, 10_000)
+                    );
+                    tx.fetch(&sql, vec![Bind::int(after)], &kinds).await
+                })
+            })
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let (outbox, event) = row.split_at(OUTBOX_READ.len());
+                let seq = int(&outbox[0]).ok_or_else(|| invalid("outbox row without seq".into()))?;
+                let id = text(&outbox[1]);
+                let payload = match (&outbox[7], &event[0]) {
+                    (Cell::Json(payload), _) => payload.clone(),
+                    (_, Cell::Null) => return Ok(OutboxEntry::Reverted { seq, id }),
+                    _ => serde_json::to_value(event_from_cells(event, &heads)?)
+                        .map_err(|e| invalid(format!("event {id} does not serialize: {e}")))?,
+                };
+                Ok(OutboxEntry::Message(OutboxMessage {
+                    seq,
+                    id,
+                    kind: text(&outbox[2]),
+                    chain_id: int(&outbox[3]).unwrap_or(0),
+                    block_number: int(&outbox[4]),
+                    ordering_key: text(&outbox[5]),
+                    status: status(&text(&outbox[6])),
+                    payload,
+                }))
+            })
+            .collect()
+    }
+
+    async fn advance_sink(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+        let sink = sink.to_string();
+        in_tx!(self, tx => {
+            let d = tx.dialect();
+            let sql = format!(
+                "INSERT INTO sink_positions (sink, position) VALUES ({}, {}) \
+                 ON CONFLICT (sink) DO UPDATE SET position = excluded.position, updated_at = {} \
+                 WHERE sink_positions.position < excluded.position",
+                d.param(1),
+                d.param(2),
+                d.now()
+            );
+            tx.execute(&sql, vec![Bind::text(sink.clone()), Bind::int(position)]).await.map(|_| ())
+        })
+    }
+
+    async fn dead_letter(
+        &self,
+        sink: &str,
+        message: &OutboxMessage,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let binds = vec![
+            Bind::text(sink),
+            Bind::int(message.seq),
+            Bind::text(message.id.clone()),
+            Bind::text(message.kind.clone()),
+            Bind::int(message.chain_id),
+            Bind::Int(message.block_number.map(|n| n as i64)),
+            Bind::text(message.ordering_key.clone()),
+            Bind::text(if message.status == EventStatus::Retracted { "retracted" } else { "canonical" }),
+            Bind::text(message.payload.to_string()),
+            Bind::int(u64::from(attempts)),
+            Bind::text(error),
+        ];
+        in_tx!(self, tx => {
+            let d = tx.dialect();
+            let params: Vec<String> = (1..=11)
+                .map(|n| if n == 9 { d.param_as(n, ColumnKind::Json) } else { d.param(n) })
+                .collect();
+            let sql = format!(
+                "INSERT INTO dead_letters (sink, seq, id, kind, chain_id, block_number, ordering_key, status, \
+                 payload, attempts, last_error) VALUES ({}) ON CONFLICT (sink, seq) DO NOTHING",
+                params.join(", ")
+            );
+            tx.execute(&sql, binds.clone()).await.map(|_| ())
+        })
+    }
+
+    async fn chain_heads(&self, chain_id: ChainId) -> Result<Option<Heads>, StoreError> {
+        Ok(self.heads().await?.get(&chain_id).copied())
+    }
+}
