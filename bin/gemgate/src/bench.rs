@@ -6,6 +6,8 @@
 //! `GEMGATE_BENCH_LOG=<filter>` (e.g. `warn,gemgate_indexer=debug`) shows the backfill processes' logs,
 //! with each batch's commit time.
 
+mod deliver;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,8 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Indexing throughput, memory and live latency.
     Index(IndexBench),
+    /// Delivery into RabbitMQ beside the broker's raw publish rate, and block-to-broker latency.
+    Deliver(deliver::DeliverBench),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -52,6 +56,7 @@ struct IndexBench {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Index(bench) => index(bench).await,
+        BenchWhat::Deliver(bench) => deliver::run(bench).await,
     }
 }
 

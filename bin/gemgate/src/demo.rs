@@ -178,6 +178,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ] {
         println!("  curl -s '{base}{path}'");
     }
+    println!(
+        "  curl -sN '{base}/v1/stream'        (every event as server-sent events, live; resume with Last-Event-ID)"
+    );
     println!("  sqlite3 {} 'select event, count(*) from events group by event'", db.display());
     println!("  gemgate run --config {}   (the same service, once this demo stops)", config_path.display());
 

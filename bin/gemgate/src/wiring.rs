@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use gemgate_api::{AppState, GemforceContract};
+use gemgate_api::{AppState, GemforceContract, SinkInfo};
 use gemgate_chain::{EvmChain, RetryPolicy};
 use gemgate_config::{ChainSettings, Settings, parse_abi};
 use gemgate_domain::ports::{ChainSource, OutboxStore, Store};
@@ -110,7 +110,23 @@ pub fn app_state(settings: &Settings, store: SqlStore, metrics: Metrics) -> AppS
         .filter(|c| c.diamond)
         .map(|c| GemforceContract { chain_id: c.chain, address: c.address })
         .collect();
-    AppState { store, metrics, settings: Arc::new(settings.api.clone()), gemforce: Arc::new(gemforce) }
+    let sinks = settings
+        .sinks
+        .iter()
+        .map(|s| SinkInfo {
+            name: s.name.clone(),
+            kind: s.kind.name().into(),
+            finality: s.finality.to_string(),
+        })
+        .collect();
+    AppState {
+        webhooks: gemgate_api::WebhookMetrics::register(&metrics),
+        store,
+        metrics,
+        settings: Arc::new(settings.api.clone()),
+        gemforce: Arc::new(gemforce),
+        sinks: Arc::new(sinks),
+    }
 }
 
 /// A shutdown signal: resolves on Ctrl-C or SIGTERM, or when the sender is dropped or set.

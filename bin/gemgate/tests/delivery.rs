@@ -541,3 +541,209 @@ async fn signed_webhooks_deliver_the_scenario_and_verify_with_the_documented_sch
     }
     assert!(*rejected.lock().unwrap() >= 2 * deals as usize, "each refused message was tried twice");
 }
+
+/// One HTTP/1.1 request over a socket, with an optional bearer key: (status, JSON body).
+async fn http(method: &str, url: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
+    let auth = bearer.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("Authorization", a)]).unwrap_or_default();
+    http_with(method, url, &headers, b"").await
+}
+
+async fn http_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// The API on a free port over `store`, with `keys` and an optional Gemforce webhook secret.
+async fn api(
+    store: &SqlStore,
+    keys: Vec<gemgate_config::ApiKey>,
+    sinks: Vec<gemgate_api::SinkInfo>,
+    webhook_secret: Option<&str>,
+) -> (String, gemgate_api::WebhookMetrics) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let webhooks = gemgate_api::WebhookMetrics::default();
+    let state = gemgate_api::AppState {
+        store: store.clone(),
+        metrics: gemgate_telemetry::Metrics::new(),
+        settings: Arc::new(gemgate_config::ApiSettings {
+            listen: listener.local_addr().unwrap(),
+            public_reads: true,
+            keys,
+            gemforce_webhook_secret: webhook_secret.map(|s| gemgate_config::Secret::new(s.to_string())),
+        }),
+        gemforce: Arc::default(),
+        sinks: Arc::new(sinks),
+        webhooks: webhooks.clone(),
+    };
+    tokio::spawn(gemgate_api::serve(listener, gemgate_api::router(state), std::future::pending()));
+    (base, webhooks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_endpoints_show_the_backlog_and_pausing_needs_an_admin_key() {
+    use gemgate_config::{ApiKey, Scope};
+    use sha2::Digest;
+    let test = "sink_endpoints_show_the_backlog_and_pausing_needs_an_admin_key";
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let key = |name: &str, secret: &str, scopes: Vec<Scope>| ApiKey {
+        name: name.into(),
+        key_sha256: sha2::Sha256::digest(secret.as_bytes()).into(),
+        scopes,
+    };
+    let keys = vec![key("ops", "admin-key", vec![Scope::Admin]), key("app", "read-key", vec![Scope::Read])];
+    let sinks = vec![gemgate_api::SinkInfo {
+        name: "rabbit".into(),
+        kind: "amqp".into(),
+        finality: "finalized".into(),
+    }];
+    let (base, _) = api(&db.store, keys, sinks, None).await;
+
+    let (status, body) = http("GET", &format!("{base}/v1/sinks"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["sinks"][0]["name"], "rabbit");
+    assert_eq!(body["sinks"][0]["finality"], "finalized");
+    assert_eq!(body["sinks"][0]["paused"], false);
+    let pause = format!("{base}/v1/sinks/rabbit/pause");
+    assert_eq!(http("POST", &pause, None).await.0, 401, "no key");
+    assert_eq!(http("POST", &pause, Some("guess")).await.0, 401, "unknown key");
+    assert_eq!(http("POST", &pause, Some("read-key")).await.0, 403, "a read key cannot pause");
+    assert_eq!(http("POST", &pause, Some("admin-key")).await.0, 200);
+    assert!(
+        db.store.sink_position("rabbit").await.unwrap().paused,
+        "the pause is stored for the dispatchers"
+    );
+    let (_, status_body) = http("GET", &format!("{base}/v1/status"), None).await;
+    assert_eq!(status_body["sinks"][0]["paused"], true);
+    assert_eq!(http("POST", &format!("{base}/v1/sinks/nope/pause"), Some("admin-key")).await.0, 404);
+    assert_eq!(http("POST", &format!("{base}/v1/sinks/rabbit/resume"), Some("admin-key")).await.0, 200);
+    assert!(!db.store.sink_position("rabbit").await.unwrap().paused);
+}
+
+/// Reads `count` server-sent events from `GET path` (HTTP/1.0, so the body is not chunked): (id, event, data).
+async fn sse_events(
+    base: &str,
+    path: &str,
+    last_event_id: Option<u64>,
+    count: usize,
+) -> Vec<(u64, String, serde_json::Value)> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let host = base.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{resume}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let (mut events, mut current) = (Vec::new(), (0u64, String::new(), serde_json::Value::Null));
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(id) = line.strip_prefix("id: ") {
+                current.0 = id.parse().unwrap();
+            } else if let Some(event) = line.strip_prefix("event: ") {
+                current.1 = event.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                current.2 = serde_json::from_str(data).unwrap();
+            } else if line.is_empty() && !current.2.is_null() {
+                events.push(std::mem::replace(&mut current, (0, String::new(), serde_json::Value::Null)));
+                if events.len() == count {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read).await.expect("the stream delivers");
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_serves_the_outbox_as_server_sent_events_and_resumes_after_last_event_id() {
+    let test = "stream_serves_the_outbox_as_server_sent_events_and_resumes_after_last_event_id";
+    let Some(chain) = chain(test, 1, AnvilOptions::default()).await else { return };
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let events = stored_events(&db.store).await;
+    let (base, _) = api(&db.store, Vec::new(), Vec::new(), None).await;
+
+    let all = sse_events(&base, "/v1/stream", None, events.len()).await;
+    let ids: Vec<String> = all.iter().map(|(_, _, data)| data["id"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, expected, "every event, in chain order");
+    assert!(all.iter().all(|(_, event, _)| event == "canonical"));
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "SSE ids are increasing outbox positions");
+
+    let resumed = sse_events(&base, "/v1/stream", Some(all[4].0), 3).await;
+    assert_eq!(resumed[0].0, all[5].0, "Last-Event-ID resumes right after that event");
+    assert_eq!(resumed[0].2["id"], all[5].2["id"]);
+    let (status, _) = http("GET", &format!("{base}/v1/stream?after=abc"), None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemforce_webhooks_are_verified_deduplicated_stored_and_queued_for_the_sinks() {
+    use hmac::Mac;
+    let test = "gemforce_webhooks_are_verified_deduplicated_stored_and_queued_for_the_sinks";
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let (base, metrics) = api(&db.store, Vec::new(), Vec::new(), Some("gemforce-secret")).await;
+    let url = format!("{base}/v1/webhooks/gemforce");
+    let body = br#"{"id":"evt_1","type":"trade_deal.funded","data":{"tradeDealId":"7"}}"#;
+    let sign = |secret: &[u8], body: &[u8]| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let good = sign(b"gemforce-secret", body);
+    let post = |signature: String, body: &'static [u8]| {
+        let url = url.clone();
+        async move { http_with("POST", &url, &[("X-Gemforce-Signature", signature.as_str())], body).await }
+    };
+    let (status, answer) = post(good.clone(), body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer, serde_json::json!({"id": "evt_1", "duplicate": false}));
+    let (status, answer) = post(good.clone(), body).await;
+    assert_eq!(
+        (status, answer["duplicate"].as_bool()),
+        (202, Some(true)),
+        "the same delivery again is a duplicate"
+    );
+
+    let tampered = br#"{"id":"evt_1","type":"trade_deal.funded","data":{"tradeDealId":"8"}}"#;
+    assert_eq!(post(good.clone(), tampered).await.0, 401, "a tampered body");
+    assert_eq!(post(sign(b"other", body), body).await.0, 401, "a wrong secret");
+    assert_eq!(post(String::new(), body).await.0, 401, "no signature");
+    assert_eq!(metrics.rejected.get(), 3, "refusals are counted");
+    assert_eq!(metrics.accepted.get(), 2);
+
+    let entries = db.store.outbox_after(0, 10).await.unwrap();
+    assert_eq!(entries.len(), 1, "one outbox row for the one stored webhook");
+    let gemgate_domain::ports::OutboxEntry::Message(message) = &entries[0] else { panic!("{entries:?}") };
+    assert_eq!(message.kind, "webhook.gemforce");
+    assert_eq!(message.payload["data"]["tradeDealId"], "7");
+
+    let (base, _) = api(&db.store, Vec::new(), Vec::new(), None).await;
+    let (status, _) = http_with("POST", &format!("{base}/v1/webhooks/gemforce"), &[], body).await;
+    assert_eq!(status, 404, "without a configured secret the endpoint does not exist");
+}

@@ -43,3 +43,16 @@ pub async fn require_read(
     }
     Ok(next.run(request).await)
 }
+
+/// Operator endpoints: a key with the `admin` scope, whatever `public_reads` says.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    match scopes_of(&state, &request) {
+        None => Err(ApiError::Unauthorized),
+        Some(scopes) if !scopes.iter().any(|s| matches!(s, Scope::Admin)) => Err(ApiError::Forbidden),
+        Some(_) => Ok(next.run(request).await),
+    }
+}

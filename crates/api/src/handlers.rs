@@ -59,7 +59,59 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let chains = state.store.chain_status().await?;
-    Ok(Json(json!({"chains": chains, "sinks": []})))
+    Ok(Json(json!({"chains": chains, "sinks": sink_states(&state).await?})))
+}
+
+/// Each configured sink with its delivery state: position, backlog, dead letters, paused.
+async fn sink_states(state: &AppState) -> Result<Vec<Value>, ApiError> {
+    let names: Vec<String> = state.sinks.iter().map(|s| s.name.clone()).collect();
+    let backlogs = state.store.sink_backlogs(&names).await?;
+    Ok(state
+        .sinks
+        .iter()
+        .zip(backlogs)
+        .map(|(info, backlog)| {
+            json!({
+                "name": info.name,
+                "kind": info.kind,
+                "finality": info.finality,
+                "position": backlog.position,
+                "backlog": backlog.backlog,
+                "dead_letters": backlog.dead_letters,
+                "paused": backlog.paused,
+            })
+        })
+        .collect())
+}
+
+pub async fn sinks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"sinks": sink_states(&state).await?})))
+}
+
+fn configured_sink(state: &AppState, name: &str) -> Result<(), ApiError> {
+    if state.sinks.iter().any(|s| s.name == name) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound { what: format!("sink {name:?}") })
+    }
+}
+
+pub async fn pause_sink(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    configured_sink(&state, &name)?;
+    state.store.set_sink_paused(&name, true).await?;
+    Ok(Json(json!({"name": name, "paused": true})))
+}
+
+pub async fn resume_sink(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    configured_sink(&state, &name)?;
+    state.store.set_sink_paused(&name, false).await?;
+    Ok(Json(json!({"name": name, "paused": false})))
 }
 
 pub async fn events(
@@ -179,4 +231,96 @@ pub async fn projection_row(
         Some(row) => Ok(Json(row)),
         None => Err(ApiError::NotFound { what: format!("{name} row {key}") }),
     }
+}
+
+/// `GET /v1/stream`: the outbox as server-sent events, for consumers without a broker. Each event's SSE
+/// `id` is its outbox position, its SSE `event` the message status (`canonical` or `retracted`), its `data`
+/// the envelope. A client resumes with `Last-Event-ID` (or `?after=N`); without either it starts at the
+/// beginning of the outbox.
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use gemgate_domain::ports::{OutboxEntry, OutboxStore};
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let after = match resume.or_else(|| params.get("after").cloned()) {
+        Some(text) => text.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad("invalid_parameter", "Last-Event-ID and after are outbox positions (integers)")
+        })?,
+        None => 0,
+    };
+    let store = state.store;
+    let events = futures::stream::unfold(
+        (store, after, std::collections::VecDeque::<gemgate_domain::OutboxMessage>::new()),
+        |(store, mut after, mut buffered)| async move {
+            loop {
+                if let Some(message) = buffered.pop_front() {
+                    let status = match message.status {
+                        gemgate_domain::EventStatus::Canonical => "canonical",
+                        gemgate_domain::EventStatus::Retracted => "retracted",
+                    };
+                    let event = axum::response::sse::Event::default()
+                        .id(message.seq.to_string())
+                        .event(status)
+                        .data(message.payload.to_string());
+                    return Some((Ok(event), (store, after, buffered)));
+                }
+                match store.outbox_after(after, 500).await {
+                    Ok(entries) if !entries.is_empty() => {
+                        for entry in entries {
+                            after = entry.seq();
+                            if let OutboxEntry::Message(message) = entry {
+                                buffered.push_back(message);
+                            }
+                        }
+                    }
+                    Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                    Err(error) => {
+                        tracing::warn!(%error, "stream: reading the outbox failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        },
+    );
+    Ok(axum::response::sse::Sse::new(events).keep_alive(axum::response::sse::KeepAlive::default()))
+}
+
+/// `POST /v1/webhooks/gemforce`: a Gemforce webhook. The `X-Gemforce-Signature` header (hex HMAC-SHA256 of
+/// the raw body with `api.gemforce_webhook_secret`) is checked in constant time before anything else; a
+/// bad one gets 401 and is counted. A verified payload is stored once (deduplicated by its `id` field, else
+/// by the SHA-256 of the body) with an outbox row, so the sinks deliver it; the answer is 202 at once.
+pub async fn gemforce_webhook(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use sha2::Digest;
+    let Some(secret) = &state.settings.gemforce_webhook_secret else {
+        return Err(ApiError::NotFound {
+            what: "webhook endpoint (api.gemforce_webhook_secret_env is not set)".into(),
+        });
+    };
+    let signature = headers.get("x-gemforce-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !gemgate_domain::signature::verify_body(secret.expose().as_bytes(), signature, &body) {
+        state.webhooks.rejected.inc();
+        tracing::warn!("gemforce webhook refused: bad or missing X-Gemforce-Signature");
+        return Err(ApiError::Unauthorized);
+    }
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad("invalid_body", "the webhook body is not JSON"))?;
+    let id = match payload.get("id") {
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= 200 => id.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => hex::encode(sha2::Sha256::digest(&body)),
+    };
+    let stored = state.store.store_inbound_webhook("gemforce", &id, &payload).await?;
+    state.webhooks.accepted.inc();
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "duplicate": !stored}))))
 }

@@ -32,6 +32,40 @@ pub struct AppState {
     pub metrics: Metrics,
     pub settings: Arc<ApiSettings>,
     pub gemforce: Arc<Vec<GemforceContract>>,
+    /// The configured sinks, for status and the sink endpoints.
+    pub sinks: Arc<Vec<SinkInfo>>,
+    pub webhooks: WebhookMetrics,
+}
+
+/// Inbound webhook counters, registered under `gemgate_api_webhooks_`.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookMetrics {
+    pub accepted: prometheus_client::metrics::counter::Counter,
+    /// Requests whose signature did not verify.
+    pub rejected: prometheus_client::metrics::counter::Counter,
+}
+
+impl WebhookMetrics {
+    pub fn register(metrics: &Metrics) -> Self {
+        let m = Self::default();
+        metrics.register_with("api_webhooks", |r| {
+            r.register("accepted", "verified inbound webhooks (duplicates included)", m.accepted.clone());
+            r.register(
+                "rejected",
+                "inbound webhooks refused for a bad or missing signature",
+                m.rejected.clone(),
+            );
+        });
+        m
+    }
+}
+
+/// A configured sink as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkInfo {
+    pub name: String,
+    pub kind: String,
+    pub finality: String,
 }
 
 /// The API's routes over `state`.
@@ -43,10 +77,17 @@ pub fn router(state: AppState) -> Router {
         .route("/trade-deals/{id}", get(handlers::trade_deal))
         .route("/projections/{table}", get(handlers::projection_rows))
         .route("/projections/{table}/{key}", get(handlers::projection_row))
+        .route("/sinks", get(handlers::sinks))
+        .route("/stream", get(handlers::stream))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
+    let admin = Router::new()
+        .route("/sinks/{name}/pause", axum::routing::post(handlers::pause_sink))
+        .route("/sinks/{name}/resume", axum::routing::post(handlers::resume_sink))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
-        .nest("/v1", v1)
+        .nest("/v1", v1.merge(admin))
         .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/webhooks/gemforce", axum::routing::post(handlers::gemforce_webhook))
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
         .route("/metrics", get(handlers::metrics))

@@ -50,6 +50,21 @@ pub async fn document() -> Json<Value> {
                 "parameters": [{"name": "table", "in": "path", "required": true, "schema": {"type": "string"}},
                                {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "the row"}, "404": {"description": "no such row"}}}},
+            "/v1/stream": {"get": {"summary": "The outbox as server-sent events: SSE id = outbox position, event = canonical | retracted, data = the envelope; resume with Last-Event-ID",
+                "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer"}, "description": "start after this outbox position (Last-Event-ID wins)"},
+                               {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "text/event-stream"}, "400": error}}},
+            "/v1/sinks": {"get": {"summary": "Each configured sink: kind, finality, position in the outbox, backlog, dead letters, paused",
+                "responses": {"200": {"description": "the sinks", "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"sinks": {"type": "array", "items": {"$ref": "#/components/schemas/Sink"}}}}}}}}}},
+            "/v1/sinks/{name}/pause": {"post": {"summary": "Stop delivering to a sink (admin scope); its backlog waits",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "paused"}, "401": error, "403": error, "404": error}}},
+            "/v1/sinks/{name}/resume": {"post": {"summary": "Deliver to a paused sink again (admin scope)",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "resumed"}, "401": error, "403": error, "404": error}}},
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
             "/ready": {"get": {"summary": "Readiness (the database answers)", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}}
@@ -76,7 +91,12 @@ pub async fn document() -> Json<Value> {
                     "chains": {"type": "array", "items": {"type": "object", "properties": {
                         "chain_id": {"type": "integer"}, "head": {"type": ["integer", "null"]}, "indexed": {"type": ["integer", "null"]},
                         "safe": {"type": ["integer", "null"]}, "finalized": {"type": ["integer", "null"]}, "events": {"type": "integer"}}}},
-                    "sinks": {"type": "array", "items": {"type": "object"}}}}
+                    "sinks": {"type": "array", "items": {"$ref": "#/components/schemas/Sink"}}}},
+                "Sink": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "kind": {"enum": ["amqp", "kafka", "nats", "redis", "webhook"]},
+                    "finality": {"type": "string"}, "position": {"type": "integer", "description": "outbox seq up to which everything is delivered or dead-lettered"},
+                    "backlog": {"type": "integer", "description": "outbox rows after the position"},
+                    "dead_letters": {"type": "integer"}, "paused": {"type": "boolean"}}}
             }
         }
     }))

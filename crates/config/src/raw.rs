@@ -35,6 +35,8 @@ pub(crate) struct RawDatabase {
 pub(crate) struct RawApi {
     pub listen: Option<String>,
     pub public_reads: Option<bool>,
+    pub gemforce_webhook_secret_env: Option<String>,
+    pub gemforce_webhook_secret_file: Option<String>,
     #[serde(default)]
     pub keys: Vec<RawApiKey>,
 }

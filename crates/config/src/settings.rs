@@ -58,6 +58,9 @@ pub struct ApiSettings {
     pub public_reads: bool,
     /// `[[api.keys]]`
     pub keys: Vec<ApiKey>,
+    /// `api.gemforce_webhook_secret_env` / `_file`: the shared secret of `POST /v1/webhooks/gemforce`
+    /// (the endpoint answers 404 without it).
+    pub gemforce_webhook_secret: Option<Secret<String>>,
 }
 
 /// One API key, stored as the SHA-256 of the key; the key itself is never in the configuration.

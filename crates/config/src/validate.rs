@@ -43,7 +43,7 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
     let mut p = Problems::default();
 
     let database = database(raw, &mut p);
-    let api = api(&raw.api, &mut p);
+    let api = api(&raw.api, ctx, &mut p);
     let telemetry = telemetry(raw, &mut p);
 
     let mut chain_ids = HashSet::new();
@@ -117,7 +117,7 @@ fn database(raw: &RawSettings, p: &mut Problems) -> Option<DatabaseSettings> {
     Some(DatabaseSettings { url, max_connections })
 }
 
-fn api(raw: &RawApi, p: &mut Problems) -> Option<ApiSettings> {
+fn api(raw: &RawApi, ctx: &Context<'_>, p: &mut Problems) -> Option<ApiSettings> {
     let text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen: Option<SocketAddr> = match text.parse() {
         Ok(addr) => Some(addr),
@@ -162,9 +162,17 @@ fn api(raw: &RawApi, p: &mut Problems) -> Option<ApiSettings> {
             Some(ApiKey { name: k.name.clone(), key_sha256: digest?, scopes })
         })
         .collect();
+    let gemforce_webhook_secret = secret(
+        "api.gemforce_webhook_secret",
+        &raw.gemforce_webhook_secret_env,
+        &raw.gemforce_webhook_secret_file,
+        false,
+        ctx,
+        p,
+    );
     let listen = listen?;
     let public_reads = raw.public_reads.unwrap_or(listen.ip().is_loopback());
-    Some(ApiSettings { listen, public_reads, keys })
+    Some(ApiSettings { listen, public_reads, keys, gemforce_webhook_secret })
 }
 
 fn telemetry(raw: &RawSettings, p: &mut Problems) -> Option<TelemetrySettings> {

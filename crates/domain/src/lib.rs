@@ -11,6 +11,7 @@ pub mod event;
 pub mod finality;
 pub mod outbox;
 pub mod ports;
+pub mod signature;
 pub mod tx;
 
 pub use block::{BlockRef, ChainId};

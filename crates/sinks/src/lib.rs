@@ -7,11 +7,13 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
-pub mod signature;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
 use std::sync::Arc;
+
+/// Webhook signing and verification (`gemgate_sinks::signature::verify` for receivers written in Rust).
+pub use gemgate_domain::signature;
 
 use gemgate_config::{SinkKind, SinkSettings};
 use gemgate_domain::ports::Sink;

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use gemgate_domain::ports::{Sink, SinkFailure};
 use gemgate_domain::{OutboxMessage, SinkError};
 
-use crate::signature::{sign, unix_now};
+use gemgate_domain::signature::{sign, unix_now};
 
 const CONCURRENCY: usize = 16;
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -103,6 +103,44 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// Stores a verified inbound webhook once: `false` when `(source, id)` was already stored. A new one
+    /// also gets an outbox row (kind `webhook.<source>`, chain 0) in the same transaction, so the sinks
+    /// deliver it.
+    pub async fn store_inbound_webhook(
+        &self,
+        source: &str,
+        id: &str,
+        payload: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let (source, id, text) = (source.to_string(), id.to_string(), payload.to_string());
+        in_tx!(self, tx => {
+            let d = tx.dialect();
+            let sql = format!(
+                "INSERT INTO inbound_webhooks (source, id, payload) VALUES ({}, {}, {}) ON CONFLICT DO NOTHING",
+                d.param(1),
+                d.param(2),
+                d.param_as(3, ColumnKind::Json)
+            );
+            let inserted =
+                tx.execute(&sql, vec![Bind::text(source.clone()), Bind::text(id.clone()), Bind::text(text.clone())]).await?;
+            if inserted == 1 {
+                let row = crate::bulk::OutboxRow {
+                    id: format!("{source}:{id}"),
+                    kind: format!("webhook.{source}"),
+                    chain_id: 0,
+                    block_number: None,
+                    ordering_key: format!("webhook:{source}"),
+                    status: "canonical".into(),
+                    payload: Some(text.clone()),
+                };
+                tx.insert_outbox(std::slice::from_ref(&row)).await?;
+            }
+            Ok(inserted == 1)
+        })
+    }
+}
+
 /// One sink's delivery state for `gemgate sinks list` and `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SinkBacklog {
