@@ -108,6 +108,8 @@ pub struct Dispatcher {
     sink_failures: u32,
     jitter: u64,
     loaded: bool,
+    /// The page after `fetched`, read while the previous one was being published: (after, rows).
+    prefetched: Option<(u64, Vec<OutboxEntry>)>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -142,6 +144,7 @@ impl Dispatcher {
             sink_failures: 0,
             jitter: 0,
             loaded: false,
+            prefetched: None,
         }
     }
 
@@ -228,7 +231,19 @@ impl Dispatcher {
         let mut outcome = RoundOutcome { read: self.read().await?, ..RoundOutcome::default() };
         let sink_up = self.sink_down_until.is_none_or(|until| Instant::now() >= until);
         if sink_up {
-            outcome.delivered += self.publish_ready().await;
+            // The next page is read while this one is published.
+            let (store, after, page) = (self.store.clone(), self.fetched, self.settings.page);
+            let room = self.outstanding.len() < self.settings.window && outcome.read > 0;
+            let prefetch =
+                async move { if room { Some(store.outbox_after(after, page).await) } else { None } };
+            let (delivered, prefetched) = tokio::join!(self.publish_ready(), prefetch);
+            outcome.delivered += delivered;
+            // An empty page is not kept: rows committed meanwhile must not wait a poll interval.
+            if let Some(Ok(rows)) = prefetched
+                && !rows.is_empty()
+            {
+                self.prefetched = Some((after, rows));
+            }
             let (delivered, dead) = self.retry_blocked().await?;
             outcome.delivered += delivered;
             outcome.dead_lettered += dead;

@@ -1,8 +1,8 @@
 //! AMQP 0.9.1 (RabbitMQ) through lapin: a durable topic exchange (`exchange`, default `gemgate`), routing
 //! key `<chain_id>.<contract>.<event>` (`<chain_id>.transaction.<state>` for transaction updates),
-//! persistent messages with `message_id` = the message id, and publisher confirms: a batch is published
-//! pipelined on one channel (which keeps its order) and confirmed message by message. With `queue`, that
-//! durable queue is declared too and bound to the exchange with `#`.
+//! persistent messages with `message_id` = the message id, and publisher confirms: a batch is spread over
+//! `CHANNELS` channels by ordering key (a channel keeps its order), published pipelined and confirmed
+//! message by message. With `queue`, that durable queue is declared too and bound to the exchange with `#`.
 //!
 //! A lost connection is reopened on the next publish; until then the sink reports itself unavailable.
 
@@ -22,8 +22,11 @@ pub struct AmqpSink {
     url: url::Url,
     exchange: String,
     queue: Option<String>,
-    channel: Mutex<Option<(Connection, Channel)>>,
+    open: Mutex<Option<(Connection, Vec<Channel>)>>,
 }
+
+/// Channels publishing at once per sink.
+pub const CHANNELS: usize = 4;
 
 impl std::fmt::Debug for AmqpSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,7 +52,7 @@ pub fn routing_key(message: &OutboxMessage) -> String {
 
 impl AmqpSink {
     pub fn new(name: &str, url: url::Url, exchange: &str, queue: Option<String>) -> Self {
-        Self { name: name.to_string(), url, exchange: exchange.to_string(), queue, channel: Mutex::new(None) }
+        Self { name: name.to_string(), url, exchange: exchange.to_string(), queue, open: Mutex::new(None) }
     }
 
     fn unavailable(&self, what: &str, error: &lapin::Error) -> SinkError {
@@ -57,8 +60,8 @@ impl AmqpSink {
         SinkError::Unavailable { sink: self.name.clone(), message: format!("{what}: {error}") }
     }
 
-    /// Connects, opens a confirming channel and declares the exchange (and queue).
-    async fn open(&self) -> Result<(Connection, Channel), SinkError> {
+    /// Connects, declares the exchange (and queue) and opens `CHANNELS` confirming channels.
+    async fn connect(&self) -> Result<(Connection, Vec<Channel>), SinkError> {
         let properties = ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio::current());
@@ -87,7 +90,22 @@ impl AmqpSink {
                 .await
                 .map_err(|e| self.unavailable("cannot bind the queue", &e))?;
         }
-        Ok((connection, channel))
+        let mut channels = vec![channel];
+        while channels.len() < CHANNELS {
+            channels.push(
+                connection
+                    .create_channel()
+                    .await
+                    .map_err(|e| self.unavailable("cannot open a channel", &e))?,
+            );
+        }
+        for channel in &channels {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| self.unavailable("cannot enable publisher confirms", &e))?;
+        }
+        Ok((connection, channels))
     }
 }
 
@@ -97,24 +115,66 @@ impl Sink for AmqpSink {
         &self.name
     }
 
+    /// Messages are spread over `CHANNELS` channels by ordering key (one key always on the same channel,
+    /// which keeps its order); each channel publishes its share pipelined and then awaits the confirms.
     async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), SinkFailure> {
-        let mut guard = self.channel.lock().await;
-        if guard.as_ref().is_none_or(|(connection, channel)| {
-            !connection.status().connected() || !channel.status().connected()
-        }) {
+        let mut guard = self.open.lock().await;
+        let healthy = guard.as_ref().is_some_and(|(connection, channels)| {
+            connection.status().connected() && channels.iter().all(|c| c.status().connected())
+        });
+        if !healthy {
             *guard = None;
-            *guard = Some(self.open().await.map_err(|error| SinkFailure { delivered: 0, error })?);
+            *guard = Some(self.connect().await.map_err(|error| SinkFailure { delivered: 0, error })?);
         }
-        let Some((_, channel)) = guard.as_ref() else { unreachable!("opened above") };
-        let mut confirms = Vec::with_capacity(messages.len());
-        for message in messages {
+        let Some((_, channels)) = guard.as_ref() else { unreachable!("opened above") };
+        let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); channels.len()];
+        for (i, message) in messages.iter().enumerate() {
+            lanes[lane_of(&message.ordering_key, channels.len())].push(i);
+        }
+        let sends = lanes
+            .iter()
+            .zip(channels)
+            .filter(|(lane, _)| !lane.is_empty())
+            .map(|(lane, channel)| self.publish_lane(channel, messages, lane));
+        let failures: Vec<(usize, SinkError)> =
+            futures::future::join_all(sends).await.into_iter().filter_map(Result::err).collect();
+        let Some(first) = failures.iter().map(|(index, _)| *index).min() else { return Ok(()) };
+        if failures.iter().any(|(_, error)| error.is_retryable()) {
+            *guard = None;
+        }
+        let error = failures.into_iter().find(|(index, _)| *index == first).map(|(_, e)| e);
+        Err(SinkFailure { delivered: first, error: error.unwrap_or_else(|| unreachable!("found above")) })
+    }
+}
+
+/// The channel of an ordering key.
+fn lane_of(key: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+impl AmqpSink {
+    /// Publishes the messages at `indexes` (in order) on one channel and awaits their confirms; on failure,
+    /// the index of the first message not confirmed.
+    async fn publish_lane(
+        &self,
+        channel: &Channel,
+        messages: &[OutboxMessage],
+        indexes: &[usize],
+    ) -> Result<(), (usize, SinkError)> {
+        let mut confirms = Vec::with_capacity(indexes.len());
+        let mut send_error = None;
+        for &i in indexes {
+            let message = &messages[i];
             let body = serde_json::to_vec(&message.payload).unwrap_or_default();
             let properties = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into())
                 .with_message_id(message.id.as_str().into())
                 .with_type(message.kind.as_str().into());
-            let published = channel
+            match channel
                 .basic_publish(
                     &self.exchange,
                     &routing_key(message),
@@ -122,65 +182,29 @@ impl Sink for AmqpSink {
                     &body,
                     properties,
                 )
-                .await;
-            match published {
-                Ok(confirm) => confirms.push(confirm),
+                .await
+            {
+                Ok(confirm) => confirms.push((i, confirm)),
                 Err(e) => {
-                    // Nothing after this one was sent; the ones before may still confirm.
-                    let error = self.unavailable("publish failed", &e);
-                    return Err(self.settle(confirms, error, &mut guard).await);
+                    send_error = Some((i, self.unavailable("publish failed", &e)));
+                    break;
                 }
             }
         }
-        let result = self.settle_all(confirms, messages).await;
-        if let Err(failure) = &result
-            && failure.error.is_retryable()
-        {
-            *guard = None;
-        }
-        result
-    }
-}
-
-impl AmqpSink {
-    /// Awaits the confirms in order; the first nack (refused) or error (unavailable) ends the batch.
-    async fn settle_all(
-        &self,
-        confirms: Vec<lapin::publisher_confirm::PublisherConfirm>,
-        messages: &[OutboxMessage],
-    ) -> Result<(), SinkFailure> {
-        for (delivered, confirm) in confirms.into_iter().enumerate() {
+        for (i, confirm) in confirms {
             match confirm.await {
                 Ok(Confirmation::Ack(_) | Confirmation::NotRequested) => {}
                 Ok(Confirmation::Nack(_)) => {
                     let error = SinkError::Rejected {
                         sink: self.name.clone(),
-                        message_id: messages[delivered].id.clone(),
+                        message_id: messages[i].id.clone(),
                         message: "the broker nacked the message".into(),
                     };
-                    return Err(SinkFailure { delivered, error });
+                    return Err((i, error));
                 }
-                Err(e) => return Err(SinkFailure { delivered, error: self.unavailable("no confirm", &e) }),
+                Err(e) => return Err((i, self.unavailable("no confirm", &e))),
             }
         }
-        Ok(())
-    }
-
-    /// After a failed publish: counts the leading confirms and drops the connection.
-    async fn settle(
-        &self,
-        confirms: Vec<lapin::publisher_confirm::PublisherConfirm>,
-        error: SinkError,
-        guard: &mut Option<(Connection, Channel)>,
-    ) -> SinkFailure {
-        let mut delivered = 0;
-        for confirm in confirms {
-            match confirm.await {
-                Ok(Confirmation::Ack(_) | Confirmation::NotRequested) => delivered += 1,
-                _ => break,
-            }
-        }
-        *guard = None;
-        SinkFailure { delivered, error }
+        send_error.map_or(Ok(()), Err)
     }
 }

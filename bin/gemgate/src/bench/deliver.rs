@@ -40,6 +40,57 @@ pub struct DeliverBench {
 
 /// Messages per publish batch, the same for the raw loop and the dispatcher (its page).
 const BATCH: usize = 2_000;
+/// Channels used at once by the multi-channel raw loop (the AMQP sink's own number).
+const CHANNELS: usize = gemgate_sinks::amqp::CHANNELS;
+
+/// Publishes every body with confirms, BATCH at a time, each batch split over `channels` channels.
+async fn raw_publish(
+    connection: &lapin::Connection,
+    exchange: &str,
+    bodies: &[(String, Vec<u8>)],
+    channels: usize,
+) -> anyhow::Result<()> {
+    let mut open = Vec::new();
+    for _ in 0..channels {
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        open.push(channel);
+    }
+    for chunk in bodies.chunks(BATCH) {
+        let per_channel = chunk.len().div_ceil(channels);
+        let sends = chunk.chunks(per_channel).zip(&open).map(|(part, channel)| async move {
+            let mut confirms = Vec::with_capacity(part.len());
+            for (id, body) in part {
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into())
+                    .with_message_id(id.as_str().into());
+                confirms.push(
+                    channel
+                        .basic_publish(
+                            exchange,
+                            "31337.bench.Spam",
+                            BasicPublishOptions::default(),
+                            body,
+                            properties,
+                        )
+                        .await?,
+                );
+            }
+            for confirm in confirms {
+                confirm.await?;
+            }
+            Ok::<(), lapin::Error>(())
+        });
+        for result in futures::future::join_all(sends).await {
+            result?;
+        }
+    }
+    for channel in open {
+        let _ = channel.close(0, "done").await;
+    }
+    Ok(())
+}
 
 pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
     println!("gemgate bench deliver: {} messages into RabbitMQ; {}", bench.messages, machine());
@@ -53,40 +104,23 @@ pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
     let connection = connect(&bench.amqp).await?;
     let tag = std::process::id();
 
-    // 1. Raw: the same client, confirms, persistent messages to a durable bound queue, batches of BATCH.
+    // 1. Raw: the same client, confirms, persistent messages to a durable bound queue, batches of BATCH,
+    // on one channel and on several at once.
     let (raw_exchange, raw_queue) = (format!("gemgate-bench-raw-{tag}"), format!("gemgate-bench-raw-{tag}"));
     let channel = connection.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
     declare(&channel, &raw_exchange, &raw_queue).await?;
-    let started = Instant::now();
-    for chunk in bodies.chunks(BATCH) {
-        let mut confirms = Vec::with_capacity(chunk.len());
-        for (id, body) in chunk {
-            let properties = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_content_type("application/json".into())
-                .with_message_id(id.as_str().into());
-            confirms.push(
-                channel
-                    .basic_publish(
-                        &raw_exchange,
-                        "31337.bench.Spam",
-                        BasicPublishOptions::default(),
-                        body,
-                        properties,
-                    )
-                    .await?,
-            );
-        }
-        for confirm in confirms {
-            confirm.await?;
-        }
+    let mut raw_rate: f64 = 0.0;
+    for channels in [1, CHANNELS] {
+        let started = Instant::now();
+        raw_publish(&connection, &raw_exchange, &bodies, channels).await?;
+        let rate = rate(bodies.len() as u64, started.elapsed());
+        raw_rate = raw_rate.max(rate);
+        println!(
+            "  raw publish, {channels} channel(s)      {rate:>10.0} msg/s ({:.2} s, lapin, confirms, persistent, batches of {BATCH})",
+            started.elapsed().as_secs_f64()
+        );
+        channel.queue_purge(&raw_queue, lapin::options::QueuePurgeOptions::default()).await?;
     }
-    let raw_rate = rate(bodies.len() as u64, started.elapsed());
-    println!(
-        "  raw publish (lapin, confirms)   {raw_rate:>10.0} msg/s ({:.2} s, persistent, batches of {BATCH})",
-        started.elapsed().as_secs_f64()
-    );
     channel.queue_delete(&raw_queue, QueueDeleteOptions::default()).await?;
 
     // 2. The dispatcher: outbox rows read, envelopes built, published with confirms, position stored.
