@@ -747,3 +747,76 @@ async fn gemforce_webhooks_are_verified_deduplicated_stored_and_queued_for_the_s
     let (status, _) = http_with("POST", &format!("{base}/v1/webhooks/gemforce"), &[], body).await;
     assert_eq!(status, 404, "without a configured secret the endpoint does not exist");
 }
+
+fn nats_url() -> String {
+    std::env::var("GEMGATE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_reaches_nats_jetstream_exactly_once_in_order_per_key() {
+    use async_nats::jetstream;
+    let test = "scenario_reaches_nats_jetstream_exactly_once_in_order_per_key";
+    let client = match async_nats::connect(nats_url()).await {
+        Ok(client) => client,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("NATS unreachable under CI: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: NATS unreachable ({e})");
+            return;
+        }
+    };
+    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let events = stored_events(&db.store).await;
+
+    let (stream, subject) = (unique("GEMGATE-TEST"), unique("gemgate-test"));
+    let sink =
+        Arc::new(gemgate_sinks::nats::NatsSink::new("nats", nats_url().parse().unwrap(), &subject, &stream));
+    let mut dispatcher = dispatcher(&db.store, sink.clone(), fast_settings("nats"));
+    while dispatcher.round().await.unwrap().read > 0 {}
+    // Everything again, as after a crash before the position was stored: JetStream drops the duplicates.
+    let all: Vec<gemgate_domain::OutboxMessage> = db
+        .store
+        .outbox_after(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            gemgate_domain::ports::OutboxEntry::Message(m) => Some(m),
+            gemgate_domain::ports::OutboxEntry::Reverted { .. } => None,
+        })
+        .collect();
+    sink.publish(&all[..20]).await.unwrap();
+
+    let js = jetstream::new(client);
+    let info = js.get_stream(&stream).await.unwrap().info().await.unwrap().clone();
+    assert_eq!(
+        info.state.messages,
+        events.len() as u64,
+        "one stream message per event, re-sends deduplicated by Nats-Msg-Id"
+    );
+    let consumer = js
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .create_consumer(jetstream::consumer::pull::Config::default())
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut received = Vec::new();
+    while received.len() < events.len() {
+        let message =
+            tokio::time::timeout(Duration::from_secs(10), messages.next()).await.unwrap().unwrap().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        let msg_id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string());
+        assert_eq!(msg_id.as_deref(), body["id"].as_str(), "Nats-Msg-Id is the envelope id");
+        let event = events.iter().find(|e| e.id.to_string() == body["id"].as_str().unwrap()).unwrap();
+        assert_eq!(message.subject.as_str(), format!("{subject}.31337.{}.{}", event.contract, event.event));
+        received.push(body["id"].as_str().unwrap().to_string());
+        message.ack().await.unwrap();
+    }
+    let expected: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(received, expected, "every event once, in chain order (hence in order per key)");
+    js.delete_stream(&stream).await.unwrap();
+}

@@ -40,14 +40,7 @@ impl std::fmt::Debug for AmqpSink {
 
 /// The routing key of a message: `<chain_id>.<contract>.<event>` for chain events.
 pub fn routing_key(message: &OutboxMessage) -> String {
-    let field = |key: &str| message.payload.get(key).and_then(|v| v.as_str()).unwrap_or_default();
-    if message.kind == "event" {
-        let event = if field("event").is_empty() { "unknown" } else { field("event") };
-        let contract = if field("contract").is_empty() { "unknown" } else { field("contract") };
-        format!("{}.{contract}.{event}", message.chain_id)
-    } else {
-        format!("{}.{}", message.chain_id, message.kind)
-    }
+    crate::routing_suffix(message)
 }
 
 impl AmqpSink {

@@ -2,11 +2,13 @@
 //! `build` turns a configured `[[sinks]]` entry into a sink. `signature` holds the webhook signing and
 //! verification helpers (also for receivers written in Rust).
 //!
-//! Built: AMQP (`amqp`, RabbitMQ) and signed webhooks (`webhook`). Kafka, NATS JetStream and Redis Streams
-//! are configured already but not built yet: `build` says so.
+//! Built: AMQP (`amqp`, RabbitMQ), NATS JetStream (`nats`) and signed webhooks (`webhook`). Kafka and Redis
+//! Streams are configured already but not built yet: `build` says so.
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
@@ -50,10 +52,27 @@ pub fn build(settings: &SinkSettings) -> Result<Arc<dyn Sink>, BuildError> {
                     })?;
             Ok(Arc::new(sink))
         }
-        SinkKind::Kafka { .. } | SinkKind::Nats { .. } | SinkKind::Redis { .. } => {
+        #[cfg(feature = "nats")]
+        SinkKind::Nats { url, subject, stream } => {
+            Ok(Arc::new(nats::NatsSink::new(&settings.name, url.expose().clone(), subject, stream)))
+        }
+        SinkKind::Kafka { .. } | SinkKind::Redis { .. } => {
             Err(not_built("this sink kind is on the roadmap and not written yet"))
         }
         #[allow(unreachable_patterns)]
         _ => Err(not_built("its cargo feature is off")),
+    }
+}
+
+/// `<chain_id>.<contract>.<event>` for chain events, `<chain_id>.<kind>` for other messages: the AMQP
+/// routing key and the tail of NATS subjects.
+pub fn routing_suffix(message: &gemgate_domain::OutboxMessage) -> String {
+    let field = |key: &str| message.payload.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+    if message.kind == "event" {
+        let event = if field("event").is_empty() { "unknown" } else { field("event") };
+        let contract = if field("contract").is_empty() { "unknown" } else { field("contract") };
+        format!("{}.{contract}.{event}", message.chain_id)
+    } else {
+        format!("{}.{}", message.chain_id, message.kind)
     }
 }

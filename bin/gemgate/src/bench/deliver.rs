@@ -1,8 +1,8 @@
-//! `gemgate bench deliver`: messages/s from the outbox into RabbitMQ through a real dispatcher (publisher
-//! confirms, persistent messages, a durable queue bound to the exchange), beside the broker's raw publish
-//! rate measured in the same run with the same client library and the same settings; then block-to-broker
-//! latency (block mined on anvil to the message in a consumer's hands, through the indexer and the
-//! dispatcher), p50/p95.
+//! `gemgate bench deliver`: messages/s from the outbox through a real dispatcher into RabbitMQ (publisher
+//! confirms, persistent messages, a durable queue bound to the exchange) and into NATS JetStream (publish
+//! acks), each beside the broker's raw publish rate measured in the same run with the same client library
+//! and the same settings; then block-to-broker latency (block mined on anvil to the message in a RabbitMQ
+//! consumer's hands, through the indexer and the dispatcher), p50/p95.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,9 @@ pub struct DeliverBench {
     /// RabbitMQ to publish to (exchanges and queues named gemgate-bench-* are created and deleted).
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp: String,
+    /// NATS with JetStream to publish to (streams named GEMGATE-BENCH-* are created and deleted); "none" skips.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
     /// Blocks measured for block-to-broker latency.
     #[arg(long, default_value_t = 30)]
     latency_blocks: u32,
@@ -93,7 +96,11 @@ async fn raw_publish(
 }
 
 pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
-    println!("gemgate bench deliver: {} messages into RabbitMQ; {}", bench.messages, machine());
+    println!(
+        "gemgate bench deliver: {} messages into RabbitMQ and NATS JetStream; {}",
+        bench.messages,
+        machine()
+    );
     let dir = tempfile::tempdir()?;
     let store =
         SqlStore::connect(&sqlite_url(dir.path(), "deliver"), 4, ProjectionSet::gemforce_for(Vec::new()))
@@ -146,7 +153,12 @@ pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
     );
     channel.queue_delete(&queue, QueueDeleteOptions::default()).await?;
 
-    // 3. Block-to-broker latency.
+    // 3. NATS JetStream: raw publishes with acks (async-nats, the sink's client), then the dispatcher.
+    if bench.nats != "none" {
+        nats(&bench, &store, &bodies).await?;
+    }
+
+    // 4. Block-to-broker latency.
     let latencies = latency(&bench, dir.path()).await?;
     let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     println!(
@@ -330,4 +342,69 @@ async fn latency(bench: &DeliverBench, dir: &std::path::Path) -> anyhow::Result<
     let _ = connection.close(0, "bench done").await;
     latencies.sort();
     Ok(latencies)
+}
+
+async fn nats(bench: &DeliverBench, store: &SqlStore, bodies: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    use async_nats::jetstream;
+    let client = async_nats::connect(bench.nats.as_str()).await.context("connecting to NATS")?;
+    let js = jetstream::new(client);
+    let tag = std::process::id();
+    let (raw_stream, raw_subject) = (format!("GEMGATE-BENCH-RAW-{tag}"), format!("gemgate-bench-raw-{tag}"));
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: raw_stream.clone(),
+        subjects: vec![format!("{raw_subject}.>")],
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
+    let started = Instant::now();
+    for chunk in bodies.chunks(BATCH) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for (id, body) in chunk {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            acks.push(
+                js.publish_with_headers(
+                    format!("{raw_subject}.31337.bench.Spam"),
+                    headers,
+                    body.clone().into(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("publishing: {e}"))?,
+            );
+        }
+        for ack in acks {
+            ack.await.map_err(|e| anyhow::anyhow!("publish ack: {e}"))?;
+        }
+    }
+    let raw_rate = rate(bodies.len() as u64, started.elapsed());
+    println!(
+        "  raw publish to JetStream        {raw_rate:>10.0} msg/s ({:.2} s, async-nats, acks, batches of {BATCH})",
+        started.elapsed().as_secs_f64()
+    );
+    let _ = js.delete_stream(&raw_stream).await;
+
+    let (stream, subject) = (format!("GEMGATE-BENCH-{tag}"), format!("gemgate-bench-{tag}"));
+    let sink =
+        Arc::new(gemgate_sinks::nats::NatsSink::new("bench-nats", bench.nats.parse()?, &subject, &stream));
+    let settings = DispatchSettings { page: BATCH as u32, ..DispatchSettings::new("bench-nats") };
+    let mut dispatcher = Dispatcher::new(Arc::new(store.clone()), sink, settings, DispatchMetrics::default());
+    let started = Instant::now();
+    while dispatcher.position() < bodies.len() as u64 {
+        let outcome = dispatcher.round().await?;
+        anyhow::ensure!(
+            outcome.read > 0 || outcome.delivered > 0,
+            "the NATS dispatcher stalled at {}",
+            dispatcher.position()
+        );
+    }
+    let elapsed = started.elapsed();
+    let dispatch_rate = rate(bodies.len() as u64, elapsed);
+    println!(
+        "  dispatcher -> NATS JetStream    {dispatch_rate:>10.0} msg/s ({:.2} s, {:.0}% of raw)",
+        elapsed.as_secs_f64(),
+        100.0 * dispatch_rate / raw_rate
+    );
+    let _ = js.delete_stream(&stream).await;
+    Ok(())
 }

@@ -1,0 +1,110 @@
+//! NATS JetStream through async-nats: subject `<subject>.<chain_id>.<contract>.<event>`
+//! (`<subject>.<chain_id>.<kind>` for other messages) in the stream `stream` (default `GEMGATE`, created if
+//! missing with subjects `<subject>.>`), header `Nats-Msg-Id` = the message id so JetStream drops a
+//! re-sent duplicate within its duplicate window, and a publish ack awaited for every message. A batch is
+//! published pipelined and its acks awaited in order.
+
+use async_nats::jetstream;
+use async_trait::async_trait;
+use gemgate_domain::ports::{Sink, SinkFailure};
+use gemgate_domain::{OutboxMessage, SinkError};
+use tokio::sync::Mutex;
+
+use crate::routing_suffix;
+
+pub struct NatsSink {
+    name: String,
+    url: url::Url,
+    subject: String,
+    stream: String,
+    context: Mutex<Option<jetstream::Context>>,
+}
+
+impl std::fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry credentials: never printed.
+        f.debug_struct("NatsSink")
+            .field("name", &self.name)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsSink {
+    pub fn new(name: &str, url: url::Url, subject: &str, stream: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            url,
+            subject: subject.trim_end_matches('.').to_string(),
+            stream: stream.to_string(),
+            context: Mutex::new(None),
+        }
+    }
+
+    fn unavailable(&self, message: String) -> SinkError {
+        SinkError::Unavailable { sink: self.name.clone(), message }
+    }
+
+    /// The subject of a message.
+    pub fn subject_of(&self, message: &OutboxMessage) -> String {
+        format!("{}.{}", self.subject, routing_suffix(message))
+    }
+
+    async fn connect(&self) -> Result<jetstream::Context, SinkError> {
+        let client = async_nats::connect(self.url.as_str())
+            .await
+            .map_err(|e| self.unavailable(format!("cannot connect to NATS: {e}")))?;
+        let context = jetstream::new(client);
+        context
+            .get_or_create_stream(jetstream::stream::Config {
+                name: self.stream.clone(),
+                subjects: vec![format!("{}.>", self.subject)],
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.unavailable(format!("cannot create or read stream {}: {e}", self.stream)))?;
+        Ok(context)
+    }
+}
+
+#[async_trait]
+impl Sink for NatsSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), SinkFailure> {
+        let mut guard = self.context.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.connect().await.map_err(|error| SinkFailure { delivered: 0, error })?);
+        }
+        let Some(context) = guard.as_ref() else { unreachable!("connected above") };
+        let mut acks = Vec::with_capacity(messages.len());
+        let mut failure = None;
+        for (i, message) in messages.iter().enumerate() {
+            let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", message.id.as_str());
+            match context.publish_with_headers(self.subject_of(message), headers, body.into()).await {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    failure = Some((i, self.unavailable(format!("publish failed: {e}"))));
+                    break;
+                }
+            }
+        }
+        for (i, ack) in acks.into_iter().enumerate() {
+            if let Err(e) = ack.await {
+                failure = Some((i, self.unavailable(format!("no publish ack: {e}"))));
+                break;
+            }
+        }
+        match failure {
+            None => Ok(()),
+            Some((delivered, error)) => {
+                *guard = None;
+                Err(SinkFailure { delivered, error })
+            }
+        }
+    }
+}
