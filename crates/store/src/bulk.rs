@@ -35,6 +35,8 @@ pub struct OutboxRow {
     pub kind: String,
     pub chain_id: i64,
     pub block_number: Option<i64>,
+    /// The event's log index, for a canonical chain event (its key in `events` with the block number).
+    pub log_index: Option<i64>,
     pub ordering_key: String,
     pub status: String,
     /// `None` for a canonical chain event (the events row is its envelope).
@@ -43,7 +45,7 @@ pub struct OutboxRow {
 
 const EVENT_COLUMNS: &str = "id, chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, \
                              contract, event, signature, args, topics, data";
-const OUTBOX_COLUMNS: &str = "id, kind, chain_id, block_number, ordering_key, status, payload";
+const OUTBOX_COLUMNS: &str = "id, kind, chain_id, block_number, log_index, ordering_key, status, payload";
 
 /// Postgres advisory lock key serialising outbox writers ("gemgate outbox" as an integer).
 const OUTBOX_LOCK: i64 = 0x6765_6d67_6f75_7462;
@@ -94,7 +96,7 @@ impl BulkWrite for Transaction<'static, Sqlite> {
     async fn insert_outbox(&mut self, rows: &[OutboxRow]) -> Result<(), StoreError> {
         for chunk in rows.chunks(SQLITE_CHUNK) {
             let sql =
-                format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES {}", values_clause(chunk.len(), 7));
+                format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES {}", values_clause(chunk.len(), 8));
             let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
             for r in chunk {
                 query = query
@@ -102,6 +104,7 @@ impl BulkWrite for Transaction<'static, Sqlite> {
                     .bind(r.kind.clone())
                     .bind(r.chain_id)
                     .bind(r.block_number)
+                    .bind(r.log_index)
                     .bind(r.ordering_key.clone())
                     .bind(r.status.clone())
                     .bind(r.payload.clone());
@@ -238,15 +241,17 @@ impl BulkWrite for Transaction<'static, Postgres> {
             .map_err(db_error)?;
         let texts = |f: fn(&OutboxRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
         sqlx::query::<Postgres>(
-            "INSERT INTO outbox (id, kind, chain_id, block_number, ordering_key, status, payload) \
-             SELECT id, kind, chain_id, block_number, ordering_key, status, payload::jsonb \
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[]) \
-             WITH ORDINALITY AS t(id, kind, chain_id, block_number, ordering_key, status, payload, n) ORDER BY n",
+            "INSERT INTO outbox (id, kind, chain_id, block_number, log_index, ordering_key, status, payload) \
+             SELECT id, kind, chain_id, block_number, log_index, ordering_key, status, payload::jsonb \
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], \
+             $8::text[]) WITH ORDINALITY AS t(id, kind, chain_id, block_number, log_index, ordering_key, status, \
+             payload, n) ORDER BY n",
         )
         .bind(texts(|r| &r.id))
         .bind(texts(|r| &r.kind))
         .bind(rows.iter().map(|r| r.chain_id).collect::<Vec<i64>>())
         .bind(rows.iter().map(|r| r.block_number).collect::<Vec<Option<i64>>>())
+        .bind(rows.iter().map(|r| r.log_index).collect::<Vec<Option<i64>>>())
         .bind(texts(|r| &r.ordering_key))
         .bind(texts(|r| &r.status))
         .bind(rows.iter().map(|r| r.payload.as_deref()).collect::<Vec<Option<&str>>>())

@@ -8,7 +8,7 @@ use gemgate_domain::{ChainId, EventStatus, OutboxMessage, StoreError};
 use gemgate_projections::{Cell, ColumnKind};
 
 use crate::conn::{Bind, db_error};
-use crate::read::{EVENT_COLUMNS, event_from_cells};
+use crate::read::{EVENT_COLUMNS, envelope_from_cells};
 use crate::{Pool, SqlStore, Tx};
 
 /// Outbox columns read before the event's.
@@ -130,6 +130,7 @@ impl SqlStore {
                     kind: format!("webhook.{source}"),
                     chain_id: 0,
                     block_number: None,
+                    log_index: None,
                     ordering_key: format!("webhook:{source}"),
                     status: "canonical".into(),
                     payload: Some(text.clone()),
@@ -181,7 +182,7 @@ impl OutboxStore for SqlStore {
                     kinds.extend(EVENT_COLUMNS.iter().map(|(_, k)| *k));
                     let sql = format!(
                         "SELECT {} FROM outbox o LEFT JOIN events e ON o.payload IS NULL AND e.chain_id = o.chain_id \
-                         AND e.block_number = o.block_number AND e.id = o.id \
+                         AND e.block_number = o.block_number AND e.log_index = o.log_index AND e.id = o.id \
                          WHERE o.seq > {} ORDER BY o.seq LIMIT {}",
                         columns.join(", "),
                         d.param(1),
@@ -199,8 +200,7 @@ impl OutboxStore for SqlStore {
                 let payload = match (&outbox[7], &event[0]) {
                     (Cell::Json(payload), _) => payload.clone(),
                     (_, Cell::Null) => return Ok(OutboxEntry::Reverted { seq, id }),
-                    _ => serde_json::to_value(event_from_cells(event, &heads)?)
-                        .map_err(|e| invalid(format!("event {id} does not serialize: {e}")))?,
+                    _ => envelope_from_cells(event, &heads),
                 };
                 Ok(OutboxEntry::Message(OutboxMessage {
                     seq,

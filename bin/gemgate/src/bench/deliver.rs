@@ -107,7 +107,13 @@ pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
             .await?;
     store.migrate().await?;
     fill_outbox(&store, bench.messages).await?;
+    let started = Instant::now();
     let bodies = outbox_bodies(&store, bench.messages).await?;
+    println!(
+        "  outbox read + envelopes         {:>10.0} msg/s ({:.2} s: rows read, envelopes built and serialized)",
+        rate(bench.messages, started.elapsed()),
+        started.elapsed().as_secs_f64()
+    );
     let connection = connect(&bench.amqp).await?;
     let tag = std::process::id();
 
