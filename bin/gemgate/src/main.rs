@@ -2,6 +2,7 @@
 //! installs telemetry and hands typed settings to the component crates.
 
 mod bench;
+mod consume;
 mod demo;
 mod index;
 mod wiring;
@@ -57,6 +58,8 @@ enum Command {
     },
     /// Deliver outbox messages to the configured sinks.
     Dispatch,
+    /// The reference consumer: a RabbitMQ queue into a trade-deal projection in its own database, exactly once.
+    Consume(consume::ConsumeArgs),
     /// Show the sinks' delivery state; pause or resume one.
     #[command(subcommand)]
     Sinks(SinksCommand),
@@ -102,6 +105,12 @@ fn main() -> ExitCode {
                 return code;
             }
             run_async(bench::run(args.clone()))
+        }
+        Command::Consume(ref args) => {
+            if let Err(code) = init_telemetry(&cli, None) {
+                return code;
+            }
+            run_async(consume::run(args.clone()))
         }
         Command::Demo(ref args) => {
             if let Err(code) = init_telemetry(&cli, None) {

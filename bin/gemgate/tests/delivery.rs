@@ -820,3 +820,131 @@ async fn scenario_reaches_nats_jetstream_exactly_once_in_order_per_key() {
     assert_eq!(received, expected, "every event once, in chain order (hence in order per key)");
     js.delete_stream(&stream).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_consumer_projection_equals_the_indexers_despite_duplicates() {
+    let test = "reference_consumer_projection_equals_the_indexers_despite_duplicates";
+    let Some(chain) = chain(test, 3, AnvilOptions::default()).await else { return };
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let queue = unique("gemgate-test-consume");
+    let Some(probe) = Consumer::start(test, &queue).await else { return };
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let events = stored_events(&db.store).await;
+
+    let sink = Arc::new(AmqpSink::new(
+        "rabbit",
+        amqp_url().parse().unwrap(),
+        &unique("gemgate-test-consume-x"),
+        Some(queue.clone()),
+    ));
+    let mut dispatcher = dispatcher(&db.store, sink.clone(), fast_settings("rabbit"));
+    while dispatcher.round().await.unwrap().read > 0 {}
+    // Half the messages once more, as a dispatcher restarted before storing its position would send them.
+    let again: Vec<gemgate_domain::OutboxMessage> = db
+        .store
+        .outbox_after(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            gemgate_domain::ports::OutboxEntry::Message(m) => Some(m),
+            gemgate_domain::ports::OutboxEntry::Reverted { .. } => None,
+        })
+        .take(events.len() / 2)
+        .collect();
+    sink.publish(&again).await.unwrap();
+    drop(probe);
+
+    let dir = tempfile::tempdir().unwrap();
+    let consumer_db = format!("sqlite://{}", dir.path().join("consumer.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args([
+            "--log-filter",
+            "warn",
+            "consume",
+            "--amqp",
+            &amqp_url(),
+            "--queue",
+            &queue,
+            "--database",
+            &consumer_db,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let consumer = gemgate_consumer::IdempotentConsumer::open(&consumer_db, "reader").await.unwrap();
+    let kinds = [
+        gemgate_projections::ColumnKind::Text,
+        gemgate_projections::ColumnKind::Text,
+        gemgate_projections::ColumnKind::Text,
+        gemgate_projections::ColumnKind::Int,
+        gemgate_projections::ColumnKind::Text,
+        gemgate_projections::ColumnKind::Int,
+    ];
+    let deals = db
+        .store
+        .projection_rows(&gemgate_projections::gemforce::tables::TRADE_DEALS, None, None, 1_000)
+        .await
+        .unwrap();
+    let expected: Vec<(String, String, String, i64, String, i64)> = deals
+        .iter()
+        .map(|d| {
+            let id = d["trade_deal_id"].as_str().unwrap().to_string();
+            let touching = events
+                .iter()
+                .filter(|e| e.args.get("tradeDealId").and_then(|v| v.as_str()) == Some(id.as_str()))
+                .count();
+            (
+                id,
+                d["name"].as_str().unwrap().to_string(),
+                d["symbol"].as_str().unwrap().to_string(),
+                d["created_block"].as_i64().unwrap(),
+                d["created_tx"].as_str().unwrap().to_lowercase(),
+                touching as i64,
+            )
+        })
+        .collect();
+    assert!(expected.len() >= 2, "the scenario creates trade deals");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let rows = match consumer.database().begin().await {
+            Ok(mut owned) => owned
+                .tx()
+                .fetch(
+                    "SELECT trade_deal_id, name, symbol, created_block, created_tx, events FROM consumer_trade_deals ORDER BY trade_deal_id",
+                    Vec::new(),
+                    &kinds,
+                )
+                .await
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let got: Vec<(String, String, String, i64, String, i64)> = rows
+            .iter()
+            .map(|r| {
+                let text = |i: usize| r[i].as_text().unwrap_or_default().to_string();
+                let int = |i: usize| match r[i] {
+                    gemgate_projections::Cell::Int(n) => n,
+                    _ => -1,
+                };
+                (text(0), text(1), text(2), int(3), text(4).to_lowercase(), int(5))
+            })
+            .collect();
+        if got == expected || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    let mut got_sorted = got;
+    got_sorted.sort();
+    assert_eq!(
+        got_sorted, expected_sorted,
+        "the consumer's projection equals the indexer's, each event applied once"
+    );
+}

@@ -164,6 +164,17 @@ impl SqlStore {
         }
     }
 
+    /// Begins a write transaction the caller commits (for consumers keeping their own tables in the same
+    /// database transaction as their bookkeeping). Dropped without `commit`, it rolls back.
+    pub async fn begin(&self) -> Result<OwnedTx, StoreError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => {
+                OwnedTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?)
+            }
+            Pool::Postgres(pool) => OwnedTx::Postgres(pool.begin().await.map_err(db_error)?),
+        })
+    }
+
     /// Closes the pool (tests reopen databases).
     pub async fn close(&self) {
         match &self.pool {
@@ -211,6 +222,30 @@ impl Store for SqlStore {
 
     async fn record_heads(&self, chain_id: ChainId, heads: &Heads) -> Result<(), StoreError> {
         in_tx!(self, tx => write::record_heads(tx, chain_id, heads).await)
+    }
+}
+
+/// An open write transaction on either backend.
+#[derive(Debug)]
+pub enum OwnedTx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl OwnedTx {
+    pub fn tx(&mut self) -> &mut dyn Tx {
+        match self {
+            OwnedTx::Sqlite(tx) => tx,
+            OwnedTx::Postgres(tx) => tx,
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            OwnedTx::Sqlite(tx) => tx.commit().await,
+            OwnedTx::Postgres(tx) => tx.commit().await,
+        }
+        .map_err(db_error)
     }
 }
 
