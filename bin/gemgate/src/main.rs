@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gemgate_config::{LogFormat, Settings};
+use gemgate_store::delivery::ReplayFrom;
 use gemgate_telemetry::LogStyle;
 
 /// mimalloc: the event and message paths allocate many small JSON values on several threads, where glibc's
@@ -88,6 +89,20 @@ enum SinksCommand {
     Pause { name: String },
     /// Deliver to a paused sink again, from where it stopped.
     Resume { name: String },
+    /// Deliver again from a block (of every chain, or of --chain) or from a time (RFC 3339).
+    Replay {
+        name: String,
+        #[arg(long, conflicts_with = "from_time", required_unless_present = "from_time")]
+        from_block: Option<u64>,
+        /// With --from-block: only this chain's blocks decide where the replay starts.
+        #[arg(long, requires = "from_block")]
+        chain: Option<u64>,
+        /// e.g. 2026-11-26T14:00:00Z
+        #[arg(long)]
+        from_time: Option<String>,
+    },
+    /// Send a sink's dead letters again (from the oldest of them on).
+    Requeue { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,8 +233,32 @@ async fn sinks(settings: &Settings, command: &SinksCommand) -> anyhow::Result<()
             store.set_sink_paused(name, false).await?;
             println!("sink {name} resumed");
         }
+        SinksCommand::Replay { name, from_block, chain, from_time } => {
+            known(name)?;
+            let from = match (from_block, from_time) {
+                (Some(block), _) => ReplayFrom::Block { chain_id: *chain, block: *block },
+                (None, Some(time)) => ReplayFrom::Time(replay_time(time)?),
+                (None, None) => anyhow::bail!("give --from-block or --from-time"),
+            };
+            let position = store.position_before(from).await?;
+            store.rewind_sink(name, position).await?;
+            println!("sink {name} delivers again from outbox position {}", position + 1);
+        }
+        SinksCommand::Requeue { name } => {
+            known(name)?;
+            let count = store.requeue_dead_letters(name).await?;
+            println!("sink {name}: {count} dead letter(s) requeued");
+        }
     }
     Ok(())
+}
+
+/// An RFC 3339 time in the stored form (`YYYY-MM-DDTHH:MM:SS.mmmZ`, UTC).
+fn replay_time(text: &str) -> anyhow::Result<String> {
+    let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).map_err(|e| {
+        anyhow::anyhow!("--from-time {text:?} is not an RFC 3339 time such as 2026-11-26T14:00:00Z: {e}")
+    })?;
+    Ok(humantime::format_rfc3339_millis(time).to_string())
 }
 
 fn not_built(command: &str, arrives_with: &str) -> ExitCode {

@@ -196,6 +196,17 @@ fn sinks_list_pause_and_resume() {
     assert!(sinks(&["resume", "deals"]).status.success());
     assert!(text(&sinks(&["list"]).stdout).lines().any(|l| l.starts_with("deals") && l.ends_with("active")));
 
+    let replay = sinks(&["replay", "deals", "--from-block", "5"]);
+    assert!(replay.status.success(), "{}", text(&replay.stderr));
+    assert!(text(&replay.stdout).contains("delivers again from outbox position"));
+    let replay = sinks(&["replay", "deals", "--from-time", "2026-11-26T14:00:00Z"]);
+    assert!(replay.status.success(), "{}", text(&replay.stderr));
+    let bad = sinks(&["replay", "deals", "--from-time", "yesterday"]);
+    assert!(!bad.status.success() && text(&bad.stderr).contains("RFC 3339"), "{}", text(&bad.stderr));
+    assert!(!sinks(&["replay", "deals"]).status.success(), "a replay needs a starting point");
+    let requeue = sinks(&["requeue", "deals"]);
+    assert!(text(&requeue.stdout).contains("0 dead letter(s) requeued"), "{}", text(&requeue.stdout));
+
     let unknown = sinks(&["pause", "nope"]);
     assert!(!unknown.status.success());
     assert!(text(&unknown.stderr).contains("no sink named \"nope\""), "{}", text(&unknown.stderr));

@@ -948,3 +948,85 @@ async fn reference_consumer_projection_equals_the_indexers_despite_duplicates() 
         "the consumer's projection equals the indexer's, each event applied once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_requeued_and_a_sink_replays_from_a_block() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let test = "dead_letters_are_requeued_and_a_sink_replays_from_a_block";
+    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let events = stored_events(&db.store).await;
+
+    // A receiver that refuses TradeDealCreated (400) until `accept_deals` is set, and records the rest.
+    let accept_deals = Arc::new(AtomicBool::new(false));
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let app = {
+        let (accept_deals, received) = (accept_deals.clone(), received.clone());
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let (accept_deals, received) = (accept_deals.clone(), received.clone());
+                async move {
+                    let envelope: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    if envelope["event"] == "TradeDealCreated" && !accept_deals.load(Ordering::SeqCst) {
+                        return axum::http::StatusCode::BAD_REQUEST;
+                    }
+                    received.lock().unwrap().push(envelope["id"].as_str().unwrap().to_string());
+                    axum::http::StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let sink = WebhookSink::new("hook", url.parse().unwrap(), vec![b"s".to_vec()], false).unwrap();
+    let mut hook =
+        dispatcher(&db.store, Arc::new(sink), DispatchSettings { max_attempts: 2, ..fast_settings("hook") });
+
+    let deals = events.iter().filter(|e| e.event == "TradeDealCreated").count() as u64;
+    let backlog = |db: SqlStore| async move { db.sink_backlogs(&["hook".into()]).await.unwrap().remove(0) };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while backlog(db.store.clone()).await.dead_letters < deals || hook.position() < events.len() as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "dead-lettering timed out");
+        hook.round().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got: BTreeSet<String> = received.lock().unwrap().iter().cloned().collect();
+    assert_eq!(got.len() as u64, events.len() as u64 - deals, "everything but the refused deals arrived");
+
+    // Requeue: the refused deals are sent again once the receiver takes them.
+    accept_deals.store(true, Ordering::SeqCst);
+    assert_eq!(db.store.requeue_dead_letters("hook").await.unwrap(), deals);
+    assert_eq!(backlog(db.store.clone()).await.dead_letters, 0);
+    let all: BTreeSet<String> = events.iter().map(|e| e.id.to_string()).collect();
+    while received.lock().unwrap().iter().cloned().collect::<BTreeSet<_>>() != all {
+        assert!(tokio::time::Instant::now() < deadline, "requeued messages did not arrive");
+        hook.round().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Replay from a block: exactly the events from that block on arrive once more.
+    let from = events[events.len() / 2].block_number;
+    let again = events.iter().filter(|e| e.block_number >= from).count();
+    while hook.round().await.unwrap().read > 0 {}
+    let before = received.lock().unwrap().len();
+    let position = db
+        .store
+        .position_before(gemgate_store::delivery::ReplayFrom::Block { chain_id: Some(31337), block: from })
+        .await
+        .unwrap();
+    db.store.rewind_sink("hook", position).await.unwrap();
+    while hook.position() < events.len() as u64 || received.lock().unwrap().len() < before + again {
+        assert!(tokio::time::Instant::now() < deadline, "the replay did not arrive");
+        hook.round().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let replayed: Vec<String> = received.lock().unwrap()[before..].to_vec();
+    let expected: BTreeSet<String> =
+        events.iter().filter(|e| e.block_number >= from).map(|e| e.id.to_string()).collect();
+    assert_eq!(replayed.iter().cloned().collect::<BTreeSet<_>>(), expected);
+    assert_eq!(replayed.len(), again, "each once");
+}

@@ -324,3 +324,55 @@ pub async fn gemforce_webhook(
     state.webhooks.accepted.inc();
     Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "duplicate": !stored}))))
 }
+
+/// `POST /v1/sinks/{name}/replay` with `{"from_block": N, "chain_id": ID?}` or `{"from_time": "RFC 3339"}`.
+pub async fn replay_sink(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use gemgate_store::delivery::ReplayFrom;
+    configured_sink(&state, &name)?;
+    let request: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad("invalid_body", "send a JSON object with from_block or from_time"))?;
+    let number = |key: &'static str| -> Result<Option<u64>, ApiError> {
+        request.get(key).map(|v| v.as_u64().ok_or_else(|| bad_number(key))).transpose()
+    };
+    let from = match (request.get("from_block"), request.get("from_time")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad("invalid_body", "give from_block or from_time, not both"));
+        }
+        (Some(_), None) => {
+            let block = number("from_block")?.unwrap_or_default();
+            let chain_id = number("chain_id")?;
+            ReplayFrom::Block { chain_id, block }
+        }
+        (None, Some(Value::String(text))) => {
+            let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).map_err(|_| {
+                ApiError::bad(
+                    "invalid_body",
+                    "from_time must be an RFC 3339 UTC time such as 2026-11-26T14:00:00Z",
+                )
+            })?;
+            ReplayFrom::Time(humantime::format_rfc3339_millis(time).to_string())
+        }
+        _ => return Err(ApiError::bad("invalid_body", "send a JSON object with from_block or from_time")),
+    };
+    let position = state.store.position_before(from).await?;
+    state.store.rewind_sink(&name, position).await?;
+    Ok(Json(json!({"name": name, "position": position})))
+}
+
+fn bad_number(key: &str) -> ApiError {
+    ApiError::bad("invalid_body", format!("{key} must be a non-negative integer"))
+}
+
+/// `POST /v1/sinks/{name}/requeue`: the sink's dead letters are sent again.
+pub async fn requeue_sink(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    configured_sink(&state, &name)?;
+    let requeued = state.store.requeue_dead_letters(&name).await?;
+    Ok(Json(json!({"name": name, "requeued": requeued})))
+}

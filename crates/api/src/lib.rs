@@ -83,6 +83,8 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/sinks/{name}/pause", axum::routing::post(handlers::pause_sink))
         .route("/sinks/{name}/resume", axum::routing::post(handlers::resume_sink))
+        .route("/sinks/{name}/replay", axum::routing::post(handlers::replay_sink))
+        .route("/sinks/{name}/requeue", axum::routing::post(handlers::requeue_sink))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .nest("/v1", v1.merge(admin))

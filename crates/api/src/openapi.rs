@@ -65,6 +65,17 @@ pub async fn document() -> Json<Value> {
                 "security": [{"bearer": []}],
                 "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "resumed"}, "401": error, "403": error, "404": error}}},
+            "/v1/sinks/{name}/replay": {"post": {"summary": "Deliver again from a block or a time (admin scope)",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "from_block": {"type": "integer"}, "chain_id": {"type": "integer"},
+                    "from_time": {"type": "string", "format": "date-time"}}}}}},
+                "responses": {"200": {"description": "the new position"}, "400": error, "401": error, "403": error, "404": error}}},
+            "/v1/sinks/{name}/requeue": {"post": {"summary": "Send the sink's dead letters again (admin scope)",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "how many were requeued"}, "401": error, "403": error, "404": error}}},
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
             "/ready": {"get": {"summary": "Readiness (the database answers)", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}}

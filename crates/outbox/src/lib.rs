@@ -224,8 +224,18 @@ impl Dispatcher {
             self.fetched = stored.position;
             self.loaded = true;
         }
-        let paused = self.store.sink_position(&self.settings.sink).await.map_err(self.store_err())?.paused;
-        if paused {
+        let stored = self.store.sink_position(&self.settings.sink).await.map_err(self.store_err())?;
+        if stored.position < self.position {
+            // Rewound (`sinks replay`, `sinks requeue`): forget what was read and read again from there.
+            tracing::info!(sink = %self.settings.sink, from = stored.position, "position moved back; delivering again from there");
+            self.position = stored.position;
+            self.fetched = stored.position;
+            self.outstanding.clear();
+            self.ready.clear();
+            self.blocked.clear();
+            self.prefetched = None;
+        }
+        if stored.paused {
             return Ok(RoundOutcome::default());
         }
         let mut outcome = RoundOutcome { read: self.read().await?, ..RoundOutcome::default() };

@@ -59,6 +59,92 @@ impl SqlStore {
         })
     }
 
+    /// Moves a sink's position to `position`, backwards too (`sinks replay`); a running dispatcher notices
+    /// at its next round and reads again from there.
+    pub async fn rewind_sink(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+        let sink = sink.to_string();
+        in_tx!(self, tx => {
+            let d = tx.dialect();
+            let sql = format!(
+                "INSERT INTO sink_positions (sink, position) VALUES ({}, {}) \
+                 ON CONFLICT (sink) DO UPDATE SET position = excluded.position, updated_at = {}",
+                d.param(1),
+                d.param(2),
+                d.now()
+            );
+            tx.execute(&sql, vec![Bind::text(sink.clone()), Bind::int(position)]).await.map(|_| ())
+        })
+    }
+
+    /// The outbox position just before the first row of block `block` or later (of any chain, or of
+    /// `chain_id`), or before the first row written at or after `since` (RFC 3339): where a replay starts.
+    pub async fn position_before(&self, from: ReplayFrom) -> Result<u64, StoreError> {
+        self.with_tx(move |tx| {
+            Box::pin(async move {
+                let d = tx.dialect();
+                let (filter, binds) = match &from {
+                    ReplayFrom::Block { chain_id: Some(chain), block } => (
+                        format!("chain_id = {} AND block_number >= {}", d.param(1), d.param(2)),
+                        vec![Bind::int(*chain), Bind::int(*block)],
+                    ),
+                    ReplayFrom::Block { chain_id: None, block } => {
+                        (format!("block_number >= {}", d.param(1)), vec![Bind::int(*block)])
+                    }
+                    ReplayFrom::Time(since) => {
+                        let param = match d {
+                            crate::Dialect::Sqlite => d.param(1),
+                            crate::Dialect::Postgres => format!("{}::timestamptz", d.param(1)),
+                        };
+                        (format!("created_at >= {param}"), vec![Bind::text(since.clone())])
+                    }
+                };
+                let sql = format!(
+                    "SELECT (SELECT MIN(seq) FROM outbox WHERE {filter}), (SELECT MAX(seq) FROM outbox)"
+                );
+                let rows = tx.fetch(&sql, binds, &[ColumnKind::Int, ColumnKind::Int]).await?;
+                let row = rows.first();
+                Ok(match (row.and_then(|r| int(&r[0])), row.and_then(|r| int(&r[1]))) {
+                    (Some(first), _) => first - 1,
+                    // Nothing that late yet: the replay starts at the end.
+                    (None, last) => last.unwrap_or(0),
+                })
+            })
+        })
+        .await
+    }
+
+    /// Sends a sink's dead letters again: they leave the dead-letter table and the sink's position moves
+    /// back to just before the oldest of them (later messages are sent again too, with their ids).
+    /// Returns how many were requeued.
+    pub async fn requeue_dead_letters(&self, sink: &str) -> Result<u64, StoreError> {
+        let sink = sink.to_string();
+        in_tx!(self, tx => {
+            let d = tx.dialect();
+            let rows = tx
+                .fetch(
+                    &format!("SELECT MIN(seq), COUNT(*) FROM dead_letters WHERE sink = {}", d.param(1)),
+                    vec![Bind::text(sink.clone())],
+                    &[ColumnKind::Int, ColumnKind::Int],
+                )
+                .await?;
+            let (oldest, count) = rows.first().map_or((None, 0), |r| (int(&r[0]), int(&r[1]).unwrap_or(0)));
+            if let Some(oldest) = oldest {
+                tx.execute(&format!("DELETE FROM dead_letters WHERE sink = {}", d.param(1)), vec![Bind::text(sink.clone())])
+                    .await?;
+                let current = read_position(tx, sink.clone()).await?.position;
+                let sql = format!(
+                    "INSERT INTO sink_positions (sink, position) VALUES ({}, {}) \
+                     ON CONFLICT (sink) DO UPDATE SET position = excluded.position, updated_at = {}",
+                    d.param(1),
+                    d.param(2),
+                    d.now()
+                );
+                tx.execute(&sql, vec![Bind::text(sink.clone()), Bind::int(current.min(oldest - 1))]).await?;
+            }
+            Ok(count)
+        })
+    }
+
     /// Rows in the outbox (all sinks see the same rows) and each listed sink's backlog: rows after its
     /// position, and its dead letters.
     pub async fn sink_backlogs(&self, sinks: &[String]) -> Result<Vec<SinkBacklog>, StoreError> {
@@ -140,6 +226,17 @@ impl SqlStore {
             Ok(inserted == 1)
         })
     }
+}
+
+/// Where `sinks replay` starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayFrom {
+    Block {
+        chain_id: Option<u64>,
+        block: u64,
+    },
+    /// An RFC 3339 time, normalised to `YYYY-MM-DDTHH:MM:SS.mmmZ` (the stored form on SQLite).
+    Time(String),
 }
 
 /// One sink's delivery state for `gemgate sinks list` and `GET /v1/status`.
