@@ -1030,3 +1030,52 @@ async fn dead_letters_are_requeued_and_a_sink_replays_from_a_block() {
     assert_eq!(replayed.iter().cloned().collect::<BTreeSet<_>>(), expected);
     assert_eq!(replayed.len(), again, "each once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_reaches_redis_streams_in_order_with_ids() {
+    let test = "scenario_reaches_redis_streams_in_order_with_ids";
+    let url = std::env::var("GEMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut connection = match client.get_multiplexed_async_connection().await {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis unreachable under CI: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: Redis unreachable ({e})");
+            return;
+        }
+    };
+    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
+    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let events = stored_events(&db.store).await;
+
+    let stream = unique("gemgate-test-stream");
+    let sink = Arc::new(gemgate_sinks::redis::RedisSink::new("redis", url.parse().unwrap(), &stream, None));
+    let mut to_stream = dispatcher(&db.store, sink, fast_settings("redis"));
+    while to_stream.round().await.unwrap().read > 0 {}
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(&mut connection).await.unwrap();
+    let ids: Vec<String> = entries
+        .iter()
+        .map(|(_, fields)| {
+            let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap();
+            let body: serde_json::Value = serde_json::from_str(&field("body")).unwrap();
+            assert_eq!(body["id"].as_str(), Some(field("id").as_str()), "the id field is the envelope's id");
+            assert_eq!(field("status"), "canonical");
+            field("id")
+        })
+        .collect();
+    let expected: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, expected, "every event once, in chain order");
+
+    // MAXLEN: a capped stream keeps about that many entries.
+    let capped = unique("gemgate-test-capped");
+    let sink =
+        Arc::new(gemgate_sinks::redis::RedisSink::new("capped", url.parse().unwrap(), &capped, Some(10)));
+    let mut to_capped = dispatcher(&db.store, sink, fast_settings("capped"));
+    while to_capped.round().await.unwrap().read > 0 {}
+    let length: u64 = redis::cmd("XLEN").arg(&capped).query_async(&mut connection).await.unwrap();
+    assert!(length < events.len() as u64, "trimmed: {length} of {}", events.len());
+    let _: () = redis::cmd("DEL").arg(&stream).arg(&capped).query_async(&mut connection).await.unwrap();
+}

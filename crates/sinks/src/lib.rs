@@ -2,13 +2,15 @@
 //! `build` turns a configured `[[sinks]]` entry into a sink. `signature` holds the webhook signing and
 //! verification helpers (also for receivers written in Rust).
 //!
-//! Built: AMQP (`amqp`, RabbitMQ), NATS JetStream (`nats`) and signed webhooks (`webhook`). Kafka and Redis
-//! Streams are configured already but not built yet: `build` says so.
+//! Built: AMQP (`amqp`, RabbitMQ), NATS JetStream (`nats`), Redis Streams (`redis`) and signed webhooks
+//! (`webhook`). Kafka is configured already but not built yet: `build` says so.
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
@@ -56,9 +58,11 @@ pub fn build(settings: &SinkSettings) -> Result<Arc<dyn Sink>, BuildError> {
         SinkKind::Nats { url, subject, stream } => {
             Ok(Arc::new(nats::NatsSink::new(&settings.name, url.expose().clone(), subject, stream)))
         }
-        SinkKind::Kafka { .. } | SinkKind::Redis { .. } => {
-            Err(not_built("this sink kind is on the roadmap and not written yet"))
+        #[cfg(feature = "redis")]
+        SinkKind::Redis { url, stream, maxlen } => {
+            Ok(Arc::new(redis::RedisSink::new(&settings.name, url.expose().clone(), stream, *maxlen)))
         }
+        SinkKind::Kafka { .. } => Err(not_built("this sink kind is on the roadmap and not written yet")),
         #[allow(unreachable_patterns)]
         _ => Err(not_built("its cargo feature is off")),
     }

@@ -1,0 +1,94 @@
+//! Redis Streams: `XADD <stream> [MAXLEN ~ <maxlen>] * id <event id> kind <kind> status <status> body <JSON>`
+//! for every message, a batch sent as one pipeline (one round trip, applied in order). With `maxlen`,
+//! Redis trims the stream approximately (`~`) to about that many entries; without it nothing is trimmed.
+
+use async_trait::async_trait;
+use gemgate_domain::ports::{Sink, SinkFailure};
+use gemgate_domain::{EventStatus, OutboxMessage, SinkError};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Mutex;
+
+pub struct RedisSink {
+    name: String,
+    url: url::Url,
+    stream: String,
+    maxlen: Option<u64>,
+    connection: Mutex<Option<MultiplexedConnection>>,
+}
+
+impl std::fmt::Debug for RedisSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: never printed.
+        f.debug_struct("RedisSink")
+            .field("name", &self.name)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisSink {
+    pub fn new(name: &str, url: url::Url, stream: &str, maxlen: Option<u64>) -> Self {
+        Self { name: name.to_string(), url, stream: stream.to_string(), maxlen, connection: Mutex::new(None) }
+    }
+
+    fn unavailable(&self, what: &str, error: &redis::RedisError) -> SinkError {
+        // Redis error texts name the failure, not the URL.
+        SinkError::Unavailable { sink: self.name.clone(), message: format!("{what}: {error}") }
+    }
+}
+
+#[async_trait]
+impl Sink for RedisSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), SinkFailure> {
+        let mut guard = self.connection.lock().await;
+        if guard.is_none() {
+            let client = redis::Client::open(self.url.as_str())
+                .map_err(|e| SinkFailure { delivered: 0, error: self.unavailable("bad Redis URL", &e) })?;
+            let connection = client.get_multiplexed_async_connection().await.map_err(|e| SinkFailure {
+                delivered: 0,
+                error: self.unavailable("cannot connect to Redis", &e),
+            })?;
+            *guard = Some(connection);
+        }
+        let Some(connection) = guard.as_mut() else { unreachable!("connected above") };
+        let mut pipeline = redis::pipe();
+        for message in messages {
+            let body = serde_json::to_string(&message.payload).unwrap_or_default();
+            let status = if message.status == EventStatus::Retracted { "retracted" } else { "canonical" };
+            let command = pipeline.cmd("XADD").arg(&self.stream);
+            if let Some(maxlen) = self.maxlen {
+                command.arg("MAXLEN").arg("~").arg(maxlen);
+            }
+            command
+                .arg("*")
+                .arg("id")
+                .arg(&message.id)
+                .arg("kind")
+                .arg(&message.kind)
+                .arg("status")
+                .arg(status)
+                .arg("body")
+                .arg(body);
+        }
+        let result: Result<Vec<String>, _> = pipeline.query_async(connection).await;
+        match result {
+            Ok(ids) if ids.len() == messages.len() => Ok(()),
+            Ok(ids) => Err(SinkFailure {
+                delivered: ids.len(),
+                error: SinkError::Unavailable {
+                    sink: self.name.clone(),
+                    message: "Redis answered fewer entries than sent".into(),
+                },
+            }),
+            Err(e) => {
+                *guard = None;
+                // A pipeline is applied in order; which entries landed is unknown, so all are sent again.
+                Err(SinkFailure { delivered: 0, error: self.unavailable("XADD failed", &e) })
+            }
+        }
+    }
+}
