@@ -741,7 +741,7 @@ async fn gemforce_webhooks_are_verified_deduplicated_stored_and_queued_for_the_s
     assert_eq!(entries.len(), 1, "one outbox row for the one stored webhook");
     let gemgate_domain::ports::OutboxEntry::Message(message) = &entries[0] else { panic!("{entries:?}") };
     assert_eq!(message.kind, "webhook.gemforce");
-    assert_eq!(message.payload["data"]["tradeDealId"], "7");
+    assert_eq!(message.payload_json()["data"]["tradeDealId"], "7");
 
     let (base, _) = api(&db.store, Vec::new(), Vec::new(), None).await;
     let (status, _) = http_with("POST", &format!("{base}/v1/webhooks/gemforce"), &[], body).await;

@@ -268,7 +268,7 @@ pub async fn stream(
                     let event = axum::response::sse::Event::default()
                         .id(message.seq.to_string())
                         .event(status)
-                        .data(message.payload.to_string());
+                        .data(&*message.payload);
                     return Some((Ok(event), (store, after, buffered)));
                 }
                 match store.outbox_after(after, 500).await {

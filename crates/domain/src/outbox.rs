@@ -2,6 +2,8 @@
 //! written in the same database transaction as the state change it announces, so a message exists if and
 //! only if its change was committed.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{ChainId, EventStatus};
@@ -22,6 +24,18 @@ pub struct OutboxMessage {
     /// Order is kept per key; unrelated keys never wait for each other.
     pub ordering_key: String,
     pub status: EventStatus,
-    /// The JSON body delivered to sinks (the event envelope for chain events).
-    pub payload: serde_json::Value,
+    /// The configured contract name and the event name of a chain event (empty for other kinds): what
+    /// sink filters and routing keys use.
+    pub contract: String,
+    pub event: String,
+    /// The JSON body delivered to sinks (the event envelope for chain events), serialized once: every sink
+    /// sends these exact bytes.
+    pub payload: Arc<str>,
+}
+
+impl OutboxMessage {
+    /// The body parsed (for consumers of this type that need fields beyond the ones above).
+    pub fn payload_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
 }

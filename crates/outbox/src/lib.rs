@@ -339,8 +339,7 @@ impl Dispatcher {
         if self.settings.events.is_empty() {
             return true;
         }
-        let name = |key: &str| message.payload.get(key).and_then(|v| v.as_str()).unwrap_or_default();
-        let full = format!("{}.{}", name("contract"), name("event"));
+        let full = format!("{}.{}", message.contract, message.event);
         self.settings.events.contains(&full)
     }
 

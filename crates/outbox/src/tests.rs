@@ -95,7 +95,9 @@ fn message(seq: u64, id: &str, key: &str, block: u64, status: EventStatus) -> Ou
         block_number: Some(block),
         ordering_key: key.into(),
         status,
-        payload: json!({"contract": "gemforce", "event": if key == "a" { "A" } else { "B" }}),
+        contract: "gemforce".into(),
+        event: if key == "a" { "A" } else { "B" }.into(),
+        payload: json!({"id": id}).to_string().into(),
     })
 }
 

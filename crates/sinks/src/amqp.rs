@@ -161,7 +161,7 @@ impl AmqpSink {
         let mut send_error = None;
         for &i in indexes {
             let message = &messages[i];
-            let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+            let body = message.payload.as_bytes();
             let properties = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into())
@@ -172,7 +172,7 @@ impl AmqpSink {
                     &self.exchange,
                     &routing_key(message),
                     BasicPublishOptions::default(),
-                    &body,
+                    body,
                     properties,
                 )
                 .await

@@ -71,10 +71,9 @@ pub fn build(settings: &SinkSettings) -> Result<Arc<dyn Sink>, BuildError> {
 /// `<chain_id>.<contract>.<event>` for chain events, `<chain_id>.<kind>` for other messages: the AMQP
 /// routing key and the tail of NATS subjects.
 pub fn routing_suffix(message: &gemgate_domain::OutboxMessage) -> String {
-    let field = |key: &str| message.payload.get(key).and_then(|v| v.as_str()).unwrap_or_default();
     if message.kind == "event" {
-        let event = if field("event").is_empty() { "unknown" } else { field("event") };
-        let contract = if field("contract").is_empty() { "unknown" } else { field("contract") };
+        let event = if message.event.is_empty() { "unknown" } else { &message.event };
+        let contract = if message.contract.is_empty() { "unknown" } else { &message.contract };
         format!("{}.{contract}.{event}", message.chain_id)
     } else {
         format!("{}.{}", message.chain_id, message.kind)

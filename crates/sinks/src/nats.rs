@@ -82,10 +82,10 @@ impl Sink for NatsSink {
         let mut acks = Vec::with_capacity(messages.len());
         let mut failure = None;
         for (i, message) in messages.iter().enumerate() {
-            let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+            let body = bytes::Bytes::copy_from_slice(message.payload.as_bytes());
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", message.id.as_str());
-            match context.publish_with_headers(self.subject_of(message), headers, body.into()).await {
+            match context.publish_with_headers(self.subject_of(message), headers, body).await {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
                     failure = Some((i, self.unavailable(format!("publish failed: {e}"))));

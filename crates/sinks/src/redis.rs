@@ -57,7 +57,7 @@ impl Sink for RedisSink {
         let Some(connection) = guard.as_mut() else { unreachable!("connected above") };
         let mut pipeline = redis::pipe();
         for message in messages {
-            let body = serde_json::to_string(&message.payload).unwrap_or_default();
+            let body: &str = &message.payload;
             let status = if message.status == EventStatus::Retracted { "retracted" } else { "canonical" };
             let command = pipeline.cmd("XADD").arg(&self.stream);
             if let Some(maxlen) = self.maxlen {

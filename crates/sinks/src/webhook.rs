@@ -49,7 +49,7 @@ impl WebhookSink {
     }
 
     async fn post(&self, message: &OutboxMessage) -> Result<(), SinkError> {
-        let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+        let body = message.payload.as_bytes().to_vec();
         let timestamp = unix_now();
         let secrets: Vec<&[u8]> = self.secrets.iter().map(Vec::as_slice).collect();
         let signature = sign(&secrets, &message.id, timestamp, &body);

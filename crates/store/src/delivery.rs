@@ -8,7 +8,7 @@ use gemgate_domain::{ChainId, EventStatus, OutboxMessage, StoreError};
 use gemgate_projections::{Cell, ColumnKind};
 
 use crate::conn::{Bind, db_error};
-use crate::read::{EVENT_COLUMNS, envelope_from_cells};
+use crate::read::{EVENT_COLUMNS, envelope_json_from_cells};
 use crate::{Pool, SqlStore, Tx};
 
 /// Outbox columns read before the event's.
@@ -20,7 +20,7 @@ const OUTBOX_READ: [(&str, ColumnKind); 8] = [
     ("o.block_number", ColumnKind::Int),
     ("o.ordering_key", ColumnKind::Text),
     ("o.status", ColumnKind::Text),
-    ("o.payload", ColumnKind::Json),
+    ("o.payload", ColumnKind::Text),
 ];
 
 fn int(cell: &Cell) -> Option<u64> {
@@ -276,7 +276,8 @@ impl OutboxStore for SqlStore {
                     let mut columns: Vec<String> = OUTBOX_READ.iter().map(|(c, k)| d.read(c, *k)).collect();
                     columns.extend(EVENT_COLUMNS.iter().map(|(c, k)| d.read(&format!("e.{c}"), *k)));
                     let mut kinds: Vec<ColumnKind> = OUTBOX_READ.iter().map(|(_, k)| *k).collect();
-                    kinds.extend(EVENT_COLUMNS.iter().map(|(_, k)| *k));
+                    // args and topics as the JSON text they are stored as: embedded in the body unparsed.
+                    kinds.extend(EVENT_COLUMNS.iter().map(|(_, k)| if *k == ColumnKind::Json { ColumnKind::Text } else { *k }));
                     let sql = format!(
                         "SELECT {} FROM outbox o LEFT JOIN events e ON o.payload IS NULL AND e.chain_id = o.chain_id \
                          AND e.block_number = o.block_number AND e.log_index = o.log_index AND e.id = o.id \
@@ -294,10 +295,17 @@ impl OutboxStore for SqlStore {
                 let (outbox, event) = row.split_at(OUTBOX_READ.len());
                 let seq = int(&outbox[0]).ok_or_else(|| invalid("outbox row without seq".into()))?;
                 let id = text(&outbox[1]);
-                let payload = match (&outbox[7], &event[0]) {
-                    (Cell::Json(payload), _) => payload.clone(),
+                let (payload, contract, event_name) = match (&outbox[7], &event[0]) {
+                    (Cell::Text(payload), _) => {
+                        // A retraction (or another message with a body of its own): read its names from it.
+                        let parsed: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+                        let name = |key: &str| {
+                            parsed.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string()
+                        };
+                        (payload.clone(), name("contract"), name("event"))
+                    }
                     (_, Cell::Null) => return Ok(OutboxEntry::Reverted { seq, id }),
-                    _ => envelope_from_cells(event, &heads),
+                    _ => (envelope_json_from_cells(event, &heads), text(&event[8]), text(&event[9])),
                 };
                 Ok(OutboxEntry::Message(OutboxMessage {
                     seq,
@@ -307,7 +315,9 @@ impl OutboxStore for SqlStore {
                     block_number: int(&outbox[4]),
                     ordering_key: text(&outbox[5]),
                     status: status(&text(&outbox[6])),
-                    payload,
+                    contract,
+                    event: event_name,
+                    payload: payload.into(),
                 }))
             })
             .collect()

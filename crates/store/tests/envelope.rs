@@ -60,10 +60,14 @@ async fn outbox_envelopes_equal_the_typed_envelopes() {
     assert_eq!(outbox.len(), typed.len());
     for (entry, event) in outbox.iter().zip(&typed) {
         let OutboxEntry::Message(message) = entry else { panic!("{entry:?}") };
-        assert_eq!(message.payload, serde_json::to_value(event).unwrap(), "event {}", event.id);
+        assert_eq!(message.payload_json(), serde_json::to_value(event).unwrap(), "event {}", event.id);
+        assert_eq!(
+            (message.contract.as_str(), message.event.as_str()),
+            (event.contract.as_str(), event.event.as_str())
+        );
     }
     let OutboxEntry::Message(first) = &outbox[0] else { unreachable!() };
-    assert_eq!(first.payload["finality"], "finalized", "finality as of the read");
+    assert_eq!(first.payload_json()["finality"], "finalized", "finality as of the read");
     let OutboxEntry::Message(last) = &outbox[2] else { unreachable!() };
-    assert_eq!(last.payload["finality"], "safe");
+    assert_eq!(last.payload_json()["finality"], "safe");
 }

@@ -259,7 +259,7 @@ async fn outbox_bodies(store: &SqlStore, count: u64) -> anyhow::Result<Vec<(Stri
         for entry in entries {
             after = entry.seq();
             if let OutboxEntry::Message(m) = entry {
-                bodies.push((m.id, serde_json::to_vec(&m.payload)?));
+                bodies.push((m.id, m.payload.as_bytes().to_vec()));
             }
         }
     }
