@@ -7,9 +7,48 @@ use gemgate_domain::ports::{Heads, OutboxEntry, OutboxStore, SinkPosition};
 use gemgate_domain::{ChainId, EventStatus, OutboxMessage, StoreError};
 use gemgate_projections::{Cell, ColumnKind};
 
+use gemgate_domain::ENVELOPE_SCHEMA;
+
 use crate::conn::{Bind, db_error};
-use crate::read::{EVENT_COLUMNS, envelope_json_from_cells};
-use crate::{Pool, SqlStore, Tx};
+use crate::{Dialect, Pool, SqlStore, Tx};
+
+/// The envelope of the joined event (`e`) as JSON text, built by the database (one value per row instead
+/// of fourteen): the same fields as the typed envelope, finality from the joined heads (`h`) as of the
+/// read, the address in lower case as the typed envelope serializes it. NULL when the event is gone.
+fn envelope_sql(d: Dialect) -> String {
+    let (object, embed): (&str, fn(&str) -> String) = match d {
+        Dialect::Sqlite => ("json_object", |column| format!("json({column})")),
+        Dialect::Postgres => ("json_build_object", |column| column.to_string()),
+    };
+    let fields = [
+        ("id", "e.id".to_string()),
+        ("chain_id", "e.chain_id".into()),
+        ("block_number", "e.block_number".into()),
+        ("block_hash", "e.block_hash".into()),
+        ("tx_hash", "e.tx_hash".into()),
+        ("tx_index", "e.tx_index".into()),
+        ("log_index", "e.log_index".into()),
+        ("address", "lower(e.address)".into()),
+        ("contract", "e.contract".into()),
+        ("event", "e.event".into()),
+        ("signature", "e.signature".into()),
+        ("args", embed("e.args")),
+        ("topics", embed("e.topics")),
+        ("data", "e.data".into()),
+        ("status", "'canonical'".into()),
+        (
+            "finality",
+            "CASE WHEN e.block_number <= COALESCE(h.finalized, 0) THEN 'finalized' \
+             WHEN e.block_number <= COALESCE(h.safe, 0) THEN 'safe' ELSE 'latest' END"
+                .into(),
+        ),
+        ("schema", ENVELOPE_SCHEMA.to_string()),
+    ];
+    let pairs: Vec<String> = fields.iter().map(|(key, value)| format!("'{key}', {value}")).collect();
+    let built = format!("{object}({})", pairs.join(", "));
+    let built = if d == Dialect::Postgres { format!("{built}::text") } else { built };
+    format!("CASE WHEN e.id IS NULL THEN NULL ELSE {built} END")
+}
 
 /// Outbox columns read before the event's.
 const OUTBOX_READ: [(&str, ColumnKind); 8] = [
@@ -268,19 +307,18 @@ impl OutboxStore for SqlStore {
     }
 
     async fn outbox_after(&self, after: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let heads = self.heads().await?;
         let rows = self
             .with_tx(move |tx| {
                 Box::pin(async move {
                     let d = tx.dialect();
                     let mut columns: Vec<String> = OUTBOX_READ.iter().map(|(c, k)| d.read(c, *k)).collect();
-                    columns.extend(EVENT_COLUMNS.iter().map(|(c, k)| d.read(&format!("e.{c}"), *k)));
+                    columns.extend(["e.contract".to_string(), "e.event".to_string(), envelope_sql(d)]);
                     let mut kinds: Vec<ColumnKind> = OUTBOX_READ.iter().map(|(_, k)| *k).collect();
-                    // args and topics as the JSON text they are stored as: embedded in the body unparsed.
-                    kinds.extend(EVENT_COLUMNS.iter().map(|(_, k)| if *k == ColumnKind::Json { ColumnKind::Text } else { *k }));
+                    kinds.extend([ColumnKind::Text; 3]);
                     let sql = format!(
                         "SELECT {} FROM outbox o LEFT JOIN events e ON o.payload IS NULL AND e.chain_id = o.chain_id \
                          AND e.block_number = o.block_number AND e.log_index = o.log_index AND e.id = o.id \
+                         LEFT JOIN heads h ON h.chain_id = e.chain_id \
                          WHERE o.seq > {} ORDER BY o.seq LIMIT {}",
                         columns.join(", "),
                         d.param(1),
@@ -290,12 +328,12 @@ impl OutboxStore for SqlStore {
                 })
             })
             .await?;
-        rows.iter()
+        rows.into_iter()
             .map(|row| {
                 let (outbox, event) = row.split_at(OUTBOX_READ.len());
                 let seq = int(&outbox[0]).ok_or_else(|| invalid("outbox row without seq".into()))?;
                 let id = text(&outbox[1]);
-                let (payload, contract, event_name) = match (&outbox[7], &event[0]) {
+                let (payload, contract, event_name) = match (&outbox[7], &event[2]) {
                     (Cell::Text(payload), _) => {
                         // A retraction (or another message with a body of its own): read its names from it.
                         let parsed: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
@@ -304,8 +342,8 @@ impl OutboxStore for SqlStore {
                         };
                         (payload.clone(), name("contract"), name("event"))
                     }
-                    (_, Cell::Null) => return Ok(OutboxEntry::Reverted { seq, id }),
-                    _ => (envelope_json_from_cells(event, &heads), text(&event[8]), text(&event[9])),
+                    (_, Cell::Text(envelope)) => (envelope.clone(), text(&event[0]), text(&event[1])),
+                    _ => return Ok(OutboxEntry::Reverted { seq, id }),
                 };
                 Ok(OutboxEntry::Message(OutboxMessage {
                     seq,

@@ -111,49 +111,6 @@ pub(crate) fn event_from_cells(
     })
 }
 
-/// The envelope of a stored event as JSON text, straight from its cells, equal (as JSON) to
-/// `serde_json::to_value` of `event_from_cells`: the stored texts are already in envelope form (0x-hex
-/// hashes and data, JSON args and topics), so nothing is parsed and re-encoded. The dispatchers' hot path.
-/// `cells` are `EVENT_COLUMNS` with args and topics read as text.
-pub(crate) fn envelope_json_from_cells(cells: &[Cell], heads: &BTreeMap<ChainId, Heads>) -> String {
-    use std::fmt::Write;
-    let text = |i: usize| cells[i].as_text().unwrap_or_default();
-    let quoted = |i: usize| serde_json::to_string(text(i)).unwrap_or_else(|_| "\"\"".into());
-    let raw_json = |i: usize| match cells[i].as_text() {
-        Some(json) if !json.is_empty() => json,
-        _ => "null",
-    };
-    let chain_id = int(&cells[1]);
-    let block_number = int(&cells[2]);
-    let finality = match heads.get(&chain_id).copied().unwrap_or_default().level_of(block_number) {
-        gemgate_domain::FinalityLevel::Latest => "latest",
-        gemgate_domain::FinalityLevel::Safe => "safe",
-        gemgate_domain::FinalityLevel::Finalized => "finalized",
-    };
-    let mut out = String::with_capacity(640 + text(11).len() + text(12).len() + text(13).len());
-    // The typed envelope serializes the address in lower case (the events row keeps it checksummed).
-    let _ = write!(
-        out,
-        "{{\"id\":{},\"chain_id\":{chain_id},\"block_number\":{block_number},\"block_hash\":{},\"tx_hash\":{},\
-         \"tx_index\":{},\"log_index\":{},\"address\":\"{}\",\"contract\":{},\"event\":{},\"signature\":{},\
-         \"args\":{},\"topics\":{},\"data\":{},\"status\":\"canonical\",\"finality\":\"{finality}\",\"schema\":{}}}",
-        quoted(0),
-        quoted(3),
-        quoted(4),
-        int(&cells[5]),
-        int(&cells[6]),
-        text(7).to_ascii_lowercase(),
-        quoted(8),
-        quoted(9),
-        quoted(10),
-        raw_json(11),
-        raw_json(12),
-        quoted(13),
-        ENVELOPE_SCHEMA
-    );
-    out
-}
-
 impl SqlStore {
     /// Heads of every chain.
     pub async fn heads(&self) -> Result<BTreeMap<ChainId, Heads>, StoreError> {

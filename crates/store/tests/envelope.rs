@@ -32,10 +32,37 @@ fn event(block: u64, log: u64, args: serde_json::Value) -> ChainEvent {
 }
 
 #[tokio::test]
-async fn outbox_envelopes_equal_the_typed_envelopes() {
+async fn outbox_envelopes_equal_the_typed_envelopes_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("e.db").display());
-    let store = SqlStore::connect(&url, 2, ProjectionSet::gemforce_for(Vec::new())).await.unwrap();
+    envelopes_equal(&url).await;
+}
+
+#[tokio::test]
+async fn outbox_envelopes_equal_the_typed_envelopes_on_postgres() {
+    let admin = std::env::var("GEMGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
+    let server = match SqlStore::connect(&admin, 1, ProjectionSet::default()).await {
+        Ok(server) => server,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("Postgres unreachable under CI: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "SKIPPED outbox_envelopes_equal_the_typed_envelopes_on_postgres: Postgres unreachable ({e})"
+            );
+            return;
+        }
+    };
+    let name = format!("gemgate_envelope_{}", std::process::id());
+    server.execute_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+    server.execute_admin(&format!("CREATE DATABASE {name}")).await.unwrap();
+    envelopes_equal(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0)).await;
+    server.execute_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+}
+
+async fn envelopes_equal(url: &str) {
+    let store = SqlStore::connect(url, 2, ProjectionSet::gemforce_for(Vec::new())).await.unwrap();
     store.migrate().await.unwrap();
     let events = vec![
         event(7, 0, serde_json::json!({"tradeDealId": "1", "amount": "1000000", "nested": {"a": [1, 2]}})),
@@ -70,4 +97,5 @@ async fn outbox_envelopes_equal_the_typed_envelopes() {
     assert_eq!(first.payload_json()["finality"], "finalized", "finality as of the read");
     let OutboxEntry::Message(last) = &outbox[2] else { unreachable!() };
     assert_eq!(last.payload_json()["finality"], "safe");
+    store.close().await;
 }

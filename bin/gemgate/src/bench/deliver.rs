@@ -30,7 +30,8 @@ pub struct DeliverBench {
     /// Messages in the outbox.
     #[arg(long, default_value_t = 50_000)]
     messages: u64,
-    /// RabbitMQ to publish to (exchanges and queues named gemgate-bench-* are created and deleted).
+    /// RabbitMQ to publish to (exchanges and queues named gemgate-bench-* are created and deleted); "none"
+    /// skips it and the latency run.
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp: String,
     /// NATS with JetStream to publish to (streams named GEMGATE-BENCH-* are created and deleted); "none" skips.
@@ -114,6 +115,36 @@ pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
         rate(bench.messages, started.elapsed()),
         started.elapsed().as_secs_f64()
     );
+    // 1-2. RabbitMQ: raw publishing, then the dispatcher.
+    if bench.amqp != "none" {
+        rabbitmq(&bench, &store, &bodies).await?;
+    }
+
+    // 3. NATS JetStream: raw publishes with acks (async-nats, the sink's client), then the dispatcher.
+    if bench.nats != "none" {
+        nats(&bench, &store, &bodies).await?;
+    }
+
+    // 4. Block-to-broker latency (through RabbitMQ).
+    if bench.amqp == "none" {
+        return Ok(());
+    }
+    let latencies = latency(&bench, dir.path()).await?;
+    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "  block -> broker latency         p50 {:.1} ms, p95 {:.1} ms over {} blocks (block mined to message consumed)",
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.95).as_secs_f64() * 1e3,
+        latencies.len()
+    );
+    Ok(())
+}
+
+async fn rabbitmq(
+    bench: &DeliverBench,
+    store: &SqlStore,
+    bodies: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
     let connection = connect(&bench.amqp).await?;
     let tag = std::process::id();
 
@@ -125,7 +156,7 @@ pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
     let mut raw_rate: f64 = 0.0;
     for channels in [1, CHANNELS] {
         let started = Instant::now();
-        raw_publish(&connection, &raw_exchange, &bodies, channels).await?;
+        raw_publish(&connection, &raw_exchange, bodies, channels).await?;
         let rate = rate(bodies.len() as u64, started.elapsed());
         raw_rate = raw_rate.max(rate);
         println!(
@@ -159,20 +190,6 @@ pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
     );
     channel.queue_delete(&queue, QueueDeleteOptions::default()).await?;
 
-    // 3. NATS JetStream: raw publishes with acks (async-nats, the sink's client), then the dispatcher.
-    if bench.nats != "none" {
-        nats(&bench, &store, &bodies).await?;
-    }
-
-    // 4. Block-to-broker latency.
-    let latencies = latency(&bench, dir.path()).await?;
-    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "  block -> broker latency         p50 {:.1} ms, p95 {:.1} ms over {} blocks (block mined to message consumed)",
-        pick(0.5).as_secs_f64() * 1e3,
-        pick(0.95).as_secs_f64() * 1e3,
-        latencies.len()
-    );
     let _ = connection.close(0, "bench done").await;
     Ok(())
 }
