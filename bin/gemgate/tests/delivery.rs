@@ -58,16 +58,8 @@ impl Consumer {
         let properties = lapin::ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio::current());
-        let connection = match lapin::Connection::connect(&amqp_url(), properties).await {
-            Ok(c) => c,
-            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("RabbitMQ unreachable under CI: {e}")
-            }
-            Err(e) => {
-                eprintln!("SKIPPED {test}: RabbitMQ unreachable ({e})");
-                return None;
-            }
-        };
+        let connection =
+            reachable(test, "RabbitMQ", lapin::Connection::connect(&amqp_url(), properties).await)?;
         let channel = connection.create_channel().await.unwrap();
         // Declared as the sink declares it (durable), whichever comes first.
         let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
@@ -146,6 +138,47 @@ fn fast_settings(sink: &str) -> DispatchSettings {
         retry_max: Duration::from_secs(1),
         ..DispatchSettings::new(sink)
     }
+}
+
+/// A connection to a service the test needs: `None` (reported as skipped) when it is unreachable outside CI.
+fn reachable<T, E: std::fmt::Display>(test: &str, service: &str, connected: Result<T, E>) -> Option<T> {
+    match connected {
+        Ok(value) => Some(value),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{service} unreachable under CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED {test}: {service} unreachable ({e})");
+            None
+        }
+    }
+}
+
+/// The sample traffic (`rounds` of it) indexed into a fresh SQLite store, and the stored events.
+async fn indexed_scenario(
+    test: &str,
+    rounds: u32,
+) -> Option<(common::Chain, common::TestStore, Vec<gemgate_domain::ChainEvent>)> {
+    let chain = chain(test, rounds, AnvilOptions::default()).await?;
+    let db = store(Backend::Sqlite, test).await?;
+    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
+    catch_up(&mut indexer).await;
+    let events = stored_events(&db.store).await;
+    Some((chain, db, events))
+}
+
+/// Every message in the outbox, in order.
+async fn outbox_messages(store: &SqlStore) -> Vec<gemgate_domain::OutboxMessage> {
+    store
+        .outbox_after(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            gemgate_domain::ports::OutboxEntry::Message(m) => Some(m),
+            gemgate_domain::ports::OutboxEntry::Reverted { .. } => None,
+        })
+        .collect()
 }
 
 fn dispatcher(store: &SqlStore, sink: Arc<dyn Sink>, settings: DispatchSettings) -> Dispatcher {
@@ -483,11 +516,7 @@ async fn webhook_receiver(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhooks_deliver_the_scenario_and_verify_with_the_documented_scheme() {
     let test = "signed_webhooks_deliver_the_scenario_and_verify_with_the_documented_scheme";
-    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
-    let Some(db) = store(Backend::Sqlite, test).await else { return };
-    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
-    catch_up(&mut indexer).await;
-    let events = stored_events(&db.store).await;
+    let Some((_chain, db, events)) = indexed_scenario(test, 2).await else { return };
 
     // The receiver is down for its first 5 requests; the sink signs with the new and the previous secret
     // (rotation), and the receiver knows only the previous one.
@@ -681,11 +710,7 @@ async fn sse_events(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_serves_the_outbox_as_server_sent_events_and_resumes_after_last_event_id() {
     let test = "stream_serves_the_outbox_as_server_sent_events_and_resumes_after_last_event_id";
-    let Some(chain) = chain(test, 1, AnvilOptions::default()).await else { return };
-    let Some(db) = store(Backend::Sqlite, test).await else { return };
-    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
-    catch_up(&mut indexer).await;
-    let events = stored_events(&db.store).await;
+    let Some((_chain, db, events)) = indexed_scenario(test, 1).await else { return };
     let (base, _) = api(&db.store, Vec::new(), Vec::new(), None).await;
 
     let all = sse_events(&base, "/v1/stream", None, events.len()).await;
@@ -756,19 +781,8 @@ fn nats_url() -> String {
 async fn scenario_reaches_nats_jetstream_exactly_once_in_order_per_key() {
     use async_nats::jetstream;
     let test = "scenario_reaches_nats_jetstream_exactly_once_in_order_per_key";
-    let client = match async_nats::connect(nats_url()).await {
-        Ok(client) => client,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("NATS unreachable under CI: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED {test}: NATS unreachable ({e})");
-            return;
-        }
-    };
-    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
-    let Some(db) = store(Backend::Sqlite, test).await else { return };
-    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
-    catch_up(&mut indexer).await;
-    let events = stored_events(&db.store).await;
+    let Some(client) = reachable(test, "NATS", async_nats::connect(nats_url()).await) else { return };
+    let Some((_chain, db, events)) = indexed_scenario(test, 2).await else { return };
 
     let (stream, subject) = (unique("GEMGATE-TEST"), unique("gemgate-test"));
     let sink =
@@ -776,17 +790,7 @@ async fn scenario_reaches_nats_jetstream_exactly_once_in_order_per_key() {
     let mut dispatcher = dispatcher(&db.store, sink.clone(), fast_settings("nats"));
     while dispatcher.round().await.unwrap().read > 0 {}
     // Everything again, as after a crash before the position was stored: JetStream drops the duplicates.
-    let all: Vec<gemgate_domain::OutboxMessage> = db
-        .store
-        .outbox_after(0, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e {
-            gemgate_domain::ports::OutboxEntry::Message(m) => Some(m),
-            gemgate_domain::ports::OutboxEntry::Reverted { .. } => None,
-        })
-        .collect();
+    let all = outbox_messages(&db.store).await;
     sink.publish(&all[..20]).await.unwrap();
 
     let js = jetstream::new(client);
@@ -841,18 +845,7 @@ async fn reference_consumer_projection_equals_the_indexers_despite_duplicates() 
     let mut dispatcher = dispatcher(&db.store, sink.clone(), fast_settings("rabbit"));
     while dispatcher.round().await.unwrap().read > 0 {}
     // Half the messages once more, as a dispatcher restarted before storing its position would send them.
-    let again: Vec<gemgate_domain::OutboxMessage> = db
-        .store
-        .outbox_after(0, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e {
-            gemgate_domain::ports::OutboxEntry::Message(m) => Some(m),
-            gemgate_domain::ports::OutboxEntry::Reverted { .. } => None,
-        })
-        .take(events.len() / 2)
-        .collect();
+    let again: Vec<_> = outbox_messages(&db.store).await.into_iter().take(events.len() / 2).collect();
     sink.publish(&again).await.unwrap();
     drop(probe);
 
@@ -953,11 +946,7 @@ async fn reference_consumer_projection_equals_the_indexers_despite_duplicates() 
 async fn dead_letters_are_requeued_and_a_sink_replays_from_a_block() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let test = "dead_letters_are_requeued_and_a_sink_replays_from_a_block";
-    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
-    let Some(db) = store(Backend::Sqlite, test).await else { return };
-    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
-    catch_up(&mut indexer).await;
-    let events = stored_events(&db.store).await;
+    let Some((_chain, db, events)) = indexed_scenario(test, 2).await else { return };
 
     // A receiver that refuses TradeDealCreated (400) until `accept_deals` is set, and records the rest.
     let accept_deals = Arc::new(AtomicBool::new(false));
@@ -1036,19 +1025,11 @@ async fn scenario_reaches_redis_streams_in_order_with_ids() {
     let test = "scenario_reaches_redis_streams_in_order_with_ids";
     let url = std::env::var("GEMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let client = redis::Client::open(url.as_str()).unwrap();
-    let mut connection = match client.get_multiplexed_async_connection().await {
-        Ok(c) => c,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis unreachable under CI: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED {test}: Redis unreachable ({e})");
-            return;
-        }
+    let Some(mut connection) = reachable(test, "Redis", client.get_multiplexed_async_connection().await)
+    else {
+        return;
     };
-    let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
-    let Some(db) = store(Backend::Sqlite, test).await else { return };
-    let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
-    catch_up(&mut indexer).await;
-    let events = stored_events(&db.store).await;
+    let Some((_chain, db, events)) = indexed_scenario(test, 2).await else { return };
 
     let stream = unique("gemgate-test-stream");
     let sink = Arc::new(gemgate_sinks::redis::RedisSink::new("redis", url.parse().unwrap(), &stream, None));

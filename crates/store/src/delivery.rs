@@ -81,38 +81,43 @@ fn invalid(message: String) -> StoreError {
     StoreError::Database { message }
 }
 
+/// Sets one column of a sink's row (creating the row if needed); with `only_forward`, a position never
+/// moves back (a stale dispatcher cannot undo a newer one's progress).
+async fn set_sink_column(
+    tx: &mut dyn Tx,
+    sink: &str,
+    column: &str,
+    value: Bind,
+    only_forward: bool,
+) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    let guard = if only_forward {
+        format!(" WHERE sink_positions.{column} < excluded.{column}")
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "INSERT INTO sink_positions (sink, {column}) VALUES ({}, {}) \
+         ON CONFLICT (sink) DO UPDATE SET {column} = excluded.{column}, updated_at = {}{guard}",
+        d.param(1),
+        d.param(2),
+        d.now()
+    );
+    tx.execute(&sql, vec![Bind::text(sink), value]).await.map(|_| ())
+}
+
 impl SqlStore {
     /// Sets or clears a sink's pause flag (creating its position row if needed).
     pub async fn set_sink_paused(&self, sink: &str, paused: bool) -> Result<(), StoreError> {
         let sink = sink.to_string();
-        in_tx!(self, tx => {
-            let d = tx.dialect();
-            let sql = format!(
-                "INSERT INTO sink_positions (sink, paused) VALUES ({}, {}) \
-                 ON CONFLICT (sink) DO UPDATE SET paused = excluded.paused, updated_at = {}",
-                d.param(1),
-                d.param(2),
-                d.now()
-            );
-            tx.execute(&sql, vec![Bind::text(sink.clone()), Bind::Bool(Some(paused))]).await.map(|_| ())
-        })
+        in_tx!(self, tx => set_sink_column(tx, &sink, "paused", Bind::Bool(Some(paused)), false).await)
     }
 
     /// Moves a sink's position to `position`, backwards too (`sinks replay`); a running dispatcher notices
     /// at its next round and reads again from there.
     pub async fn rewind_sink(&self, sink: &str, position: u64) -> Result<(), StoreError> {
         let sink = sink.to_string();
-        in_tx!(self, tx => {
-            let d = tx.dialect();
-            let sql = format!(
-                "INSERT INTO sink_positions (sink, position) VALUES ({}, {}) \
-                 ON CONFLICT (sink) DO UPDATE SET position = excluded.position, updated_at = {}",
-                d.param(1),
-                d.param(2),
-                d.now()
-            );
-            tx.execute(&sql, vec![Bind::text(sink.clone()), Bind::int(position)]).await.map(|_| ())
-        })
+        in_tx!(self, tx => set_sink_column(tx, &sink, "position", Bind::int(position), false).await)
     }
 
     /// The outbox position just before the first row of block `block` or later (of any chain, or of
@@ -171,14 +176,7 @@ impl SqlStore {
                 tx.execute(&format!("DELETE FROM dead_letters WHERE sink = {}", d.param(1)), vec![Bind::text(sink.clone())])
                     .await?;
                 let current = read_position(tx, sink.clone()).await?.position;
-                let sql = format!(
-                    "INSERT INTO sink_positions (sink, position) VALUES ({}, {}) \
-                     ON CONFLICT (sink) DO UPDATE SET position = excluded.position, updated_at = {}",
-                    d.param(1),
-                    d.param(2),
-                    d.now()
-                );
-                tx.execute(&sql, vec![Bind::text(sink.clone()), Bind::int(current.min(oldest - 1))]).await?;
+                set_sink_column(tx, &sink, "position", Bind::int(current.min(oldest - 1)), false).await?;
             }
             Ok(count)
         })
@@ -363,18 +361,7 @@ impl OutboxStore for SqlStore {
 
     async fn advance_sink(&self, sink: &str, position: u64) -> Result<(), StoreError> {
         let sink = sink.to_string();
-        in_tx!(self, tx => {
-            let d = tx.dialect();
-            let sql = format!(
-                "INSERT INTO sink_positions (sink, position) VALUES ({}, {}) \
-                 ON CONFLICT (sink) DO UPDATE SET position = excluded.position, updated_at = {} \
-                 WHERE sink_positions.position < excluded.position",
-                d.param(1),
-                d.param(2),
-                d.now()
-            );
-            tx.execute(&sql, vec![Bind::text(sink.clone()), Bind::int(position)]).await.map(|_| ())
-        })
+        in_tx!(self, tx => set_sink_column(tx, &sink, "position", Bind::int(position), true).await)
     }
 
     async fn dead_letter(
