@@ -1060,3 +1060,59 @@ async fn scenario_reaches_redis_streams_in_order_with_ids() {
     assert!(length < events.len() as u64, "trimmed: {length} of {}", events.len());
     let _: () = redis::cmd("DEL").arg(&stream).arg(&capped).query_async(&mut connection).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_cut_off_for_30_seconds_gets_the_whole_backlog_once_back() {
+    use async_nats::jetstream;
+    let test = "nats_cut_off_for_30_seconds_gets_the_whole_backlog_once_back";
+    let Some(client) = reachable(test, "NATS", async_nats::connect(nats_url()).await) else { return };
+    let Some((_anvil, db, ids)) = spammed_store(test, 10_000).await else { return };
+    let server = url::Url::parse(&nats_url()).unwrap();
+    let proxy = TcpProxy::start(&format!("{}:{}", server.host_str().unwrap(), server.port().unwrap_or(4222)))
+        .await
+        .unwrap();
+    let via_proxy: url::Url = format!("nats://127.0.0.1:{}", proxy.port()).parse().unwrap();
+    let (stream, subject) = (unique("GEMGATE-CUT"), unique("gemgate-cut"));
+    let sink = Arc::new(gemgate_sinks::nats::NatsSink::new("nats", via_proxy, &subject, &stream));
+    let settings = DispatchSettings { page: 200, ..fast_settings("nats") };
+    let dispatcher = dispatcher(&db.store, sink, settings);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(dispatcher.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let js = jetstream::new(client);
+    let stored = |js: jetstream::Context, stream: String| async move {
+        match js.get_stream(&stream).await {
+            Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stored(js.clone(), stream.clone()).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the stream did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.cut().await;
+    let at_cut = stored(js.clone(), stream.clone()).await;
+    assert!(at_cut < ids.len() as u64, "the cut landed mid-stream ({at_cut} of {})", ids.len());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        db.store.sink_position("nats").await.unwrap().position < ids.len() as u64,
+        "nothing counted as delivered while NATS was away"
+    );
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while stored(js.clone(), stream.clone()).await < ids.len() as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "the backlog did not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(());
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        stored(js.clone(), stream.clone()).await,
+        ids.len() as u64,
+        "every event once in the stream (re-sends deduplicated by Nats-Msg-Id)"
+    );
+    assert_eq!(db.store.sink_backlogs(&["nats".into()]).await.unwrap()[0].dead_letters, 0);
+    js.delete_stream(&stream).await.unwrap();
+}

@@ -5,12 +5,17 @@
 //! published pipelined and its acks awaited in order.
 
 use async_nats::jetstream;
+use std::future::IntoFuture;
+
 use async_trait::async_trait;
 use gemgate_domain::ports::{Sink, SinkFailure};
 use gemgate_domain::{OutboxMessage, SinkError};
 use tokio::sync::Mutex;
 
 use crate::routing_suffix;
+
+/// The longest one connect, publish or ack may take before the server counts as unavailable.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct NatsSink {
     name: String,
@@ -51,8 +56,10 @@ impl NatsSink {
     }
 
     async fn connect(&self) -> Result<jetstream::Context, SinkError> {
-        let client = async_nats::connect(self.url.as_str())
+        let options = async_nats::ConnectOptions::new().connection_timeout(TIMEOUT);
+        let client = tokio::time::timeout(TIMEOUT, options.connect(self.url.as_str()))
             .await
+            .map_err(|_| self.unavailable("connecting to NATS timed out".into()))?
             .map_err(|e| self.unavailable(format!("cannot connect to NATS: {e}")))?;
         let context = jetstream::new(client);
         context
@@ -85,17 +92,27 @@ impl Sink for NatsSink {
             let body = bytes::Bytes::copy_from_slice(message.payload.as_bytes());
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", message.id.as_str());
-            match context.publish_with_headers(self.subject_of(message), headers, body).await {
-                Ok(ack) => acks.push(ack),
-                Err(e) => {
+            let publish = context.publish_with_headers(self.subject_of(message), headers, body);
+            match tokio::time::timeout(TIMEOUT, publish).await {
+                Ok(Ok(ack)) => acks.push(ack),
+                Ok(Err(e)) => {
                     failure = Some((i, self.unavailable(format!("publish failed: {e}"))));
+                    break;
+                }
+                Err(_) => {
+                    failure = Some((i, self.unavailable("publish timed out".into())));
                     break;
                 }
             }
         }
         for (i, ack) in acks.into_iter().enumerate() {
-            if let Err(e) = ack.await {
-                failure = Some((i, self.unavailable(format!("no publish ack: {e}"))));
+            let acked = match tokio::time::timeout(TIMEOUT, ack.into_future()).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("no publish ack: {e}")),
+                Err(_) => Some("publish ack timed out".to_string()),
+            };
+            if let Some(message) = acked {
+                failure = Some((i, self.unavailable(message)));
                 break;
             }
         }
