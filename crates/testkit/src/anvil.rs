@@ -43,6 +43,9 @@ impl Default for AnvilOptions {
 #[derive(Debug)]
 pub struct Anvil {
     child: Child,
+    /// anvil's home folder: anvil writes state snapshots of past blocks under `~/.foundry/anvil/tmp` and
+    /// never removes them (75 GB after one day of benchmarks here); a private home goes with the node.
+    _home: tempfile::TempDir,
     port: u16,
     chain_id: u64,
     accounts: Vec<Address>,
@@ -62,8 +65,13 @@ impl Anvil {
 
     /// Starts anvil on a chosen port (0 = any free port); used to restart a chain on the same address.
     pub async fn start_binary(binary: &Path, options: &AnvilOptions, port: u16) -> Result<Self> {
+        let home = tempfile::Builder::new()
+            .prefix("gemgate-anvil-")
+            .tempdir()
+            .map_err(TestkitError::io("creating anvil's home folder"))?;
         let mut command = Command::new(binary);
         command
+            .env("HOME", home.path())
             .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
             .args(["--chain-id", &options.chain_id.to_string()])
             .args(["--accounts", &options.accounts.to_string()])
@@ -111,7 +119,7 @@ impl Anvil {
         // cache would go stale after `anvil_reorg` and leave every later transaction waiting on a gap.
         let provider = ProviderBuilder::new().disable_recommended_fillers().connect_http(url).erased();
         let accounts = provider.get_accounts().await.map_err(TestkitError::rpc("eth_accounts"))?;
-        Ok(Self { child, port, chain_id: options.chain_id, accounts, provider })
+        Ok(Self { child, _home: home, port, chain_id: options.chain_id, accounts, provider })
     }
 
     /// `http://127.0.0.1:<port>`
