@@ -218,22 +218,20 @@ impl Dispatcher {
 
     /// One round: read new rows, publish what is ready, retry blocked keys that are due, store the position.
     pub async fn round(&mut self) -> Result<RoundOutcome, DispatchError> {
-        if !self.loaded {
-            let stored = self.store.sink_position(&self.settings.sink).await.map_err(self.store_err())?;
-            self.position = stored.position;
-            self.fetched = stored.position;
-            self.loaded = true;
-        }
+        // One read of the stored position per round: it gives the start, a rewind and the pause flag.
         let stored = self.store.sink_position(&self.settings.sink).await.map_err(self.store_err())?;
-        if stored.position < self.position {
-            // Rewound (`sinks replay`, `sinks requeue`): forget what was read and read again from there.
-            tracing::info!(sink = %self.settings.sink, from = stored.position, "position moved back; delivering again from there");
+        if !self.loaded || stored.position < self.position {
+            if self.loaded {
+                // Rewound (`sinks replay`, `sinks requeue`): forget what was read and read again from there.
+                tracing::info!(sink = %self.settings.sink, from = stored.position, "position moved back; delivering again from there");
+            }
             self.position = stored.position;
             self.fetched = stored.position;
             self.outstanding.clear();
             self.ready.clear();
             self.blocked.clear();
             self.prefetched = None;
+            self.loaded = true;
         }
         if stored.paused {
             return Ok(RoundOutcome::default());

@@ -38,11 +38,6 @@ impl std::fmt::Debug for AmqpSink {
     }
 }
 
-/// The routing key of a message: `<chain_id>.<contract>.<event>` for chain events.
-pub fn routing_key(message: &OutboxMessage) -> String {
-    crate::routing_suffix(message)
-}
-
 impl AmqpSink {
     pub fn new(name: &str, url: url::Url, exchange: &str, queue: Option<String>) -> Self {
         Self { name: name.to_string(), url, exchange: exchange.to_string(), queue, open: Mutex::new(None) }
@@ -170,7 +165,7 @@ impl AmqpSink {
             match channel
                 .basic_publish(
                     &self.exchange,
-                    &routing_key(message),
+                    &crate::routing_suffix(message),
                     BasicPublishOptions::default(),
                     body,
                     properties,
