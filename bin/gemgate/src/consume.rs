@@ -1,27 +1,58 @@
 //! `gemgate consume`: the reference consumer (seed: consumers -> data processing service -> backend
-//! database). It reads a RabbitMQ queue that a gemgate AMQP sink fills and keeps a projection of trade
-//! deals in its own database (`consumer_trade_deals`), exactly once per message through
-//! `gemgate-consumer`: duplicates are dropped by id inside the same transaction that applies the change,
-//! retractions undo it, and a message is acknowledged only after its transaction committed.
+//! database). It reads what a gemgate sink delivers (a RabbitMQ queue, a Kafka topic, a NATS JetStream
+//! stream, a Redis stream, or signed webhooks it receives itself) and keeps a projection of trade deals in
+//! its own database (`consumer_trade_deals`), exactly once per message through `gemgate-consumer`:
+//! duplicates are dropped by id inside the same transaction that applies the change, retractions undo it,
+//! and a message is acknowledged only after its transaction committed. A message whose handling fails is
+//! retried in place, so the order per key holds.
 
-use anyhow::Context;
+mod sources;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 use async_trait::async_trait;
-use futures::StreamExt;
 use gemgate_consumer::{Handler, IdempotentConsumer, Outcome};
 use gemgate_domain::StoreError;
 use gemgate_store::{Bind, Tx};
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::FieldTable;
 use serde_json::Value;
+use sources::Source;
 
+/// Exactly one source: `--amqp URL --queue Q`, `--kafka BROKERS --topic T`, `--nats URL --stream S`,
+/// `--redis URL --stream S`, or `--webhook-listen ADDR` with a secret.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsumeArgs {
-    /// RabbitMQ to read from.
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    amqp: String,
-    /// The queue to consume (declare it with the sink's `queue` key).
+    /// RabbitMQ URL to read `--queue` from.
+    #[arg(long, requires = "queue")]
+    amqp: Option<String>,
+    /// The queue to consume (declare it with the AMQP sink's `queue` key).
+    #[arg(long, requires = "amqp")]
+    queue: Option<String>,
+    /// Kafka brokers (host:port[,host:port...]) to read `--topic` from, in the consumer group `--name`.
+    #[arg(long, requires = "topic")]
+    kafka: Option<String>,
+    /// The Kafka topic (the Kafka sink's `topic`).
+    #[arg(long, requires = "kafka")]
+    topic: Option<String>,
+    /// NATS URL to read the JetStream `--stream` from, with the durable consumer `--name`.
+    #[arg(long, requires = "stream")]
+    nats: Option<String>,
+    /// Redis URL to read the stream `--stream` from, in the consumer group `--name`.
+    #[arg(long, requires = "stream")]
+    redis: Option<String>,
+    /// The JetStream stream (the NATS sink's `stream`) or the Redis stream key (the Redis sink's `stream`).
     #[arg(long)]
-    queue: String,
+    stream: Option<String>,
+    /// Receive signed webhooks on this address (point a webhook sink's `url` at it).
+    #[arg(long)]
+    webhook_listen: Option<SocketAddr>,
+    /// A file holding the webhook secret (the sink's `secret_file`).
+    #[arg(long)]
+    webhook_secret_file: Option<PathBuf>,
+    /// An environment variable holding the webhook secret (the sink's `secret_env`).
+    #[arg(long)]
+    webhook_secret_env: Option<String>,
     /// The consumer's own database: sqlite://FILE or postgres://...
     #[arg(long, default_value = "sqlite://gemgate-consumer.db")]
     database: String,
@@ -156,48 +187,86 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
              block_number BIGINT NOT NULL, log_index BIGINT NOT NULL, name TEXT NOT NULL, symbol TEXT NOT NULL)",
         )
         .await?;
-    let properties = lapin::ConnectionProperties::default()
-        .with_executor(tokio_executor_trait::Tokio::current())
-        .with_reactor(tokio_reactor_trait::Tokio::current());
-    let connection =
-        lapin::Connection::connect(&args.amqp, properties).await.context("connecting to RabbitMQ")?;
-    let channel = connection.create_channel().await?;
-    channel.basic_qos(500, BasicQosOptions::default()).await?;
-    let mut deliveries = channel
-        .basic_consume(&args.queue, &args.name, BasicConsumeOptions::default(), FieldTable::default())
-        .await
-        .with_context(|| format!("consuming queue {}", args.queue))?;
-    tracing::info!(queue = %args.queue, database = %args.database, "consuming");
+    let database = match url::Url::parse(&args.database) {
+        Ok(url) => gemgate_config::SecretUrl::new(url).redacted(),
+        Err(_) => "(unparsable URL)".into(),
+    };
+    tracing::info!(%database, "consuming");
+    let name = args.name.as_str();
+    match (&args.amqp, &args.kafka, &args.nats, &args.redis, &args.webhook_listen) {
+        (Some(url), None, None, None, None) => {
+            let queue = args.queue.as_deref().unwrap_or_default();
+            consume(sources::Amqp::open(url, queue, name).await?, &consumer).await
+        }
+        (None, Some(brokers), None, None, None) => {
+            let topic = args.topic.as_deref().unwrap_or_default();
+            consume(sources::Kafka::open(brokers, topic, name)?, &consumer).await
+        }
+        (None, None, Some(url), None, None) => {
+            let stream = args.stream.as_deref().unwrap_or_default();
+            consume(sources::Nats::open(url, stream, name).await?, &consumer).await
+        }
+        (None, None, None, Some(url), None) => {
+            let stream = args.stream.as_deref().unwrap_or_default();
+            consume(sources::Redis::open(url, stream, name).await?, &consumer).await
+        }
+        (None, None, None, None, Some(listen)) => {
+            let secret = match (&args.webhook_secret_file, &args.webhook_secret_env) {
+                (Some(file), None) => std::fs::read_to_string(file)
+                    .with_context(|| format!("reading the webhook secret file {}", file.display()))?,
+                (None, Some(var)) => std::env::var(var)
+                    .with_context(|| format!("the webhook secret variable {var} is not set"))?,
+                _ => bail!(
+                    "--webhook-listen needs exactly one of --webhook-secret-file and --webhook-secret-env"
+                ),
+            };
+            let secret = secret.trim().as_bytes().to_vec();
+            consume(sources::Webhooks::open(*listen, vec![secret]).await?, &consumer).await
+        }
+        _ => bail!(
+            "choose exactly one source: --amqp URL --queue Q, --kafka BROKERS --topic T, --nats URL --stream S, \
+             --redis URL --stream S, or --webhook-listen ADDR"
+        ),
+    }
+}
+
+/// Handles every message from `source` until it ends or Ctrl-C: each exactly once in the consumer's
+/// database, settled only after its transaction committed.
+async fn consume<S: Source>(mut source: S, consumer: &IdempotentConsumer) -> anyhow::Result<()> {
     let (mut applied, mut duplicates) = (0u64, 0u64);
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
     loop {
-        let delivery = tokio::select! {
+        let (body, token) = tokio::select! {
             _ = &mut shutdown => break,
-            next = deliveries.next() => match next {
-                Some(delivery) => delivery?,
+            next = source.next() => match next? {
+                Some(next) => next,
                 None => break,
             },
         };
-        let envelope: Value = match serde_json::from_slice(&delivery.data) {
+        let envelope: Value = match serde_json::from_slice(&body) {
             Ok(envelope) => envelope,
             Err(error) => {
                 tracing::error!(%error, "not a JSON envelope; dropped");
-                delivery.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await?;
+                source.settle(token).await?;
                 continue;
             }
         };
-        match consumer.handle(&envelope, &TradeDeals).await {
-            Ok(Outcome::Duplicate) => duplicates += 1,
-            Ok(_) => applied += 1,
-            Err(error) => {
-                tracing::warn!(%error, "handling failed; the message goes back to the queue");
-                delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                continue;
+        loop {
+            match consumer.handle(&envelope, &TradeDeals).await {
+                Ok(Outcome::Duplicate) => duplicates += 1,
+                Ok(_) => applied += 1,
+                Err(error) => {
+                    tracing::warn!(%error, "handling failed; trying the same message again");
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => continue,
+                    }
+                }
             }
+            break;
         }
-        delivery.ack(BasicAckOptions::default()).await?;
+        source.settle(token).await?;
         if (applied + duplicates) % 1_000 == 0 {
             tracing::info!(applied, duplicates, "progress");
         }

@@ -59,7 +59,8 @@ enum Command {
     },
     /// Deliver outbox messages to the configured sinks.
     Dispatch,
-    /// The reference consumer: a RabbitMQ queue into a trade-deal projection in its own database, exactly once.
+    /// The reference consumer: what a sink delivers (RabbitMQ, Kafka, NATS, Redis or signed webhooks) into a
+    /// trade-deal projection in its own database, exactly once.
     Consume(consume::ConsumeArgs),
     /// Show the sinks' delivery state; pause or resume one.
     #[command(subcommand)]

@@ -46,6 +46,38 @@ fn dispatch_without_sinks_says_what_is_missing() {
 }
 
 #[test]
+fn consume_needs_exactly_one_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("c.db").display());
+    let none = gemgate(&["consume", "--database", &db]);
+    assert!(!none.status.success());
+    assert!(text(&none.stderr).contains("choose exactly one source"), "{}", text(&none.stderr));
+    let two = gemgate(&[
+        "consume",
+        "--database",
+        &db,
+        "--redis",
+        "redis://x",
+        "--nats",
+        "nats://x",
+        "--stream",
+        "s",
+    ]);
+    assert!(!two.status.success());
+    assert!(text(&two.stderr).contains("choose exactly one source"), "{}", text(&two.stderr));
+    let half = gemgate(&["consume", "--kafka", "127.0.0.1:9092"]);
+    assert!(!half.status.success());
+    assert!(
+        text(&half.stderr).contains("--topic"),
+        "clap names the missing argument: {}",
+        text(&half.stderr)
+    );
+    let secretless = gemgate(&["consume", "--database", &db, "--webhook-listen", "127.0.0.1:0"]);
+    assert!(!secretless.status.success());
+    assert!(text(&secretless.stderr).contains("--webhook-secret-file"), "{}", text(&secretless.stderr));
+}
+
+#[test]
 fn run_and_index_without_chains_say_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("x.db").display());

@@ -1,10 +1,11 @@
 //! The consumer side of delivery (seed: consumers -> data processing -> backend database). Brokers deliver
 //! at least once, so a consumer sees some messages twice, always with the same `id`; a reorg can retract
-//! an event it already applied. [`IdempotentConsumer::handle`] makes that safe: inside one transaction of
-//! the consumer's own database (SQLite or Postgres) it records `(consumer, id, status)` in
-//! `gemgate_consumed` and, only if that row is new, runs the handler's `apply` (or `retract` for a
-//! retraction). A crash before the commit leaves neither, so the redelivery applies it; a duplicate after
-//! the commit finds the row and does nothing.
+//! an event it already applied, and a second reorg can bring it back (the same `id`, canonical again).
+//! [`IdempotentConsumer::handle`] makes that safe: inside one transaction of the consumer's own database
+//! (SQLite or Postgres) it keeps each id's state in `gemgate_consumed` and runs the handler only on a
+//! change: `apply` when a canonical message finds the id not applied, `retract` when a retraction finds it
+//! applied. Anything else is a duplicate and does nothing. A crash before the commit leaves neither the
+//! state nor the handler's writes, so the redelivery applies it.
 
 use async_trait::async_trait;
 use gemgate_domain::StoreError;
@@ -67,20 +68,26 @@ impl IdempotentConsumer {
         let mut owned = self.db.begin().await?;
         let tx = owned.tx();
         let d = tx.dialect();
-        let sql = format!(
-            "INSERT INTO gemgate_consumed (consumer, id, status) VALUES ({}, {}, {}) ON CONFLICT DO NOTHING",
-            d.param(1),
-            d.param(2),
-            d.param(3)
+        let (p1, p2, p3) = (d.param(1), d.param(2), d.param(3));
+        // A row (consumer, id, 'canonical') means "applied"; (consumer, id, 'retracted') records a retraction.
+        let insert = format!(
+            "INSERT INTO gemgate_consumed (consumer, id, status) VALUES ({p1}, {p2}, {p3}) ON CONFLICT DO NOTHING"
         );
-        let status = if retracted { "retracted" } else { "canonical" };
-        let new = tx.execute(&sql, vec![Bind::text(&self.name), Bind::text(id), Bind::text(status)]).await?;
-        let outcome = if new == 0 {
+        let delete =
+            format!("DELETE FROM gemgate_consumed WHERE consumer = {p1} AND id = {p2} AND status = {p3}");
+        let binds = |status: &str| vec![Bind::text(&self.name), Bind::text(id), Bind::text(status)];
+        let outcome = if retracted {
+            if tx.execute(&delete, binds("canonical")).await? == 0 {
+                Outcome::Duplicate // never applied, or retracted already
+            } else {
+                tx.execute(&insert, binds("retracted")).await?;
+                handler.retract(tx, envelope).await?;
+                Outcome::Retracted
+            }
+        } else if tx.execute(&insert, binds("canonical")).await? == 0 {
             Outcome::Duplicate
-        } else if retracted {
-            handler.retract(tx, envelope).await?;
-            Outcome::Retracted
         } else {
+            tx.execute(&delete, binds("retracted")).await?;
             handler.apply(tx, envelope).await?;
             Outcome::Applied
         };
@@ -152,5 +159,27 @@ mod tests {
             consumer.handle(&serde_json::json!({"status": "canonical"}), &handler).await.is_err(),
             "no id"
         );
+    }
+
+    #[tokio::test]
+    async fn an_event_a_second_reorg_brings_back_is_applied_again_and_a_stray_retraction_does_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("consumer.db").display());
+        let consumer = IdempotentConsumer::open(&url, "test").await.unwrap();
+        consumer.database().execute_admin("CREATE TABLE counts (n INTEGER NOT NULL)").await.unwrap();
+        consumer.database().execute_admin("INSERT INTO counts VALUES (0)").await.unwrap();
+        let handler = Counter { failures_left: AtomicUsize::new(0) };
+        let event = serde_json::json!({"id": "0x02", "status": "canonical"});
+        let retraction = serde_json::json!({"id": "0x02", "status": "retracted"});
+        // Reorged away and back (A -> B -> A): the same id canonical, retracted, canonical again.
+        assert_eq!(consumer.handle(&event, &handler).await.unwrap(), Outcome::Applied);
+        assert_eq!(consumer.handle(&retraction, &handler).await.unwrap(), Outcome::Retracted);
+        assert_eq!(consumer.handle(&event, &handler).await.unwrap(), Outcome::Applied);
+        assert_eq!(consumer.handle(&event, &handler).await.unwrap(), Outcome::Duplicate);
+        assert_eq!(count(&consumer).await, 1, "applied once more after its retraction");
+        // A retraction of something never applied undoes nothing.
+        let stray = serde_json::json!({"id": "0x03", "status": "retracted"});
+        assert_eq!(consumer.handle(&stray, &handler).await.unwrap(), Outcome::Duplicate);
+        assert_eq!(count(&consumer).await, 1);
     }
 }

@@ -89,6 +89,20 @@ pub fn verify(
     Err(VerifyError::Mismatch)
 }
 
+/// Verifies a received webhook request now, with the default tolerance, reading `Gemgate-Id`,
+/// `Gemgate-Timestamp` and `Gemgate-Signature` through `header` (a lookup in the HTTP framework's headers;
+/// names are given as documented). On success, the message id.
+pub fn verify_request<'a>(
+    secrets: &[&[u8]],
+    header: impl Fn(&str) -> Option<&'a str>,
+    body: &[u8],
+) -> Result<&'a str, VerifyError> {
+    let id = header("Gemgate-Id").unwrap_or_default();
+    let timestamp = header("Gemgate-Timestamp").unwrap_or_default();
+    let signature = header("Gemgate-Signature").unwrap_or_default();
+    verify(secrets, id, timestamp, signature, body, unix_now(), DEFAULT_TOLERANCE_SECS).map(|()| id)
+}
+
 /// Verifies a hex HMAC-SHA256 of the raw body (Gemforce's `X-Gemforce-Signature`), in constant time.
 pub fn verify_body(secret: &[u8], signature_hex: &str, body: &[u8]) -> bool {
     let Ok(signature) = hex::decode(signature_hex.trim().trim_start_matches("sha256=")) else { return false };

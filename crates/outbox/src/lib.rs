@@ -269,8 +269,11 @@ impl Dispatcher {
         if self.outstanding.len() >= self.settings.window {
             return Ok(0);
         }
-        let entries =
-            self.store.outbox_after(self.fetched, self.settings.page).await.map_err(self.store_err())?;
+        let entries = match self.prefetched.take() {
+            // Read while the previous page was published, right after where reading stopped.
+            Some((after, rows)) if after == self.fetched => rows,
+            _ => self.store.outbox_after(self.fetched, self.settings.page).await.map_err(self.store_err())?,
+        };
         let mut heads: HashMap<ChainId, Option<Heads>> = HashMap::new();
         let mut read = 0;
         for entry in entries {

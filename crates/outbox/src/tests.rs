@@ -12,6 +12,7 @@ use super::*;
 #[derive(Default)]
 struct MemoryOutbox {
     rows: Mutex<Vec<OutboxEntry>>,
+    reads: Mutex<u32>,
     position: Mutex<SinkPosition>,
     dead: Mutex<Vec<(String, u32)>>,
     heads: Mutex<Option<Heads>>,
@@ -23,6 +24,7 @@ impl OutboxStore for MemoryOutbox {
         Ok(*self.position.lock().unwrap())
     }
     async fn outbox_after(&self, after: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        *self.reads.lock().unwrap() += 1;
         let rows = self.rows.lock().unwrap();
         Ok(rows.iter().filter(|e| e.seq() > after).take(limit as usize).cloned().collect())
     }
@@ -217,4 +219,15 @@ async fn a_restarted_dispatcher_resumes_after_its_stored_position() {
     let mut dispatcher = Dispatcher::new(store.clone(), sink.clone(), fast("s"), DispatchMetrics::default());
     dispatcher.round().await.unwrap();
     assert_eq!(*sink.accepted.lock().unwrap(), vec!["m3:c"]);
+}
+
+#[tokio::test]
+async fn each_page_is_read_once_the_next_while_the_previous_is_published() {
+    let rows = (1..=100).map(|i| message(i, &format!("e{i}"), "a", i, EventStatus::Canonical)).collect();
+    let (store, sink, mut dispatcher) = setup(rows, DispatchSettings { page: 10, ..fast("s") });
+    while dispatcher.round().await.unwrap().read > 0 {}
+    assert_eq!(sink.accepted.lock().unwrap().len(), 100);
+    // 10 pages and the empty read that ends it; reading each page twice would take about 20.
+    let reads = *store.reads.lock().unwrap();
+    assert!(reads <= 12, "{reads} reads for 10 pages");
 }

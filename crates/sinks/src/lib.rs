@@ -2,11 +2,13 @@
 //! `build` turns a configured `[[sinks]]` entry into a sink. `signature` holds the webhook signing and
 //! verification helpers (also for receivers written in Rust).
 //!
-//! Built: AMQP (`amqp`, RabbitMQ), NATS JetStream (`nats`), Redis Streams (`redis`) and signed webhooks
-//! (`webhook`). Kafka is configured already but not built yet: `build` says so.
+//! Built: AMQP (`amqp`, RabbitMQ), Kafka (`kafka`, librdkafka built from source: needs a C compiler and
+//! make), NATS JetStream (`nats`), Redis Streams (`redis`) and signed webhooks (`webhook`).
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "redis")]
@@ -62,7 +64,10 @@ pub fn build(settings: &SinkSettings) -> Result<Arc<dyn Sink>, BuildError> {
         SinkKind::Redis { url, stream, maxlen } => {
             Ok(Arc::new(redis::RedisSink::new(&settings.name, url.expose().clone(), stream, *maxlen)))
         }
-        SinkKind::Kafka { .. } => Err(not_built("this sink kind is on the roadmap and not written yet")),
+        #[cfg(feature = "kafka")]
+        SinkKind::Kafka { brokers, topic } => {
+            Ok(Arc::new(kafka::KafkaSink::new(&settings.name, brokers, topic)))
+        }
         #[allow(unreachable_patterns)]
         _ => Err(not_built("its cargo feature is off")),
     }
@@ -77,5 +82,13 @@ pub fn routing_suffix(message: &gemgate_domain::OutboxMessage) -> String {
         format!("{}.{contract}.{event}", message.chain_id)
     } else {
         format!("{}.{}", message.chain_id, message.kind)
+    }
+}
+
+/// `canonical` or `retracted`: the status header of the sinks that carry one.
+pub fn status_text(status: gemgate_domain::EventStatus) -> &'static str {
+    match status {
+        gemgate_domain::EventStatus::Canonical => "canonical",
+        gemgate_domain::EventStatus::Retracted => "retracted",
     }
 }

@@ -1,8 +1,13 @@
 //! NATS JetStream through async-nats: subject `<subject>.<chain_id>.<contract>.<event>`
 //! (`<subject>.<chain_id>.<kind>` for other messages) in the stream `stream` (default `GEMGATE`, created if
-//! missing with subjects `<subject>.>`), header `Nats-Msg-Id` = the message id so JetStream drops a
-//! re-sent duplicate within its duplicate window, and a publish ack awaited for every message. A batch is
-//! published pipelined and its acks awaited in order.
+//! missing with subjects `<subject>.>`), headers `Gemgate-Id` (the event id), `Gemgate-Status` and
+//! `Nats-Msg-Id`, and a publish ack awaited for every message. A batch is published pipelined and its acks
+//! awaited in order.
+//!
+//! `Nats-Msg-Id` is `<event id>:<outbox position>`, one value per outbox row: JetStream drops a re-send of
+//! the same row within its duplicate window, while a retraction (same event id) or an event a second reorg
+//! brings back (same id again) is a row of its own and gets through. With the bare event id, JetStream
+//! would drop both.
 
 use async_nats::jetstream;
 use std::future::IntoFuture;
@@ -12,7 +17,12 @@ use gemgate_domain::ports::{Sink, SinkFailure};
 use gemgate_domain::{OutboxMessage, SinkError};
 use tokio::sync::Mutex;
 
-use crate::routing_suffix;
+use crate::{routing_suffix, status_text};
+
+/// JetStream's deduplication key: one per outbox row (see the module docs).
+pub fn msg_id(message: &OutboxMessage) -> String {
+    format!("{}:{}", message.id, message.seq)
+}
 
 /// The longest one connect, publish or ack may take before the server counts as unavailable.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -91,7 +101,9 @@ impl Sink for NatsSink {
         for (i, message) in messages.iter().enumerate() {
             let body = bytes::Bytes::copy_from_slice(message.payload.as_bytes());
             let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", message.id.as_str());
+            headers.insert("Nats-Msg-Id", msg_id(message).as_str());
+            headers.insert("Gemgate-Id", message.id.as_str());
+            headers.insert("Gemgate-Status", status_text(message.status));
             let publish = context.publish_with_headers(self.subject_of(message), headers, body);
             match tokio::time::timeout(TIMEOUT, publish).await {
                 Ok(Ok(ack)) => acks.push(ack),

@@ -4,9 +4,12 @@
 
 use async_trait::async_trait;
 use gemgate_domain::ports::{Sink, SinkFailure};
-use gemgate_domain::{EventStatus, OutboxMessage, SinkError};
+use gemgate_domain::{OutboxMessage, SinkError};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
+
+/// The longest a connect or a pipeline may take before Redis counts as unavailable.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct RedisSink {
     name: String,
@@ -31,6 +34,13 @@ impl RedisSink {
         Self { name: name.to_string(), url, stream: stream.to_string(), maxlen, connection: Mutex::new(None) }
     }
 
+    fn timed_out(&self, what: &str) -> SinkError {
+        SinkError::Unavailable {
+            sink: self.name.clone(),
+            message: format!("{what} timed out after {TIMEOUT:?}"),
+        }
+    }
+
     fn unavailable(&self, what: &str, error: &redis::RedisError) -> SinkError {
         // Redis error texts name the failure, not the URL.
         SinkError::Unavailable { sink: self.name.clone(), message: format!("{what}: {error}") }
@@ -48,17 +58,24 @@ impl Sink for RedisSink {
         if guard.is_none() {
             let client = redis::Client::open(self.url.as_str())
                 .map_err(|e| SinkFailure { delivered: 0, error: self.unavailable("bad Redis URL", &e) })?;
-            let connection = client.get_multiplexed_async_connection().await.map_err(|e| SinkFailure {
-                delivered: 0,
-                error: self.unavailable("cannot connect to Redis", &e),
-            })?;
+            let connection =
+                match tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection()).await {
+                    Ok(Ok(connection)) => connection,
+                    Ok(Err(e)) => {
+                        return Err(SinkFailure {
+                            delivered: 0,
+                            error: self.unavailable("cannot connect to Redis", &e),
+                        });
+                    }
+                    Err(_) => return Err(SinkFailure { delivered: 0, error: self.timed_out("connecting") }),
+                };
             *guard = Some(connection);
         }
         let Some(connection) = guard.as_mut() else { unreachable!("connected above") };
         let mut pipeline = redis::pipe();
         for message in messages {
             let body: &str = &message.payload;
-            let status = if message.status == EventStatus::Retracted { "retracted" } else { "canonical" };
+            let status = crate::status_text(message.status);
             let command = pipeline.cmd("XADD").arg(&self.stream);
             if let Some(maxlen) = self.maxlen {
                 command.arg("MAXLEN").arg("~").arg(maxlen);
@@ -74,7 +91,11 @@ impl Sink for RedisSink {
                 .arg("body")
                 .arg(body);
         }
-        let result: Result<Vec<String>, _> = pipeline.query_async(connection).await;
+        let Ok(result) = tokio::time::timeout(TIMEOUT, pipeline.query_async::<Vec<String>>(connection)).await
+        else {
+            *guard = None;
+            return Err(SinkFailure { delivered: 0, error: self.timed_out("XADD") });
+        };
         match result {
             Ok(ids) if ids.len() == messages.len() => Ok(()),
             Ok(ids) => Err(SinkFailure {

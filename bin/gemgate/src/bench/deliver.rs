@@ -1,7 +1,8 @@
 //! `gemgate bench deliver`: messages/s from the outbox through a real dispatcher into RabbitMQ (publisher
-//! confirms, persistent messages, a durable queue bound to the exchange) and into NATS JetStream (publish
-//! acks), each beside the broker's raw publish rate measured in the same run with the same client library
-//! and the same settings; then block-to-broker latency (block mined on anvil to the message in a RabbitMQ
+//! confirms, persistent messages, a durable queue bound to the exchange), NATS JetStream (publish acks),
+//! Kafka (idempotent producer, delivery reports) and Redis Streams (pipelined XADD), each beside the
+//! broker's raw publish rate measured in the same run with the same client library and the same settings;
+//! then block-to-broker latency (block mined on anvil to the message in a RabbitMQ
 //! consumer's hands, through the indexer and the dispatcher), p50/p95.
 
 use std::sync::Arc;
@@ -37,6 +38,12 @@ pub struct DeliverBench {
     /// NATS with JetStream to publish to (streams named GEMGATE-BENCH-* are created and deleted); "none" skips.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats: String,
+    /// Kafka brokers to publish to (topics named gemgate-bench-* are created); "none" skips.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka: String,
+    /// Redis to publish to (streams named gemgate-bench-* are created and deleted); "none" skips.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
     /// Blocks measured for block-to-broker latency.
     #[arg(long, default_value_t = 30)]
     latency_blocks: u32,
@@ -98,7 +105,7 @@ async fn raw_publish(
 
 pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
     println!(
-        "gemgate bench deliver: {} messages into RabbitMQ and NATS JetStream; {}",
+        "gemgate bench deliver: {} messages into RabbitMQ, NATS JetStream, Kafka and Redis Streams; {}",
         bench.messages,
         machine()
     );
@@ -125,7 +132,15 @@ pub async fn run(bench: DeliverBench) -> anyhow::Result<()> {
         nats(&bench, &store, &bodies).await?;
     }
 
-    // 4. Block-to-broker latency (through RabbitMQ).
+    // 4-5. Kafka and Redis Streams, the same way.
+    if bench.kafka != "none" {
+        kafka(&bench, &store, &bodies).await?;
+    }
+    if bench.redis != "none" {
+        redis_streams(&bench, &store, &bodies).await?;
+    }
+
+    // 6. Block-to-broker latency (through RabbitMQ).
     if bench.amqp == "none" {
         return Ok(());
     }
@@ -170,24 +185,7 @@ async fn rabbitmq(
     // 2. The dispatcher: outbox rows read, envelopes built, published with confirms, position stored.
     let (exchange, queue) = (format!("gemgate-bench-x-{tag}"), format!("gemgate-bench-q-{tag}"));
     let sink = Arc::new(AmqpSink::new("bench", bench.amqp.parse()?, &exchange, Some(queue.clone())));
-    let settings = DispatchSettings { page: BATCH as u32, ..DispatchSettings::new("bench") };
-    let mut dispatcher = Dispatcher::new(Arc::new(store.clone()), sink, settings, DispatchMetrics::default());
-    let started = Instant::now();
-    while dispatcher.position() < bench.messages {
-        let outcome = dispatcher.round().await?;
-        anyhow::ensure!(
-            outcome.read > 0 || outcome.delivered > 0,
-            "the dispatcher stalled at {}",
-            dispatcher.position()
-        );
-    }
-    let elapsed = started.elapsed();
-    let dispatch_rate = rate(bench.messages, elapsed);
-    println!(
-        "  dispatcher -> RabbitMQ          {dispatch_rate:>10.0} msg/s ({:.2} s, {:.0}% of raw)",
-        elapsed.as_secs_f64(),
-        100.0 * dispatch_rate / raw_rate
-    );
+    dispatch(store, sink, bench.messages, "RabbitMQ", raw_rate).await?;
     channel.queue_delete(&queue, QueueDeleteOptions::default()).await?;
 
     let _ = connection.close(0, "bench done").await;
@@ -384,8 +382,11 @@ async fn nats(bench: &DeliverBench, store: &SqlStore, bodies: &[(String, Vec<u8>
     for chunk in bodies.chunks(BATCH) {
         let mut acks = Vec::with_capacity(chunk.len());
         for (id, body) in chunk {
+            // The sink's three headers (its Nats-Msg-Id is the id and the outbox position).
             let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", id.as_str());
+            headers.insert("Nats-Msg-Id", format!("{id}:1").as_str());
+            headers.insert("Gemgate-Id", id.as_str());
+            headers.insert("Gemgate-Status", "canonical");
             acks.push(
                 js.publish_with_headers(
                     format!("{raw_subject}.31337.bench.Spam"),
@@ -410,24 +411,132 @@ async fn nats(bench: &DeliverBench, store: &SqlStore, bodies: &[(String, Vec<u8>
     let (stream, subject) = (format!("GEMGATE-BENCH-{tag}"), format!("gemgate-bench-{tag}"));
     let sink =
         Arc::new(gemgate_sinks::nats::NatsSink::new("bench-nats", bench.nats.parse()?, &subject, &stream));
-    let settings = DispatchSettings { page: BATCH as u32, ..DispatchSettings::new("bench-nats") };
+    dispatch(store, sink, bodies.len() as u64, "NATS JetStream", raw_rate).await?;
+    let _ = js.delete_stream(&stream).await;
+    Ok(())
+}
+
+/// A dispatcher delivering the whole outbox to `sink` from position 0: its rate beside `raw_rate`.
+async fn dispatch(
+    store: &SqlStore,
+    sink: Arc<dyn gemgate_domain::ports::Sink>,
+    messages: u64,
+    broker: &str,
+    raw_rate: f64,
+) -> anyhow::Result<()> {
+    let settings = DispatchSettings { page: BATCH as u32, ..DispatchSettings::new(sink.name()) };
     let mut dispatcher = Dispatcher::new(Arc::new(store.clone()), sink, settings, DispatchMetrics::default());
     let started = Instant::now();
-    while dispatcher.position() < bodies.len() as u64 {
+    while dispatcher.position() < messages {
         let outcome = dispatcher.round().await?;
         anyhow::ensure!(
             outcome.read > 0 || outcome.delivered > 0,
-            "the NATS dispatcher stalled at {}",
+            "the dispatcher to {broker} stalled at {}",
             dispatcher.position()
         );
     }
     let elapsed = started.elapsed();
-    let dispatch_rate = rate(bodies.len() as u64, elapsed);
+    let dispatch_rate = rate(messages, elapsed);
     println!(
-        "  dispatcher -> NATS JetStream    {dispatch_rate:>10.0} msg/s ({:.2} s, {:.0}% of raw)",
+        "  {:<31} {dispatch_rate:>10.0} msg/s ({:.2} s, {:.0}% of raw)",
+        format!("dispatcher -> {broker}"),
         elapsed.as_secs_f64(),
         100.0 * dispatch_rate / raw_rate
     );
-    let _ = js.delete_stream(&stream).await;
+    Ok(())
+}
+
+/// Kafka: raw sends of the same bodies and keys with the sink's producer settings (idempotence, delivery
+/// reports awaited per batch), then the dispatcher.
+async fn kafka(bench: &DeliverBench, store: &SqlStore, bodies: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let tag = std::process::id();
+    let (raw_topic, topic) = (format!("gemgate-bench-raw-{tag}"), format!("gemgate-bench-{tag}"));
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", &bench.kafka);
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = config.create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let topics = [&raw_topic, &topic].map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)));
+    for result in tokio::time::timeout(Duration::from_secs(15), admin.create_topics(&topics, &options))
+        .await
+        .context("creating the Kafka topics timed out")??
+    {
+        result.map_err(|(topic, code)| anyhow::anyhow!("creating topic {topic}: {code}"))?;
+    }
+    let producer: FutureProducer = config
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "10000")
+        .set("linger.ms", "2")
+        .create()?;
+    let started = Instant::now();
+    for (n, chunk) in bodies.chunks(BATCH).enumerate() {
+        let mut reports = Vec::with_capacity(chunk.len());
+        for (i, (id, body)) in chunk.iter().enumerate() {
+            let key = format!("bench:{}", (n * BATCH + i) % 100);
+            let headers = rdkafka::message::OwnedHeaders::new()
+                .insert(rdkafka::message::Header { key: "gemgate-id", value: Some(id.as_str()) });
+            let record = FutureRecord::to(&raw_topic).key(&key).payload(body).headers(headers);
+            reports.push(producer.send_result(record).map_err(|(e, _)| anyhow::anyhow!("sending: {e}"))?);
+        }
+        for report in reports {
+            report.await?.map_err(|(e, _)| anyhow::anyhow!("delivery: {e}"))?;
+        }
+    }
+    let raw_rate = rate(bodies.len() as u64, started.elapsed());
+    println!(
+        "  raw produce to Kafka            {raw_rate:>10.0} msg/s ({:.2} s, rdkafka, idempotent, batches of {BATCH})",
+        started.elapsed().as_secs_f64()
+    );
+    let sink = Arc::new(gemgate_sinks::kafka::KafkaSink::new(
+        "bench-kafka",
+        std::slice::from_ref(&bench.kafka),
+        &topic,
+    ));
+    dispatch(store, sink, bodies.len() as u64, "Kafka", raw_rate).await?;
+    let _ = admin.delete_topics(&[&raw_topic, &topic], &options).await;
+    Ok(())
+}
+
+/// Redis Streams: raw pipelined XADDs of the same fields, BATCH per pipeline, then the dispatcher.
+async fn redis_streams(
+    bench: &DeliverBench,
+    store: &SqlStore,
+    bodies: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    let tag = std::process::id();
+    let (raw_stream, stream) = (format!("gemgate-bench-raw-{tag}"), format!("gemgate-bench-{tag}"));
+    let mut connection = redis::Client::open(bench.redis.as_str())?
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to Redis")?;
+    let started = Instant::now();
+    for chunk in bodies.chunks(BATCH) {
+        let mut pipeline = redis::pipe();
+        for (id, body) in chunk {
+            pipeline
+                .cmd("XADD")
+                .arg(&raw_stream)
+                .arg("*")
+                .arg("id")
+                .arg(id)
+                .arg("kind")
+                .arg("event")
+                .arg("status")
+                .arg("canonical")
+                .arg("body")
+                .arg(body.as_slice());
+        }
+        let _: Vec<String> = pipeline.query_async(&mut connection).await?;
+    }
+    let raw_rate = rate(bodies.len() as u64, started.elapsed());
+    println!(
+        "  raw XADD to Redis Streams       {raw_rate:>10.0} msg/s ({:.2} s, redis-rs, pipelines of {BATCH})",
+        started.elapsed().as_secs_f64()
+    );
+    let sink =
+        Arc::new(gemgate_sinks::redis::RedisSink::new("bench-redis", bench.redis.parse()?, &stream, None));
+    dispatch(store, sink, bodies.len() as u64, "Redis Streams", raw_rate).await?;
+    let _: () = redis::cmd("DEL").arg(&raw_stream).arg(&stream).query_async(&mut connection).await?;
     Ok(())
 }
