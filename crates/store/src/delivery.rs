@@ -16,10 +16,6 @@ use crate::{Dialect, Pool, SqlStore, Tx};
 /// of fourteen): the same fields as the typed envelope, finality from the joined heads (`h`) as of the
 /// read, the address in lower case as the typed envelope serializes it. NULL when the event is gone.
 fn envelope_sql(d: Dialect) -> String {
-    let (object, embed): (&str, fn(&str) -> String) = match d {
-        Dialect::Sqlite => ("json_object", |column| format!("json({column})")),
-        Dialect::Postgres => ("json_build_object", |column| column.to_string()),
-    };
     let fields = [
         ("id", "e.id".to_string()),
         ("chain_id", "e.chain_id".into()),
@@ -32,8 +28,8 @@ fn envelope_sql(d: Dialect) -> String {
         ("contract", "e.contract".into()),
         ("event", "e.event".into()),
         ("signature", "e.signature".into()),
-        ("args", embed("e.args")),
-        ("topics", embed("e.topics")),
+        ("args", "e.args".into()),
+        ("topics", "e.topics".into()),
         ("data", "e.data".into()),
         ("status", "'canonical'".into()),
         (
@@ -44,23 +40,28 @@ fn envelope_sql(d: Dialect) -> String {
         ),
         ("schema", ENVELOPE_SCHEMA.to_string()),
     ];
-    let pairs: Vec<String> = fields.iter().map(|(key, value)| format!("'{key}', {value}")).collect();
-    let built = format!("{object}({})", pairs.join(", "));
-    let built = if d == Dialect::Postgres { format!("{built}::text") } else { built };
+    let built = match d {
+        // One format() per row (a single pass, where `||` would copy the growing text at every step):
+        // json_quote escapes each scalar (NULL becomes null), and the stored args and topics (JSON text
+        // gemgate wrote) go in as they are, so SQLite parses no JSON.
+        Dialect::Sqlite => {
+            let (mut template, mut values) = (Vec::new(), Vec::new());
+            for (key, value) in &fields {
+                template.push(format!("\"{key}\":%s"));
+                values.push(match *key {
+                    "args" | "topics" => format!("ifnull({value}, 'null')"),
+                    _ => format!("json_quote({value})"),
+                });
+            }
+            format!("format('{{{}}}', {})", template.join(","), values.join(", "))
+        }
+        Dialect::Postgres => {
+            let pairs: Vec<String> = fields.iter().map(|(key, value)| format!("'{key}', {value}")).collect();
+            format!("json_build_object({})::text", pairs.join(", "))
+        }
+    };
     format!("CASE WHEN e.id IS NULL THEN NULL ELSE {built} END")
 }
-
-/// Outbox columns read before the event's.
-const OUTBOX_READ: [(&str, ColumnKind); 8] = [
-    ("o.seq", ColumnKind::Int),
-    ("o.id", ColumnKind::Text),
-    ("o.kind", ColumnKind::Text),
-    ("o.chain_id", ColumnKind::Int),
-    ("o.block_number", ColumnKind::Int),
-    ("o.ordering_key", ColumnKind::Text),
-    ("o.status", ColumnKind::Text),
-    ("o.payload", ColumnKind::Text),
-];
 
 fn int(cell: &Cell) -> Option<u64> {
     match cell {
@@ -305,58 +306,11 @@ impl OutboxStore for SqlStore {
     }
 
     async fn outbox_after(&self, after: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        let rows = self
-            .with_tx(move |tx| {
-                Box::pin(async move {
-                    let d = tx.dialect();
-                    let mut columns: Vec<String> = OUTBOX_READ.iter().map(|(c, k)| d.read(c, *k)).collect();
-                    columns.extend(["e.contract".to_string(), "e.event".to_string(), envelope_sql(d)]);
-                    let mut kinds: Vec<ColumnKind> = OUTBOX_READ.iter().map(|(_, k)| *k).collect();
-                    kinds.extend([ColumnKind::Text; 3]);
-                    let sql = format!(
-                        "SELECT {} FROM outbox o LEFT JOIN events e ON o.payload IS NULL AND e.chain_id = o.chain_id \
-                         AND e.block_number = o.block_number AND e.log_index = o.log_index AND e.id = o.id \
-                         LEFT JOIN heads h ON h.chain_id = e.chain_id \
-                         WHERE o.seq > {} ORDER BY o.seq LIMIT {}",
-                        columns.join(", "),
-                        d.param(1),
-                        limit.clamp(1, 10_000)
-                    );
-                    tx.fetch(&sql, vec![Bind::int(after)], &kinds).await
-                })
-            })
-            .await?;
-        rows.into_iter()
-            .map(|row| {
-                let (outbox, event) = row.split_at(OUTBOX_READ.len());
-                let seq = int(&outbox[0]).ok_or_else(|| invalid("outbox row without seq".into()))?;
-                let id = text(&outbox[1]);
-                let (payload, contract, event_name) = match (&outbox[7], &event[2]) {
-                    (Cell::Text(payload), _) => {
-                        // A retraction (or another message with a body of its own): read its names from it.
-                        let parsed: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
-                        let name = |key: &str| {
-                            parsed.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string()
-                        };
-                        (payload.clone(), name("contract"), name("event"))
-                    }
-                    (_, Cell::Text(envelope)) => (envelope.clone(), text(&event[0]), text(&event[1])),
-                    _ => return Ok(OutboxEntry::Reverted { seq, id }),
-                };
-                Ok(OutboxEntry::Message(OutboxMessage {
-                    seq,
-                    id,
-                    kind: text(&outbox[2]),
-                    chain_id: int(&outbox[3]).unwrap_or(0),
-                    block_number: int(&outbox[4]),
-                    ordering_key: text(&outbox[5]),
-                    status: status(&text(&outbox[6])),
-                    contract,
-                    event: event_name,
-                    payload: payload.into(),
-                }))
-            })
-            .collect()
+        let limit = limit.clamp(1, 10_000);
+        match self.dialect() {
+            Dialect::Sqlite => self.outbox_page_sqlite(after, limit).await,
+            Dialect::Postgres => self.outbox_rows(after, limit).await,
+        }
     }
 
     async fn advance_sink(&self, sink: &str, position: u64) -> Result<(), StoreError> {
@@ -400,5 +354,180 @@ impl OutboxStore for SqlStore {
 
     async fn chain_heads(&self, chain_id: ChainId) -> Result<Option<Heads>, StoreError> {
         Ok(self.heads().await?.get(&chain_id).copied())
+    }
+}
+
+/// The outbox rows after `after` joined with their events (see `envelope_sql`).
+fn outbox_query(d: Dialect, select: &str, limit: u32) -> String {
+    format!(
+        "SELECT {select} FROM outbox o LEFT JOIN events e ON o.payload IS NULL AND e.chain_id = o.chain_id \
+         AND e.block_number = o.block_number AND e.log_index = o.log_index AND e.id = o.id \
+         LEFT JOIN heads h ON h.chain_id = e.chain_id \
+         WHERE o.seq > {} ORDER BY o.seq LIMIT {limit}",
+        d.param(1)
+    )
+}
+
+/// One outbox row as read: the outbox columns, then the event's contract, event name and envelope.
+#[derive(serde::Deserialize)]
+struct PageRow<'a>(
+    u64,
+    String,
+    String,
+    u64,
+    Option<u64>,
+    String,
+    String,
+    #[serde(borrow)] Option<&'a serde_json::value::RawValue>,
+    Option<String>,
+    Option<String>,
+    #[serde(borrow)] Option<&'a serde_json::value::RawValue>,
+);
+
+/// One outbox row's values, however they were read.
+struct RowParts<'a> {
+    seq: u64,
+    id: String,
+    kind: String,
+    chain_id: u64,
+    block_number: Option<u64>,
+    ordering_key: String,
+    status: String,
+    /// The row's own JSON body (retractions), if any.
+    payload: Option<&'a str>,
+    contract: Option<String>,
+    event: Option<String>,
+    /// The joined event's envelope; None when the event is gone.
+    envelope: Option<&'a str>,
+}
+
+impl<'a> From<PageRow<'a>> for RowParts<'a> {
+    fn from(r: PageRow<'a>) -> Self {
+        RowParts {
+            seq: r.0,
+            id: r.1,
+            kind: r.2,
+            chain_id: r.3,
+            block_number: r.4,
+            ordering_key: r.5,
+            status: r.6,
+            payload: r.7.map(|v| v.get()),
+            contract: r.8,
+            event: r.9,
+            envelope: r.10.map(|v| v.get()),
+        }
+    }
+}
+
+impl RowParts<'_> {
+    fn into_entry(self) -> OutboxEntry {
+        let (payload, contract, event) = match (self.payload, self.envelope) {
+            (Some(payload), _) => {
+                // A retraction (or another message with a body of its own): its names come from the body.
+                let parsed: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+                let name =
+                    |key: &str| parsed.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                (payload, name("contract"), name("event"))
+            }
+            (None, Some(envelope)) => {
+                (envelope, self.contract.unwrap_or_default(), self.event.unwrap_or_default())
+            }
+            (None, None) => return OutboxEntry::Reverted { seq: self.seq, id: self.id },
+        };
+        OutboxEntry::Message(OutboxMessage {
+            seq: self.seq,
+            id: self.id,
+            kind: self.kind,
+            chain_id: self.chain_id,
+            block_number: self.block_number,
+            ordering_key: self.ordering_key,
+            status: status(&self.status),
+            contract,
+            event,
+            payload: payload.into(),
+        })
+    }
+}
+
+impl SqlStore {
+    /// SQLite: the whole page as one JSON array built in SQL (`[[seq, id, ...], ...]`, the
+    /// stored JSON bodies embedded as they are). One value crosses from SQLite's thread instead of one row
+    /// per message, and nothing is decoded column by column; Rust parses the array once.
+    async fn outbox_page_sqlite(&self, after: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let d = Dialect::Sqlite;
+        let fields = [
+            "o.seq".to_string(),
+            "json_quote(o.id)".into(),
+            "json_quote(o.kind)".into(),
+            "o.chain_id".into(),
+            "json_quote(o.block_number)".into(),
+            "json_quote(o.ordering_key)".into(),
+            "json_quote(o.status)".into(),
+            "ifnull(o.payload, 'null')".into(),
+            "json_quote(e.contract)".into(),
+            "json_quote(e.event)".into(),
+            format!("ifnull({}, 'null')", envelope_sql(d)),
+        ];
+        let template = vec!["%s"; fields.len()].join(",");
+        let row = format!("format('[{template}]', {}) AS r, o.seq AS seq", fields.join(", "));
+        let sql = format!(
+            "SELECT '[' || ifnull(group_concat(r, ',' ORDER BY seq), '') || ']' FROM ({})",
+            outbox_query(d, &row, limit)
+        );
+        let rows = self
+            .with_tx(move |tx| {
+                Box::pin(async move { tx.fetch(&sql, vec![Bind::int(after)], &[ColumnKind::Text]).await })
+            })
+            .await?;
+        let page = rows.first().map(|r| text(&r[0])).unwrap_or_else(|| "[]".into());
+        let parsed: Vec<PageRow<'_>> =
+            serde_json::from_str(&page).map_err(|e| invalid(format!("reading an outbox page: {e}")))?;
+        Ok(parsed.into_iter().map(|row| RowParts::from(row).into_entry()).collect())
+    }
+
+    /// Postgres: the rows with their envelopes, column by column.
+    async fn outbox_rows(&self, after: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = self
+            .with_tx(move |tx| {
+                Box::pin(async move {
+                    let d = tx.dialect();
+                    // The row's own body is JSONB: read as text, like the envelope.
+                    let columns = format!(
+                        "o.seq, o.id, o.kind, o.chain_id, o.block_number, o.ordering_key, o.status, \
+                         o.payload::text, e.contract, e.event, {}",
+                        envelope_sql(d)
+                    );
+                    let mut kinds = [ColumnKind::Text; 11];
+                    for i in [0, 3, 4] {
+                        kinds[i] = ColumnKind::Int;
+                    }
+                    tx.fetch(&outbox_query(d, &columns, limit), vec![Bind::int(after)], &kinds).await
+                })
+            })
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let cell = |i: usize| match &row[i] {
+                    Cell::Text(t) => Some(t.clone()),
+                    _ => None,
+                };
+                let seq = int(&row[0]).ok_or_else(|| invalid("outbox row without seq".into()))?;
+                let (payload, envelope) = (cell(7), cell(10));
+                Ok(RowParts {
+                    seq,
+                    id: text(&row[1]),
+                    kind: text(&row[2]),
+                    chain_id: int(&row[3]).unwrap_or(0),
+                    block_number: int(&row[4]),
+                    ordering_key: text(&row[5]),
+                    status: text(&row[6]),
+                    payload: payload.as_deref(),
+                    contract: cell(8),
+                    event: cell(9),
+                    envelope: envelope.as_deref(),
+                }
+                .into_entry())
+            })
+            .collect()
     }
 }

@@ -97,5 +97,35 @@ async fn envelopes_equal(url: &str) {
     assert_eq!(first.payload_json()["finality"], "finalized", "finality as of the read");
     let OutboxEntry::Message(last) = &outbox[2] else { unreachable!() };
     assert_eq!(last.payload_json()["finality"], "safe");
+    assert_eq!(
+        outbox.iter().map(OutboxEntry::seq).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "rows in commit order"
+    );
+    assert_eq!((first.chain_id, first.block_number, first.kind.as_str()), (31337, Some(7), "event"));
+    assert_eq!(first.ordering_key, typed[0].ordering_key());
+
+    // A reorg back to block 7: block 8's row now has no event (Reverted), and its retraction follows with
+    // a body of its own, carrying the same id, contract and event.
+    store
+        .revert_to(31337, &BlockRef { number: 7, hash: B256::repeat_byte(7), parent_hash: B256::ZERO })
+        .await
+        .unwrap();
+    let outbox = store.outbox_after(0, 10).await.unwrap();
+    assert_eq!(outbox.len(), 4, "{outbox:?}");
+    let reverted_id = typed[2].id.to_string();
+    assert!(
+        matches!(&outbox[2], OutboxEntry::Reverted { seq: 3, id } if *id == reverted_id),
+        "{:?}",
+        outbox[2]
+    );
+    let OutboxEntry::Message(retraction) = &outbox[3] else { panic!("{:?}", outbox[3]) };
+    assert_eq!(retraction.status, EventStatus::Retracted);
+    assert_eq!(retraction.id, reverted_id);
+    assert_eq!((retraction.contract.as_str(), retraction.event.as_str()), ("gemforce", "TradeDealCreated"));
+    assert_eq!(retraction.payload_json()["status"], "retracted");
+    assert_eq!(retraction.payload_json()["id"], reverted_id);
+    assert_eq!(store.outbox_after(3, 10).await.unwrap().len(), 1, "reading after a position");
+    assert!(store.outbox_after(4, 10).await.unwrap().is_empty(), "an empty page");
     store.close().await;
 }

@@ -474,8 +474,12 @@ async fn kafka(bench: &DeliverBench, store: &SqlStore, bodies: &[(String, Vec<u8
         let mut reports = Vec::with_capacity(chunk.len());
         for (i, (id, body)) in chunk.iter().enumerate() {
             let key = format!("bench:{}", (n * BATCH + i) % 100);
-            let headers = rdkafka::message::OwnedHeaders::new()
-                .insert(rdkafka::message::Header { key: "gemgate-id", value: Some(id.as_str()) });
+            // The sink's three headers.
+            use rdkafka::message::Header;
+            let headers = rdkafka::message::OwnedHeaders::new_with_capacity(3)
+                .insert(Header { key: "gemgate-id", value: Some(id.as_str()) })
+                .insert(Header { key: "gemgate-kind", value: Some("event") })
+                .insert(Header { key: "gemgate-status", value: Some("canonical") });
             let record = FutureRecord::to(&raw_topic).key(&key).payload(body).headers(headers);
             reports.push(producer.send_result(record).map_err(|(e, _)| anyhow::anyhow!("sending: {e}"))?);
         }

@@ -150,11 +150,11 @@ async fn cut_off(kind: Kind, test: &str) {
     probe.cleanup().await;
 }
 
-async fn reorged(kind: Kind, test: &str) {
+async fn reorged(kind: Kind, test: &str, backend: Backend) {
     let Some(latest) = Probe::start(kind, test, false).await else { return };
     let Some(finalized) = Probe::start(kind, test, false).await else { return };
     let Some(chain) = chain(test, 2, AnvilOptions::default()).await else { return };
-    let Some(db) = store(Backend::Sqlite, test).await else { return };
+    let Some(db) = store(backend, test).await else { return };
     let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
     catch_up(&mut indexer).await;
     let before: BTreeSet<String> = stored_events(&db.store).await.iter().map(|e| e.id.to_string()).collect();
@@ -336,7 +336,7 @@ macro_rules! every_sink {
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $reorged() {
-            reorged(Kind::$kind, stringify!($reorged)).await;
+            reorged(Kind::$kind, stringify!($reorged), Backend::Sqlite).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $consumed() {
@@ -367,4 +367,10 @@ every_sink! {
 async fn rabbitmq_gets_the_scenario_once_in_order_per_key_from_postgres() {
     let test = "rabbitmq_gets_the_scenario_once_in_order_per_key_from_postgres";
     scenario(Kind::Amqp, test, Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_gets_retractions_and_finalized_only_canonical_from_postgres() {
+    let test = "rabbitmq_gets_retractions_and_finalized_only_canonical_from_postgres";
+    reorged(Kind::Amqp, test, Backend::Postgres).await;
 }
