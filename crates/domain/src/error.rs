@@ -89,3 +89,56 @@ impl SignerError {
         matches!(self, Self::Backend { retryable: true, .. })
     }
 }
+
+/// Why a node refused a transaction (`eth_sendRawTransaction`) or a gas estimate, read from its error text
+/// by `gemgate_chain::classify_send`. Each kind names what the transaction manager does next, because
+/// acting on the wrong one jams a signer (a nonce drift) or spends fees for nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SendError {
+    /// The nonce is already used on chain: one of our attempts was included (look for its receipt), or
+    /// the nonce was taken by another transaction. Never re-sign this request with a new nonce blindly.
+    #[error("nonce too low: {message}")]
+    NonceTooLow { message: String },
+    /// A gap below this nonce: the earlier nonces are re-broadcast or filled with no-ops first.
+    #[error("nonce too high: {message}")]
+    NonceTooHigh { message: String },
+    /// The node already holds these bytes (or another attempt at this nonce): counts as sent.
+    #[error("already known: {message}")]
+    AlreadyKnown { message: String },
+    /// A transaction at this nonce is pending and this one does not pay enough more to replace it.
+    #[error("replacement underpriced: {message}")]
+    ReplacementUnderpriced { message: String },
+    /// The fee is below what the pool accepts at all: re-priced before sending again.
+    #[error("underpriced: {message}")]
+    Underpriced { message: String },
+    /// The fee cap is below the block's base fee: re-priced before sending again.
+    #[error("fee cap below base fee: {message}")]
+    FeeCapTooLow { message: String },
+    /// The priority fee is above the fee cap: our pricing made an invalid transaction.
+    #[error("priority fee above fee cap: {message}")]
+    TipAboveFeeCap { message: String },
+    /// The node's own cap on one transaction's fee (geth `--rpc.txfeecap`, Besu) is exceeded.
+    #[error("fee above the node's cap: {message}")]
+    FeeExceedsNodeCap { message: String },
+    /// The signer cannot pay value plus gas: waits for funds, holding its nonce.
+    #[error("insufficient funds: {message}")]
+    InsufficientFunds { message: String },
+    /// The gas limit is below the transaction's intrinsic gas: estimated again.
+    #[error("intrinsic gas too low: {message}")]
+    IntrinsicGasTooLow { message: String },
+    /// The gas limit is above the block gas limit: can never be included as is.
+    #[error("gas limit above the block gas limit: {message}")]
+    GasLimitTooHigh { message: String },
+    /// The execution reverts (answered by gas estimation or a call): the request fails with the reason.
+    #[error("execution reverted: {message}")]
+    Reverted { message: String },
+    /// The node's pool is full: sent again later, unchanged.
+    #[error("pool full: {message}")]
+    PoolFull { message: String },
+    /// The signature does not recover or is for another chain: a signer or configuration bug.
+    #[error("invalid signature or chain: {message}")]
+    InvalidSignature { message: String },
+    /// Anything else, kept as the node said it.
+    #[error("rpc error {code}: {message}")]
+    Other { code: i64, message: String },
+}

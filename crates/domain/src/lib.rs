@@ -15,7 +15,7 @@ pub mod signature;
 pub mod tx;
 
 pub use block::{BlockRef, ChainId};
-pub use error::{ChainError, RangeHint, SignerError, SinkError, StoreError};
+pub use error::{ChainError, RangeHint, SendError, SignerError, SinkError, StoreError};
 pub use event::{ChainEvent, ENVELOPE_SCHEMA, EventId, EventStatus};
 pub use finality::{Finality, FinalityLevel};
 pub use outbox::OutboxMessage;
