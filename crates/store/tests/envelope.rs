@@ -1,5 +1,7 @@
 //! The dispatchers' envelope, built straight from the stored row, is exactly the API's typed envelope.
 
+mod common;
+
 use alloy_primitives::{Address, B256, Bytes};
 use gemgate_domain::ports::{Batch, Heads, OutboxEntry, OutboxStore, Store};
 use gemgate_domain::{BlockRef, ChainEvent, ENVELOPE_SCHEMA, EventId, EventStatus, FinalityLevel};
@@ -40,25 +42,13 @@ async fn outbox_envelopes_equal_the_typed_envelopes_on_sqlite() {
 
 #[tokio::test]
 async fn outbox_envelopes_equal_the_typed_envelopes_on_postgres() {
-    let admin = std::env::var("GEMGATE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
-    let server = match SqlStore::connect(&admin, 1, ProjectionSet::default()).await {
-        Ok(server) => server,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("Postgres unreachable under CI: {e}")
-        }
-        Err(e) => {
-            eprintln!(
-                "SKIPPED outbox_envelopes_equal_the_typed_envelopes_on_postgres: Postgres unreachable ({e})"
-            );
-            return;
-        }
+    let Some(db) =
+        common::postgres("outbox_envelopes_equal_the_typed_envelopes_on_postgres", "envelope").await
+    else {
+        return;
     };
-    let name = format!("gemgate_envelope_{}", std::process::id());
-    server.execute_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
-    server.execute_admin(&format!("CREATE DATABASE {name}")).await.unwrap();
-    envelopes_equal(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0)).await;
-    server.execute_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+    envelopes_equal(&db.url).await;
+    db.drop().await;
 }
 
 async fn envelopes_equal(url: &str) {
