@@ -5,6 +5,7 @@ mod bench;
 mod consume;
 mod demo;
 mod index;
+mod keys;
 mod wiring;
 
 use std::path::PathBuf;
@@ -65,6 +66,9 @@ enum Command {
     /// Show the sinks' delivery state; pause or resume one.
     #[command(subcommand)]
     Sinks(SinksCommand),
+    /// Manage local keystores (Ethereum JSON keystore v3) for keystore signers.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Serve the HTTP API.
     Serve,
     /// Run the transaction workers.
@@ -122,6 +126,13 @@ fn main() -> ExitCode {
             }
             run_async(bench::run(args.clone()))
         }
+        Command::Keys(ref command) => match keys::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("gemgate keys: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Consume(ref args) => {
             if let Err(code) = init_telemetry(&cli, None) {
                 return code;

@@ -15,7 +15,8 @@ fn help_lists_every_subcommand() {
     let out = gemgate(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for command in ["run", "index", "dispatch", "serve", "txm", "migrate", "replay", "demo", "config"] {
+    for command in ["run", "index", "dispatch", "serve", "txm", "keys", "migrate", "replay", "demo", "config"]
+    {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(command)),
             "--help does not list {command}:\n{help}"
@@ -75,6 +76,59 @@ fn consume_needs_exactly_one_source() {
     let secretless = gemgate(&["consume", "--database", &db, "--webhook-listen", "127.0.0.1:0"]);
     assert!(!secretless.status.success());
     assert!(text(&secretless.stderr).contains("--webhook-secret-file"), "{}", text(&secretless.stderr));
+}
+
+#[test]
+fn keys_are_created_imported_and_listed_without_printing_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let keys_dir = keys.to_str().unwrap();
+    let secret_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    std::fs::write(dir.path().join("key"), format!("{secret_key}\n")).unwrap();
+    let keys_cmd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gemgate"))
+            .arg("keys")
+            .args(args)
+            .env("TEST_KEYSTORE_PASSWORD", "correct horse")
+            .output()
+            .unwrap()
+    };
+    let created =
+        keys_cmd(&["new", "--dir", keys_dir, "--name", "ops", "--password-env", "TEST_KEYSTORE_PASSWORD"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let created_line = text(&created.stdout);
+    assert!(created_line.starts_with("0x") && created_line.contains("ops"), "{created_line}");
+    let key_file = dir.path().join("key");
+    let imported = keys_cmd(&[
+        "import",
+        "--dir",
+        keys_dir,
+        "--name",
+        "anvil",
+        "--password-env",
+        "TEST_KEYSTORE_PASSWORD",
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    assert!(text(&imported.stdout).contains("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"));
+    let listed = text(&keys_cmd(&["list", "--dir", keys_dir]).stdout);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.contains(created_line.split_whitespace().next().unwrap()));
+    for output in [&created, &imported] {
+        let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(!all.contains(&secret_key[2..]) && !all.contains("correct horse"), "no secret printed");
+    }
+    let stored = std::fs::read_to_string(keys.join("anvil")).unwrap();
+    assert!(!stored.contains(&secret_key[2..]), "the key is stored encrypted");
+
+    let again =
+        keys_cmd(&["new", "--dir", keys_dir, "--name", "ops", "--password-env", "TEST_KEYSTORE_PASSWORD"]);
+    assert!(!again.status.success(), "an existing key is never overwritten");
+    assert!(text(&again.stderr).contains("exists already"), "{}", text(&again.stderr));
+    let unset = keys_cmd(&["new", "--dir", keys_dir, "--password-env", "NO_SUCH_VARIABLE_SET"]);
+    assert!(!unset.status.success());
+    assert!(text(&unset.stderr).contains("NO_SUCH_VARIABLE_SET is not set"), "{}", text(&unset.stderr));
 }
 
 #[test]
