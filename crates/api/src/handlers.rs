@@ -261,10 +261,7 @@ pub async fn stream(
         |(store, mut after, mut buffered)| async move {
             loop {
                 if let Some(message) = buffered.pop_front() {
-                    let status = match message.status {
-                        gemgate_domain::EventStatus::Canonical => "canonical",
-                        gemgate_domain::EventStatus::Retracted => "retracted",
-                    };
+                    let status = message.status.as_str();
                     let event = axum::response::sse::Event::default()
                         .id(message.seq.to_string())
                         .event(status)

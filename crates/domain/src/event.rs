@@ -52,6 +52,16 @@ pub enum EventStatus {
     Retracted,
 }
 
+impl EventStatus {
+    /// `canonical` or `retracted`, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Canonical => "canonical",
+            EventStatus::Retracted => "retracted",
+        }
+    }
+}
+
 /// The event envelope of DESIGN.md. Field names are the public contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainEvent {

@@ -87,7 +87,7 @@ impl Sink for KafkaSink {
         let mut reports = Vec::with_capacity(messages.len());
         let mut failure = None;
         for (i, message) in messages.iter().enumerate() {
-            let status = crate::status_text(message.status);
+            let status = message.status.as_str();
             let headers = OwnedHeaders::new_with_capacity(3)
                 .insert(Header { key: "gemgate-id", value: Some(message.id.as_str()) })
                 .insert(Header { key: "gemgate-kind", value: Some(message.kind.as_str()) })

@@ -84,11 +84,3 @@ pub fn routing_suffix(message: &gemgate_domain::OutboxMessage) -> String {
         format!("{}.{}", message.chain_id, message.kind)
     }
 }
-
-/// `canonical` or `retracted`: the status header of the sinks that carry one.
-pub fn status_text(status: gemgate_domain::EventStatus) -> &'static str {
-    match status {
-        gemgate_domain::EventStatus::Canonical => "canonical",
-        gemgate_domain::EventStatus::Retracted => "retracted",
-    }
-}

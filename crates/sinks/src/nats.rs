@@ -17,7 +17,7 @@ use gemgate_domain::ports::{Sink, SinkFailure};
 use gemgate_domain::{OutboxMessage, SinkError};
 use tokio::sync::Mutex;
 
-use crate::{routing_suffix, status_text};
+use crate::routing_suffix;
 
 /// JetStream's deduplication key: one per outbox row (see the module docs).
 pub fn msg_id(message: &OutboxMessage) -> String {
@@ -103,7 +103,7 @@ impl Sink for NatsSink {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", msg_id(message).as_str());
             headers.insert("Gemgate-Id", message.id.as_str());
-            headers.insert("Gemgate-Status", status_text(message.status));
+            headers.insert("Gemgate-Status", message.status.as_str());
             let publish = context.publish_with_headers(self.subject_of(message), headers, body);
             match tokio::time::timeout(TIMEOUT, publish).await {
                 Ok(Ok(ack)) => acks.push(ack),

@@ -75,7 +75,7 @@ impl Sink for RedisSink {
         let mut pipeline = redis::pipe();
         for message in messages {
             let body: &str = &message.payload;
-            let status = crate::status_text(message.status);
+            let status = message.status.as_str();
             let command = pipeline.cmd("XADD").arg(&self.stream);
             if let Some(maxlen) = self.maxlen {
                 command.arg("MAXLEN").arg("~").arg(maxlen);

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use gemgate_domain::ports::{Batch, Heads, RevertSummary};
-use gemgate_domain::{BlockRef, ChainEvent, ChainId, EventStatus, StoreError};
+use gemgate_domain::{BlockRef, ChainEvent, ChainId, StoreError};
 use gemgate_projections::{
     ColumnKind, JournalEntry, ProjectionError, ProjectionSet, Row, RowLoader, Rows, TableDef,
 };
@@ -89,13 +89,6 @@ fn event_outbox_row(event: &ChainEvent) -> OutboxRow {
     }
 }
 
-fn status_text(status: EventStatus) -> &'static str {
-    match status {
-        EventStatus::Canonical => "canonical",
-        EventStatus::Retracted => "retracted",
-    }
-}
-
 pub async fn stored_cursor(tx: &mut dyn Tx, chain_id: ChainId) -> Result<Option<BlockRef>, StoreError> {
     let p1 = tx.dialect().param(1);
     let rows = tx
@@ -143,7 +136,7 @@ pub async fn commit_batch(
         block_number: m.block_number.map(|n| n as i64),
         log_index: None,
         ordering_key: m.ordering_key.clone(),
-        status: status_text(m.status).into(),
+        status: m.status.as_str().into(),
         payload: Some(m.payload.to_string()),
     }));
     tx.insert_outbox(&outbox).await?;
