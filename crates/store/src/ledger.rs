@@ -1,13 +1,20 @@
 //! The transaction manager's ledger: requests with the nonce allocated in the same database transaction
-//! that accepts them. The nonce comes from `tx_nonces` (never a counter in memory); the sender's row there
-//! is locked first, so concurrent requests for one sender take nonces one after the other, and an
-//! idempotency key seen before returns the original request without spending a nonce.
+//! that accepts them, their attempts (signed bytes stored before broadcast), the lease that makes one worker
+//! per (chain, sender) the only writer, and an outbox row for every state change.
+//!
+//! The nonce comes from `tx_nonces` (never a counter in memory); the sender's row there is locked first, so
+//! concurrent requests for one sender take nonces one after the other, and an idempotency key seen before
+//! returns the original request without spending a nonce. Every lifecycle write is a compare-and-set on the
+//! request's `revision`, and a worker's writes also check its lease's fencing token in the same transaction.
 
+use alloy_primitives::U256;
 use gemgate_domain::{StoreError, TxState};
 use gemgate_projections::{Cell, ColumnKind};
 
-use crate::conn::Bind;
-use crate::{Dialect, SqlStore};
+use crate::bulk::OutboxRow;
+use crate::conn::{Bind, db_error};
+use crate::write::Tx;
+use crate::{Dialect, Pool, SqlStore};
 
 /// A request to send a transaction, as the API validated it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +36,17 @@ pub struct NewTransaction {
     pub speed: String,
     /// RFC 3339.
     pub valid_until: Option<String>,
+    /// `valid_until` as Unix milliseconds.
+    pub valid_until_ms: Option<u64>,
+    /// When set, the request is refused unless the sender's balance covers it and everything it has pending.
+    pub funds: Option<Funds>,
+}
+
+/// What a balance check needs: the sender's balance and the price per gas a pending request may pay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Funds {
+    pub balance: U256,
+    pub max_fee_per_gas: u128,
 }
 
 /// A request in the ledger.
@@ -46,6 +64,43 @@ pub struct TxRecord {
     pub speed: String,
     pub state: TxState,
     pub error: Option<String>,
+    /// `api` (signed by us) or `raw` (signed by the client).
+    pub origin: String,
+    /// A cancellation or expiry in flight: the state the request takes when its no-op is included.
+    pub ending: Option<TxState>,
+    /// Bumped by every change; lifecycle writes compare it.
+    pub revision: u64,
+    pub tx_hash: Option<String>,
+    pub block_number: Option<u64>,
+    pub block_hash: Option<String>,
+    /// The receipt summary as JSON text.
+    pub receipt: Option<String>,
+    pub valid_until: Option<String>,
+    pub valid_until_ms: Option<u64>,
+}
+
+/// One signed attempt at a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt: u32,
+    /// `send` (the request itself) or `noop` (a zero-value self-transfer for a cancel or an expiry).
+    pub purpose: String,
+    pub hash: String,
+    /// The signed EIP-2718 bytes, `0x` hex.
+    pub raw: String,
+    pub gas_limit: u64,
+    /// The fee cap (the gas price on legacy chains), wei per gas, decimal.
+    pub max_fee_per_gas: String,
+    pub max_priority_fee_per_gas: Option<String>,
+    /// Last broadcast, Unix milliseconds; `None` if it was stored but never sent.
+    pub sent_ms: Option<u64>,
+}
+
+/// A request the workers still follow, with its attempts in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTx {
+    pub record: TxRecord,
+    pub attempts: Vec<Attempt>,
 }
 
 /// What accepting a request did.
@@ -55,11 +110,75 @@ pub enum Accepted {
     New(TxRecord),
     /// The idempotency key was seen with the same body: the original request.
     Existing(TxRecord),
-    /// The idempotency key was seen with another body: the original request's id.
+    /// The idempotency key was seen with another body (or, for a raw transaction, its nonce is tracked
+    /// already with other bytes): the original request's id.
     Conflict { id: String },
+    /// The balance does not cover this request and everything pending before it (wei).
+    InsufficientFunds { balance: U256, needed: U256 },
 }
 
-const RECORD: [(&str, ColumnKind); 12] = [
+/// A client-signed transaction to track, decoded and checked by the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSubmission {
+    pub chain_id: u64,
+    pub sender: String,
+    pub nonce: u64,
+    pub to: Option<String>,
+    pub value: String,
+    pub data: String,
+    pub speed: String,
+    pub attempt: Attempt,
+}
+
+/// A worker's right to write for one (chain, sender).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub chain_id: u64,
+    pub sender: String,
+    pub token: u64,
+}
+
+/// A lifecycle change to one request, applied only if its revision is still `revision`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxChange {
+    pub id: String,
+    pub revision: u64,
+    pub from: TxState,
+    pub to: TxState,
+    /// A new attempt to store (signed bytes, before they are broadcast).
+    pub attempt: Option<Attempt>,
+    /// An attempt broadcast at this time: (attempt number, Unix milliseconds).
+    pub sent: Option<(u32, u64)>,
+    /// Where it was included; `Some(None)` clears a previous inclusion (a reorg removed it).
+    pub inclusion: Option<Option<Inclusion>>,
+    pub gas_limit: Option<u64>,
+    pub error: Option<String>,
+    /// Sets or clears the pending ending.
+    pub ending: Option<Option<TxState>>,
+    /// The outbox payload announcing the new state (written only when `to != from`); `revision + 1` is the
+    /// revision the payload describes.
+    pub payload: Option<String>,
+    pub chain_id: u64,
+    pub ordering_key: String,
+}
+
+/// Where a transaction was included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inclusion {
+    pub tx_hash: String,
+    pub block_number: u64,
+    pub block_hash: String,
+    pub receipt: String,
+}
+
+/// The states the workers still act on.
+pub const LIVE_STATES: [TxState; 5] =
+    [TxState::Queued, TxState::Signed, TxState::Submitted, TxState::Included, TxState::Safe];
+
+/// The states whose cost is still to be paid (for the balance check).
+const PENDING_STATES: &str = "'queued', 'signed', 'submitted'";
+
+const RECORD: [(&str, ColumnKind); 22] = [
     ("id", ColumnKind::Text),
     ("chain_id", ColumnKind::Int),
     ("signer", ColumnKind::Text),
@@ -72,50 +191,180 @@ const RECORD: [(&str, ColumnKind); 12] = [
     ("speed", ColumnKind::Text),
     ("state", ColumnKind::Text),
     ("error", ColumnKind::Text),
+    ("origin", ColumnKind::Text),
+    ("ending", ColumnKind::Text),
+    ("revision", ColumnKind::Int),
+    ("tx_hash", ColumnKind::Text),
+    ("block_number", ColumnKind::Int),
+    ("block_hash", ColumnKind::Text),
+    ("receipt", ColumnKind::Text),
+    ("valid_until_text", ColumnKind::Text),
+    ("valid_until_ms", ColumnKind::Int),
+    ("body_sha256", ColumnKind::Text),
 ];
 
-fn record(row: &[Cell]) -> Result<TxRecord, StoreError> {
-    let text = |i: usize| row[i].as_text().map(str::to_string);
-    let int = |i: usize| match row[i] {
+const ATTEMPT: [(&str, ColumnKind); 9] = [
+    ("request_id", ColumnKind::Text),
+    ("attempt", ColumnKind::Int),
+    ("purpose", ColumnKind::Text),
+    ("hash", ColumnKind::Text),
+    ("raw", ColumnKind::Text),
+    ("gas_limit", ColumnKind::Int),
+    ("max_fee_per_gas", ColumnKind::Text),
+    ("max_priority_fee_per_gas", ColumnKind::Text),
+    ("sent_ms", ColumnKind::Int),
+];
+
+fn parse_state(text: &str) -> Result<TxState, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| StoreError::Database { message: format!("unknown transaction state {text:?}") })
+}
+
+fn state_text(state: TxState) -> String {
+    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn text(row: &[Cell], i: usize) -> Option<String> {
+    row[i].as_text().map(str::to_string)
+}
+
+fn int(row: &[Cell], i: usize) -> Option<u64> {
+    match row[i] {
         Cell::Int(n) => Some(n as u64),
         _ => None,
-    };
-    let state_text = text(10).unwrap_or_default();
-    let state = serde_json::from_value(serde_json::Value::String(state_text.clone()))
-        .map_err(|_| StoreError::Database { message: format!("unknown transaction state {state_text:?}") })?;
+    }
+}
+
+fn record(row: &[Cell]) -> Result<TxRecord, StoreError> {
     Ok(TxRecord {
-        id: text(0).unwrap_or_default(),
-        chain_id: int(1).unwrap_or_default(),
-        signer: text(2).unwrap_or_default(),
-        sender: text(3).unwrap_or_default(),
-        nonce: int(4).unwrap_or_default(),
-        to: text(5),
-        value: text(6).unwrap_or_default(),
-        data: text(7).unwrap_or_default(),
-        gas_limit: int(8),
-        speed: text(9).unwrap_or_default(),
-        state,
-        error: text(11),
+        id: text(row, 0).unwrap_or_default(),
+        chain_id: int(row, 1).unwrap_or_default(),
+        signer: text(row, 2).unwrap_or_default(),
+        sender: text(row, 3).unwrap_or_default(),
+        nonce: int(row, 4).unwrap_or_default(),
+        to: text(row, 5),
+        value: text(row, 6).unwrap_or_default(),
+        data: text(row, 7).unwrap_or_default(),
+        gas_limit: int(row, 8),
+        speed: text(row, 9).unwrap_or_default(),
+        state: parse_state(&text(row, 10).unwrap_or_default())?,
+        error: text(row, 11),
+        origin: text(row, 12).unwrap_or_default(),
+        ending: text(row, 13).map(|t| parse_state(&t)).transpose()?,
+        revision: int(row, 14).unwrap_or_default(),
+        tx_hash: text(row, 15),
+        block_number: int(row, 16),
+        block_hash: text(row, 17),
+        receipt: text(row, 18),
+        valid_until: text(row, 19),
+        valid_until_ms: int(row, 20),
     })
 }
 
-fn columns() -> String {
-    RECORD.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+fn attempt(row: &[Cell]) -> Attempt {
+    Attempt {
+        attempt: int(row, 1).unwrap_or_default() as u32,
+        purpose: text(row, 2).unwrap_or_default(),
+        hash: text(row, 3).unwrap_or_default(),
+        raw: text(row, 4).unwrap_or_default(),
+        gas_limit: int(row, 5).unwrap_or_default(),
+        max_fee_per_gas: text(row, 6).unwrap_or_default(),
+        max_priority_fee_per_gas: text(row, 7),
+        sent_ms: int(row, 8),
+    }
 }
 
-fn kinds() -> Vec<ColumnKind> {
-    RECORD.iter().map(|(_, k)| *k).collect()
+/// The record's select list; `valid_until` is read as text on both backends.
+fn columns(d: Dialect) -> String {
+    RECORD
+        .iter()
+        .map(|(c, _)| match (*c, d) {
+            ("valid_until_text", Dialect::Postgres) => "valid_until::text".to_string(),
+            ("valid_until_text", Dialect::Sqlite) => "valid_until".to_string(),
+            (c, _) => c.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn kinds<const N: usize>(list: &[(&str, ColumnKind); N]) -> Vec<ColumnKind> {
+    list.iter().map(|(_, k)| *k).collect()
+}
+
+fn params(d: Dialect, from: usize, count: usize) -> String {
+    (from..from + count).map(|n| d.param(n)).collect::<Vec<_>>().join(", ")
+}
+
+async fn insert_attempt(tx: &mut dyn Tx, request_id: &str, a: &Attempt) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    let sql = format!(
+        "INSERT INTO tx_attempts ({}) VALUES ({})",
+        ATTEMPT.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "),
+        params(d, 1, ATTEMPT.len())
+    );
+    let binds = vec![
+        Bind::text(request_id),
+        Bind::int(a.attempt as u64),
+        Bind::text(&a.purpose),
+        Bind::text(&a.hash),
+        Bind::text(&a.raw),
+        Bind::int(a.gas_limit),
+        Bind::text(&a.max_fee_per_gas),
+        Bind::Text(a.max_priority_fee_per_gas.clone()),
+        Bind::Int(a.sent_ms.map(|m| m as i64)),
+    ];
+    tx.execute(&sql, binds).await?;
+    Ok(())
+}
+
+async fn find_by_key(tx: &mut dyn Tx, key: &str) -> Result<Option<(TxRecord, String)>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM tx_requests WHERE idempotency_key = {}",
+        columns(tx.dialect()),
+        tx.dialect().param(1)
+    );
+    let rows = tx.fetch(&sql, vec![Bind::text(key)], &kinds(&RECORD)).await?;
+    rows.first().map(|row| Ok((record(row)?, text(row, RECORD.len() - 1).unwrap_or_default()))).transpose()
+}
+
+/// The outbox row announcing a request's state (`transaction.<state>`); its id is unique per change.
+fn outbox_row(
+    id: &str,
+    revision: u64,
+    state: TxState,
+    chain_id: u64,
+    key: &str,
+    payload: String,
+) -> OutboxRow {
+    OutboxRow {
+        id: format!("{id}:{revision}"),
+        kind: format!("transaction.{}", state_text(state)),
+        chain_id: chain_id as i64,
+        // Transaction messages are their own finality statements: finality filters do not hold them.
+        block_number: None,
+        log_index: None,
+        ordering_key: key.to_string(),
+        status: "canonical".into(),
+        payload: Some(payload),
+    }
+}
+
+/// Orders the messages of one sender's transactions (nonce order is their natural order).
+pub fn ordering_key(chain_id: u64, sender: &str) -> String {
+    format!("tx:{chain_id}:{sender}")
 }
 
 impl SqlStore {
     /// Accepts a request: locks the sender's nonce row (created from `chain_nonce`, the chain's transaction
     /// count for the sender; a ledger behind the chain catches up to it), answers a known idempotency key
-    /// with the original request, else allocates the next nonce and records the request as `queued`, all
-    /// in one database transaction.
+    /// with the original request, checks the balance when asked, else allocates the next nonce and records
+    /// the request as `queued` with its `transaction.queued` outbox row, all in one database transaction.
+    /// `payload` builds the outbox body from the new record.
     pub async fn accept_transaction(
         &self,
         request: &NewTransaction,
         chain_nonce: u64,
+        payload: impl Fn(&TxRecord) -> String,
     ) -> Result<Accepted, StoreError> {
         let mut owned = self.begin().await?;
         let tx = owned.tx();
@@ -143,22 +392,34 @@ impl SqlStore {
         };
 
         if let Some(idempotency_key) = &request.idempotency_key {
-            let sql = format!(
-                "SELECT {}, body_sha256 FROM tx_requests WHERE idempotency_key = {}",
-                columns(),
-                p(1)
-            );
-            let mut with_hash = kinds();
-            with_hash.push(ColumnKind::Text);
-            let found = tx.fetch(&sql, vec![Bind::text(idempotency_key)], &with_hash).await?;
-            if let Some(row) = found.first() {
+            if let Some((existing, body)) = find_by_key(tx, idempotency_key).await? {
                 // Nothing written: dropping the transaction rolls back the nonce row's upsert.
-                let existing = record(row)?;
-                return Ok(if row[RECORD.len()].as_text() == Some(request.body_sha256.as_str()) {
+                return Ok(if body == request.body_sha256 {
                     Accepted::Existing(existing)
                 } else {
                     Accepted::Conflict { id: existing.id }
                 });
+            }
+        }
+
+        if let Some(funds) = request.funds {
+            let sql = format!(
+                "SELECT value, gas_limit FROM tx_requests WHERE chain_id = {} AND sender = {} AND state IN ({PENDING_STATES})",
+                p(1),
+                p(2)
+            );
+            let pending = tx.fetch(&sql, key.clone(), &[ColumnKind::Text, ColumnKind::Int]).await?;
+            let fee = U256::from(funds.max_fee_per_gas);
+            let cost = |value: Option<&str>, gas: Option<u64>| {
+                let value = value.and_then(|v| v.parse::<U256>().ok()).unwrap_or_default();
+                value.saturating_add(fee.saturating_mul(U256::from(gas.unwrap_or_default())))
+            };
+            let needed = pending
+                .iter()
+                .map(|r| cost(r[0].as_text(), int(r, 1)))
+                .fold(cost(Some(&request.value), request.gas_limit), U256::saturating_add);
+            if needed > funds.balance {
+                return Ok(Accepted::InsufficientFunds { balance: funds.balance, needed });
             }
         }
 
@@ -172,49 +433,8 @@ impl SqlStore {
         binds.extend(key);
         tx.execute(&advance, binds).await?;
 
-        let id = format!("{}-{}-{nonce}", request.chain_id, request.sender);
-        let valid_until = match d {
-            Dialect::Sqlite => p(12),
-            Dialect::Postgres => format!("{}::timestamptz", p(12)),
-        };
-        let insert = format!(
-            "INSERT INTO tx_requests (id, idempotency_key, body_sha256, chain_id, signer, sender, nonce, to_address, \
-             value, data, gas_limit, valid_until, speed, state) \
-             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {valid_until}, {}, {})",
-            p(1),
-            p(2),
-            p(3),
-            p(4),
-            p(5),
-            p(6),
-            p(7),
-            p(8),
-            p(9),
-            p(10),
-            p(11),
-            p(13),
-            p(14)
-        );
-        let binds = vec![
-            Bind::text(&id),
-            Bind::Text(request.idempotency_key.clone()),
-            Bind::text(&request.body_sha256),
-            Bind::int(request.chain_id),
-            Bind::text(&request.signer),
-            Bind::text(&request.sender),
-            Bind::int(nonce),
-            Bind::Text(request.to.clone()),
-            Bind::text(&request.value),
-            Bind::text(&request.data),
-            Bind::Int(request.gas_limit.map(|g| g as i64)),
-            Bind::Text(request.valid_until.clone()),
-            Bind::text(&request.speed),
-            Bind::text("queued"),
-        ];
-        tx.execute(&insert, binds).await?;
-        owned.commit().await?;
-        Ok(Accepted::New(TxRecord {
-            id,
+        let record = TxRecord {
+            id: format!("{}-{}-{nonce}", request.chain_id, request.sender),
             chain_id: request.chain_id,
             signer: request.signer.clone(),
             sender: request.sender.clone(),
@@ -226,7 +446,85 @@ impl SqlStore {
             speed: request.speed.clone(),
             state: TxState::Queued,
             error: None,
-        }))
+            origin: "api".into(),
+            ending: None,
+            revision: 0,
+            tx_hash: None,
+            block_number: None,
+            block_hash: None,
+            receipt: None,
+            valid_until: request.valid_until.clone(),
+            valid_until_ms: request.valid_until_ms,
+        };
+        insert_request(tx, &record, request.idempotency_key.as_deref(), &request.body_sha256).await?;
+        let row = outbox_row(
+            &record.id,
+            0,
+            TxState::Queued,
+            record.chain_id,
+            &ordering_key(record.chain_id, &record.sender),
+            payload(&record),
+        );
+        tx.insert_outbox(std::slice::from_ref(&row)).await?;
+        owned.commit().await?;
+        Ok(Accepted::New(record))
+    }
+
+    /// Records a client-signed transaction as `signed` with its one attempt. The same bytes again answer
+    /// with the original record; other bytes for a nonce already tracked are a conflict.
+    pub async fn accept_raw(
+        &self,
+        raw: &RawSubmission,
+        payload: impl Fn(&TxRecord) -> String,
+    ) -> Result<Accepted, StoreError> {
+        let mut owned = self.begin().await?;
+        let tx = owned.tx();
+        let d = tx.dialect();
+        let key = format!("raw:{}:{}", raw.chain_id, raw.attempt.hash);
+        if let Some((existing, _)) = find_by_key(tx, &key).await? {
+            return Ok(Accepted::Existing(existing));
+        }
+        let id = format!("{}-{}-{}", raw.chain_id, raw.sender, raw.nonce);
+        let taken = format!("SELECT id FROM tx_requests WHERE id = {}", d.param(1));
+        if !tx.fetch(&taken, vec![Bind::text(&id)], &[ColumnKind::Text]).await?.is_empty() {
+            return Ok(Accepted::Conflict { id });
+        }
+        let record = TxRecord {
+            id,
+            chain_id: raw.chain_id,
+            signer: String::new(),
+            sender: raw.sender.clone(),
+            nonce: raw.nonce,
+            to: raw.to.clone(),
+            value: raw.value.clone(),
+            data: raw.data.clone(),
+            gas_limit: Some(raw.attempt.gas_limit),
+            speed: raw.speed.clone(),
+            state: TxState::Signed,
+            error: None,
+            origin: "raw".into(),
+            ending: None,
+            revision: 0,
+            tx_hash: None,
+            block_number: None,
+            block_hash: None,
+            receipt: None,
+            valid_until: None,
+            valid_until_ms: None,
+        };
+        insert_request(tx, &record, Some(&key), &raw.attempt.hash).await?;
+        insert_attempt(tx, &record.id, &raw.attempt).await?;
+        let row = outbox_row(
+            &record.id,
+            0,
+            TxState::Signed,
+            record.chain_id,
+            &ordering_key(record.chain_id, &record.sender),
+            payload(&record),
+        );
+        tx.insert_outbox(std::slice::from_ref(&row)).await?;
+        owned.commit().await?;
+        Ok(Accepted::New(record))
     }
 
     /// One request by id.
@@ -234,16 +532,34 @@ impl SqlStore {
         let id = id.to_string();
         self.with_tx(move |tx| {
             Box::pin(async move {
-                let sql =
-                    format!("SELECT {} FROM tx_requests WHERE id = {}", columns(), tx.dialect().param(1));
-                let rows = tx.fetch(&sql, vec![Bind::text(id)], &kinds()).await?;
+                let d = tx.dialect();
+                let sql = format!("SELECT {} FROM tx_requests WHERE id = {}", columns(d), d.param(1));
+                let rows = tx.fetch(&sql, vec![Bind::text(id)], &kinds(&RECORD)).await?;
                 rows.first().map(|r| record(r)).transpose()
             })
         })
         .await
     }
 
-    /// A sender's requests on a chain in nonce order (for gap checks and the workers).
+    /// A request's attempts in order.
+    pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let id = id.to_string();
+        self.with_tx(move |tx| {
+            Box::pin(async move {
+                let d = tx.dialect();
+                let sql = format!(
+                    "SELECT {} FROM tx_attempts WHERE request_id = {} ORDER BY attempt",
+                    ATTEMPT.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "),
+                    d.param(1)
+                );
+                let rows = tx.fetch(&sql, vec![Bind::text(id)], &kinds(&ATTEMPT)).await?;
+                Ok(rows.iter().map(|r| attempt(r)).collect())
+            })
+        })
+        .await
+    }
+
+    /// A sender's requests on a chain in nonce order (for gap checks and tests).
     pub async fn transactions_of(&self, chain_id: u64, sender: &str) -> Result<Vec<TxRecord>, StoreError> {
         let sender = sender.to_string();
         self.with_tx(move |tx| {
@@ -251,14 +567,324 @@ impl SqlStore {
                 let d = tx.dialect();
                 let sql = format!(
                     "SELECT {} FROM tx_requests WHERE chain_id = {} AND sender = {} ORDER BY nonce",
-                    columns(),
+                    columns(d),
                     d.param(1),
                     d.param(2)
                 );
-                let rows = tx.fetch(&sql, vec![Bind::int(chain_id), Bind::text(sender)], &kinds()).await?;
+                let rows =
+                    tx.fetch(&sql, vec![Bind::int(chain_id), Bind::text(sender)], &kinds(&RECORD)).await?;
                 rows.iter().map(|r| record(r)).collect()
             })
         })
         .await
     }
+
+    /// The requests the workers still follow on a chain, in nonce order with their attempts: one sender's
+    /// (`Some`), or every client-signed one (`None`).
+    pub async fn live_transactions(
+        &self,
+        chain_id: u64,
+        sender: Option<&str>,
+    ) -> Result<Vec<LiveTx>, StoreError> {
+        let sender = sender.map(str::to_string);
+        self.with_tx(move |tx| {
+            Box::pin(async move {
+                let d = tx.dialect();
+                let live = LIVE_STATES.iter().map(|s| format!("'{}'", state_text(*s))).collect::<Vec<_>>().join(", ");
+                let (filter, binds) = match &sender {
+                    Some(sender) => (
+                        format!("chain_id = {} AND sender = {} AND origin = 'api'", d.param(1), d.param(2)),
+                        vec![Bind::int(chain_id), Bind::text(sender)],
+                    ),
+                    None => (format!("chain_id = {} AND origin = 'raw'", d.param(1)), vec![Bind::int(chain_id)]),
+                };
+                let where_clause = format!("{filter} AND state IN ({live})");
+                let sql = format!("SELECT {} FROM tx_requests WHERE {where_clause} ORDER BY sender, nonce", columns(d));
+                let records = tx.fetch(&sql, binds.clone(), &kinds(&RECORD)).await?;
+                let sql = format!(
+                    "SELECT {} FROM tx_attempts WHERE request_id IN (SELECT id FROM tx_requests WHERE {where_clause}) \
+                     ORDER BY request_id, attempt",
+                    ATTEMPT.iter().map(|(c, _)| format!("tx_attempts.{c}")).collect::<Vec<_>>().join(", ")
+                );
+                let attempt_rows = tx.fetch(&sql, binds, &kinds(&ATTEMPT)).await?;
+                let mut by_id: std::collections::HashMap<String, Vec<Attempt>> = std::collections::HashMap::new();
+                for row in &attempt_rows {
+                    by_id.entry(text(row, 0).unwrap_or_default()).or_default().push(attempt(row));
+                }
+                records
+                    .iter()
+                    .map(|row| {
+                        let record = record(row)?;
+                        let attempts = by_id.remove(&record.id).unwrap_or_default();
+                        Ok(LiveTx { record, attempts })
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    /// Takes (or renews) the lease on a sender for `ttl_ms`: granted when it is free, expired or already
+    /// ours (`holder`); a new holder gets a higher fencing token. `None` while another holder's lease runs.
+    pub async fn acquire_lease(
+        &self,
+        chain_id: u64,
+        sender: &str,
+        holder: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let (sender, holder) = (sender.to_string(), holder.to_string());
+        in_tx!(self, tx => {
+            let d = tx.dialect();
+            let sql = format!(
+                "INSERT INTO tx_leases (chain_id, sender, holder, token, expires_ms) VALUES ({}, {}, {}, 1, {}) \
+                 ON CONFLICT (chain_id, sender) DO UPDATE SET \
+                   token = CASE WHEN tx_leases.holder = excluded.holder THEN tx_leases.token ELSE tx_leases.token + 1 END, \
+                   holder = excluded.holder, expires_ms = excluded.expires_ms \
+                 WHERE tx_leases.holder = excluded.holder OR tx_leases.expires_ms < {} \
+                 RETURNING token",
+                d.param(1), d.param(2), d.param(3), d.param(4), d.param(5)
+            );
+            let binds = vec![
+                Bind::int(chain_id),
+                Bind::text(sender.clone()),
+                Bind::text(holder.clone()),
+                Bind::int(now_ms + ttl_ms),
+                Bind::int(now_ms),
+            ];
+            let rows = tx.fetch(&sql, binds, &[ColumnKind::Int]).await?;
+            Ok(rows.first().and_then(|r| int(r, 0)).map(|token| Lease { chain_id, sender: sender.clone(), token }))
+        })
+    }
+
+    /// Applies lifecycle changes in one database transaction. With a lease, the transaction first renews it
+    /// (until `now_ms + ttl_ms`) and fails with `Fenced` when another worker took it since, so nothing a
+    /// stale worker decided commits. A change whose revision moved meanwhile is skipped. Returns how many
+    /// changes applied.
+    pub async fn apply_changes(
+        &self,
+        lease: Option<&Lease>,
+        now_ms: u64,
+        ttl_ms: u64,
+        changes: &[TxChange],
+    ) -> Result<usize, StoreError> {
+        in_tx!(self, tx => apply(tx, lease, now_ms + ttl_ms, changes).await)
+    }
+
+    /// Asks for a request to end as `cancelled` (or `expired`): recorded when it can still be stopped (not
+    /// included or terminal); the worker then sends the no-op. Returns the record as it is now.
+    pub async fn request_ending(&self, id: &str, ending: TxState) -> Result<Option<TxRecord>, StoreError> {
+        let id = id.to_string();
+        in_tx!(self, tx => {
+            let d = tx.dialect();
+            let sql = format!(
+                "UPDATE tx_requests SET ending = {} WHERE id = {} AND origin = 'api' AND ending IS NULL \
+                 AND state IN ('queued', 'signed', 'submitted')",
+                d.param(1),
+                d.param(2)
+            );
+            tx.execute(&sql, vec![Bind::text(state_text(ending)), Bind::text(id.clone())]).await?;
+            let sql = format!("SELECT {} FROM tx_requests WHERE id = {}", columns(d), d.param(1));
+            let rows = tx.fetch(&sql, vec![Bind::text(id.clone())], &kinds(&RECORD)).await?;
+            rows.first().map(|r| record(r)).transpose()
+        })
+    }
+
+    /// Marks a request for an immediate fee bump (speed-up): its last attempt counts as sent long ago.
+    pub async fn request_speed_up(&self, id: &str) -> Result<Option<TxRecord>, StoreError> {
+        let id = id.to_string();
+        in_tx!(self, tx => {
+            let d = tx.dialect();
+            let sql = format!(
+                "UPDATE tx_attempts SET sent_ms = 0 WHERE request_id = {} AND sent_ms IS NOT NULL \
+                 AND request_id IN (SELECT id FROM tx_requests WHERE id = {} AND origin = 'api' AND state IN ('signed', 'submitted'))",
+                d.param(1),
+                d.param(2)
+            );
+            tx.execute(&sql, vec![Bind::text(id.clone()), Bind::text(id.clone())]).await?;
+            let sql = format!("SELECT {} FROM tx_requests WHERE id = {}", columns(d), d.param(1));
+            let rows = tx.fetch(&sql, vec![Bind::text(id.clone())], &kinds(&RECORD)).await?;
+            rows.first().map(|r| record(r)).transpose()
+        })
+    }
+
+    /// The number of requests per state (tests, status).
+    pub async fn transaction_states(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with_tx(|tx| {
+            Box::pin(async move {
+                let rows = tx
+                    .fetch(
+                        "SELECT state, COUNT(*) FROM tx_requests GROUP BY state ORDER BY state",
+                        Vec::new(),
+                        &[ColumnKind::Text, ColumnKind::Int],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| (text(r, 0).unwrap_or_default(), int(r, 1).unwrap_or_default()))
+                    .collect())
+            })
+        })
+        .await
+    }
+}
+
+async fn insert_request(
+    tx: &mut dyn Tx,
+    r: &TxRecord,
+    idempotency_key: Option<&str>,
+    body_sha256: &str,
+) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    let valid_until = match d {
+        Dialect::Sqlite => d.param(12),
+        Dialect::Postgres => format!("{}::timestamptz", d.param(12)),
+    };
+    let sql = format!(
+        "INSERT INTO tx_requests (id, idempotency_key, body_sha256, chain_id, signer, sender, nonce, to_address, \
+         value, data, gas_limit, valid_until, speed, state, origin, valid_until_ms) \
+         VALUES ({}, {valid_until}, {})",
+        params(d, 1, 11),
+        params(d, 13, 4)
+    );
+    let binds = vec![
+        Bind::text(&r.id),
+        Bind::Text(idempotency_key.map(str::to_string)),
+        Bind::text(body_sha256),
+        Bind::int(r.chain_id),
+        Bind::text(&r.signer),
+        Bind::text(&r.sender),
+        Bind::int(r.nonce),
+        Bind::Text(r.to.clone()),
+        Bind::text(&r.value),
+        Bind::text(&r.data),
+        Bind::Int(r.gas_limit.map(|g| g as i64)),
+        Bind::Text(r.valid_until.clone()),
+        Bind::text(&r.speed),
+        Bind::text(state_text(r.state)),
+        Bind::text(&r.origin),
+        Bind::Int(r.valid_until_ms.map(|m| m as i64)),
+    ];
+    tx.execute(&sql, binds).await?;
+    Ok(())
+}
+
+async fn apply(
+    tx: &mut dyn Tx,
+    lease: Option<&Lease>,
+    expires_ms: u64,
+    changes: &[TxChange],
+) -> Result<usize, StoreError> {
+    let d = tx.dialect();
+    if let Some(lease) = lease {
+        let sql = format!(
+            "UPDATE tx_leases SET expires_ms = {} WHERE chain_id = {} AND sender = {} AND token = {}",
+            d.param(1),
+            d.param(2),
+            d.param(3),
+            d.param(4)
+        );
+        let renewed = tx
+            .execute(
+                &sql,
+                vec![
+                    Bind::int(expires_ms),
+                    Bind::int(lease.chain_id),
+                    Bind::text(&lease.sender),
+                    Bind::int(lease.token),
+                ],
+            )
+            .await?;
+        if renewed != 1 {
+            let sql = format!(
+                "SELECT token FROM tx_leases WHERE chain_id = {} AND sender = {}",
+                d.param(1),
+                d.param(2)
+            );
+            let rows = tx
+                .fetch(&sql, vec![Bind::int(lease.chain_id), Bind::text(&lease.sender)], &[ColumnKind::Int])
+                .await?;
+            return Err(StoreError::Fenced {
+                resource: format!("transactions of {} on chain {}", lease.sender, lease.chain_id),
+                current: rows.first().and_then(|r| int(r, 0)).unwrap_or_default(),
+            });
+        }
+    }
+    let mut applied = 0;
+    let mut outbox = Vec::new();
+    for change in changes {
+        if !change.from.can_become(change.to) && change.from != change.to {
+            return Err(StoreError::Database {
+                message: format!(
+                    "transaction {}: {:?} -> {:?} is not a lifecycle edge",
+                    change.id, change.from, change.to
+                ),
+            });
+        }
+        let mut sets = vec!["state = ".to_string() + &d.param(1), "revision = revision + 1".to_string()];
+        let mut binds = vec![Bind::text(state_text(change.to))];
+        let set = |column: &str, bind: Bind, sets: &mut Vec<String>, binds: &mut Vec<Bind>| {
+            binds.push(bind);
+            sets.push(format!("{column} = {}", d.param(binds.len())));
+        };
+        if let Some(inclusion) = &change.inclusion {
+            let i = inclusion.as_ref();
+            set("tx_hash", Bind::Text(i.map(|i| i.tx_hash.clone())), &mut sets, &mut binds);
+            set("block_number", Bind::Int(i.map(|i| i.block_number as i64)), &mut sets, &mut binds);
+            set("block_hash", Bind::Text(i.map(|i| i.block_hash.clone())), &mut sets, &mut binds);
+            set("receipt", Bind::Text(i.map(|i| i.receipt.clone())), &mut sets, &mut binds);
+        }
+        if let Some(gas) = change.gas_limit {
+            set("gas_limit", Bind::int(gas), &mut sets, &mut binds);
+        }
+        if let Some(error) = &change.error {
+            set("error", Bind::text(error), &mut sets, &mut binds);
+        }
+        if let Some(ending) = change.ending {
+            set("ending", Bind::Text(ending.map(state_text)), &mut sets, &mut binds);
+        }
+        let now = match d {
+            Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            Dialect::Postgres => "now()",
+        };
+        binds.push(Bind::text(&change.id));
+        binds.push(Bind::int(change.revision));
+        let sql = format!(
+            "UPDATE tx_requests SET {}, updated_at = {now} WHERE id = {} AND revision = {}",
+            sets.join(", "),
+            d.param(binds.len() - 1),
+            d.param(binds.len())
+        );
+        if tx.execute(&sql, binds).await? != 1 {
+            continue;
+        }
+        applied += 1;
+        if let Some(attempt) = &change.attempt {
+            insert_attempt(tx, &change.id, attempt).await?;
+        }
+        if let Some((number, ms)) = change.sent {
+            let sql = format!(
+                "UPDATE tx_attempts SET sent_ms = {} WHERE request_id = {} AND attempt = {}",
+                d.param(1),
+                d.param(2),
+                d.param(3)
+            );
+            tx.execute(&sql, vec![Bind::int(ms), Bind::text(&change.id), Bind::int(number as u64)]).await?;
+        }
+        if change.to != change.from {
+            if let Some(payload) = &change.payload {
+                outbox.push(outbox_row(
+                    &change.id,
+                    change.revision + 1,
+                    change.to,
+                    change.chain_id,
+                    &change.ordering_key,
+                    payload.clone(),
+                ));
+            }
+        }
+    }
+    tx.insert_outbox(&outbox).await?;
+    Ok(applied)
 }
