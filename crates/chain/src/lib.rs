@@ -11,6 +11,7 @@ mod heads;
 mod loupe;
 mod send_errors;
 mod source;
+mod txrpc;
 
 pub use classify::{classify, range_hint};
 pub use endpoints::{Endpoint, Endpoints, RetryPolicy};
@@ -19,3 +20,4 @@ pub use heads::subscribe_heads;
 pub use loupe::diamond_facets;
 pub use send_errors::{classify_send, send_error};
 pub use source::EvmChain;
+pub use txrpc::{FeeQuote, ReceiptSummary, SendFailure, TxRpc};

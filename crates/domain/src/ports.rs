@@ -196,8 +196,9 @@ pub struct SignRequest {
 /// The result of asking a signer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignOutcome {
-    /// The signed transaction, ready to broadcast.
-    Signed { raw: Bytes },
+    /// The signature over `signing_hash`. The manager attaches it to the transaction and checks that it
+    /// recovers to the signer's address before anything is stored or sent.
+    Signed { signature: alloy_primitives::Signature },
     /// A policy holds the request for approval; ask again later with the same idempotency key.
     Pending { request_id: String },
 }

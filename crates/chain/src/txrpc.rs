@@ -1,0 +1,232 @@
+//! The calls the transaction manager makes, through the endpoint pool: counts, balances, fee history, gas
+//! estimates, broadcast, receipts and block hashes. A node's refusal of a transaction comes back typed
+//! (`SendError`), apart from transport trouble (`ChainError`), because the two call for different actions.
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use gemgate_domain::{ChainError, ChainId, SendError};
+
+use crate::classify::classify;
+use crate::endpoints::{Endpoint, Endpoints, RetryPolicy};
+use crate::send_errors::send_error;
+
+/// A refusal or a failure to ask.
+#[derive(Debug, thiserror::Error)]
+pub enum SendFailure {
+    #[error(transparent)]
+    Refused(SendError),
+    #[error(transparent)]
+    Chain(ChainError),
+}
+
+/// What the watcher needs from a receipt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReceiptSummary {
+    pub tx_hash: B256,
+    pub success: bool,
+    pub block_number: u64,
+    pub block_hash: B256,
+    pub gas_used: u64,
+    pub effective_gas_price: u128,
+}
+
+/// Fees as the chain quotes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeeQuote {
+    /// EIP-1559: the next block's base fee and the priority fees paid at the requested percentiles, per
+    /// recent block.
+    Eip1559 { next_base_fee: u128, rewards: Vec<Vec<u128>> },
+    /// A chain without a base fee: `eth_gasPrice`.
+    Legacy { gas_price: u128 },
+}
+
+/// The transaction manager's view of one chain.
+#[derive(Debug)]
+pub struct TxRpc {
+    chain_id: ChainId,
+    endpoints: Endpoints,
+}
+
+fn chain_error(
+    endpoint: &Endpoint,
+    error: &alloy::transports::RpcError<alloy::transports::TransportErrorKind>,
+) -> ChainError {
+    classify(&endpoint.label, error, None)
+}
+
+impl TxRpc {
+    /// `urls` in order of preference, each with its redacted label for logs.
+    pub fn new(chain_id: ChainId, urls: Vec<(url::Url, String)>, policy: RetryPolicy) -> Self {
+        let endpoints = urls.into_iter().map(|(url, label)| Endpoint::http(url, label)).collect();
+        Self { chain_id, endpoints: Endpoints::new(endpoints, policy) }
+    }
+
+    pub fn chain_id(&self) -> ChainId {
+        self.chain_id
+    }
+
+    /// The sender's transaction count: mined (`pending = false`) or including the node's pool.
+    pub async fn nonce(&self, address: Address, pending: bool) -> Result<u64, ChainError> {
+        self.endpoints
+            .call(0, |e| async move {
+                let call = e.provider.get_transaction_count(address);
+                let call = if pending { call.pending() } else { call.latest() };
+                call.await.map_err(|err| chain_error(&e, &err))
+            })
+            .await
+    }
+
+    pub async fn balance(&self, address: Address) -> Result<U256, ChainError> {
+        self.endpoints
+            .call(
+                0,
+                |e| async move { e.provider.get_balance(address).await.map_err(|err| chain_error(&e, &err)) },
+            )
+            .await
+    }
+
+    /// `eth_feeHistory` over the last `blocks` blocks at `percentiles`, or the gas price on a chain whose
+    /// blocks have no base fee.
+    pub async fn fees(&self, blocks: u64, percentiles: &[f64]) -> Result<FeeQuote, ChainError> {
+        let history = self
+            .endpoints
+            .call(0, |e| async move {
+                e.provider
+                    .get_fee_history(blocks, BlockNumberOrTag::Latest, percentiles)
+                    .await
+                    .map_err(|err| chain_error(&e, &err))
+            })
+            .await?;
+        match history.next_block_base_fee() {
+            Some(base) if base > 0 => {
+                Ok(FeeQuote::Eip1559 { next_base_fee: base, rewards: history.reward.unwrap_or_default() })
+            }
+            _ => {
+                let gas_price = self
+                    .endpoints
+                    .call(0, |e| async move {
+                        e.provider.get_gas_price().await.map_err(|err| chain_error(&e, &err))
+                    })
+                    .await?;
+                Ok(FeeQuote::Legacy { gas_price })
+            }
+        }
+    }
+
+    /// `eth_estimateGas`; a revert comes back as `Refused(Reverted)` with the node's reason.
+    pub async fn estimate_gas(&self, request: &TransactionRequest) -> Result<u64, SendFailure> {
+        self.refusable(|e| {
+            let request = request.clone();
+            async move { e.provider.estimate_gas(request).await }
+        })
+        .await
+    }
+
+    /// `eth_call` of a transaction at a block, for the revert reason of a failed one: the decoded
+    /// `Error(string)` or `Panic(uint256)`, or the node's message.
+    pub async fn revert_reason(&self, request: &TransactionRequest, block: u64) -> Option<String> {
+        let answer = self
+            .refusable(|e| {
+                let request = request.clone();
+                async move { e.provider.call(request).block(block.into()).await }
+            })
+            .await;
+        match answer {
+            Ok(_) => None,
+            Err(SendFailure::Refused(SendError::Reverted { message })) => Some(message),
+            Err(other) => Some(other.to_string()),
+        }
+    }
+
+    /// `eth_sendRawTransaction`: the hash, or the node's typed refusal.
+    pub async fn send_raw(&self, raw: &Bytes) -> Result<B256, SendFailure> {
+        self.refusable(|e| {
+            let raw = raw.clone();
+            async move { e.provider.raw_request::<_, B256>("eth_sendRawTransaction".into(), (raw,)).await }
+        })
+        .await
+    }
+
+    pub async fn receipt(&self, hash: B256) -> Result<Option<ReceiptSummary>, ChainError> {
+        let receipt = self
+            .endpoints
+            .call(0, |e| async move {
+                e.provider.get_transaction_receipt(hash).await.map_err(|err| chain_error(&e, &err))
+            })
+            .await?;
+        Ok(receipt.and_then(|r| {
+            Some(ReceiptSummary {
+                tx_hash: r.transaction_hash,
+                success: r.status(),
+                block_number: r.block_number?,
+                block_hash: r.block_hash?,
+                gas_used: r.gas_used,
+                effective_gas_price: r.effective_gas_price,
+            })
+        }))
+    }
+
+    /// Whether the node knows the transaction (pending or mined).
+    pub async fn knows(&self, hash: B256) -> Result<bool, ChainError> {
+        self.endpoints
+            .call(0, |e| async move {
+                e.provider
+                    .raw_request::<_, Option<serde_json::Value>>("eth_getTransactionByHash".into(), (hash,))
+                    .await
+                    .map(|t| t.is_some())
+                    .map_err(|err| chain_error(&e, &err))
+            })
+            .await
+    }
+
+    /// A block's number and hash by number or tag; `None` when the node has no such block (or tag).
+    pub async fn block(&self, at: BlockNumberOrTag) -> Result<Option<(u64, B256)>, ChainError> {
+        let block = self
+            .endpoints
+            .call(0, |e| async move {
+                match e.provider.get_block_by_number(at).await {
+                    Ok(block) => Ok(block),
+                    // Nodes without safe/finalized tags answer with an error rather than null.
+                    Err(err) if matches!(at, BlockNumberOrTag::Safe | BlockNumberOrTag::Finalized) => {
+                        tracing::debug!(endpoint = %e.label, error = %err, "no {at} block");
+                        Ok(None)
+                    }
+                    Err(err) => Err(chain_error(&e, &err)),
+                }
+            })
+            .await?;
+        Ok(block.map(|b| (b.header.number, b.header.hash)))
+    }
+
+    /// Runs a call whose JSON-RPC error is a refusal to type, not a failure to retry.
+    async fn refusable<T, F, Fut>(&self, call: F) -> Result<T, SendFailure>
+    where
+        F: Fn(std::sync::Arc<Endpoint>) -> Fut,
+        Fut: std::future::Future<
+                Output = Result<T, alloy::transports::RpcError<alloy::transports::TransportErrorKind>>,
+            >,
+    {
+        let answer = self
+            .endpoints
+            .call(0, |e| {
+                let call = call(e.clone());
+                async move {
+                    match call.await {
+                        Ok(value) => Ok(Ok(value)),
+                        Err(err) => match send_error(&err) {
+                            // A refusal is an answer: retrying elsewhere would only repeat it.
+                            Some(refusal) if !matches!(refusal, SendError::Other { code: -32603, .. }) => {
+                                Ok(Err(refusal))
+                            }
+                            _ => Err(chain_error(&e, &err)),
+                        },
+                    }
+                }
+            })
+            .await
+            .map_err(SendFailure::Chain)?;
+        answer.map_err(SendFailure::Refused)
+    }
+}

@@ -1,0 +1,693 @@
+//! The workers: one per (chain, signer) holding the sender's lease, plus one per chain for client-signed
+//! transactions. Each pass reads the live requests from the ledger and moves them on:
+//!
+//! 1. **sign** queued requests in nonce order and store the signed bytes (one database transaction) before
+//!    anything is sent, so a crash leaves "maybe sent" attempts that are sent again as they are;
+//! 2. **broadcast** signed attempts; the node's answer is read as a typed `SendError`;
+//! 3. **watch**: a nonce below the sender's mined count is settled by a receipt of one of its attempts
+//!    (included, failed with the revert reason, or the end of a cancel/expiry), or, with no receipt of
+//!    ours, `replaced`; a pending one the node forgot is sent again, one pending too long is re-priced
+//!    (+10% on both fees, at least the market, never capped); an included one whose block left the chain
+//!    goes back to `submitted` and is sent again; included ones become `safe` and `finalized` with the
+//!    chain's tags.
+//!
+//! A request that cannot be sent as is (expired, cancelled, refused by the signer's policy or by every
+//! node) never leaves a hole: its nonce is filled with a zero-value self-transfer, so later nonces are not
+//! held hostage.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::rpc::types::TransactionRequest;
+use futures::StreamExt;
+use gemgate_chain::{ReceiptSummary, SendFailure, TxRpc};
+use gemgate_domain::{SendError, SignerError, StoreError, TxState};
+use gemgate_store::ledger::{Attempt, Inclusion, Lease, LiveTx, TxChange, TxRecord, ordering_key};
+
+use crate::draft::{Draft, Price, Signing};
+use crate::fees::{self, Speed};
+use crate::manager::TxManager;
+use crate::signers::NamedSigner;
+use crate::view;
+
+/// How many RPC calls a pass keeps in flight.
+const CONCURRENCY: usize = 16;
+/// At most this many requests are signed per pass (a pass commits them in one database transaction).
+const SIGN_BATCH: usize = 500;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
+}
+
+/// What a worker does with one request in one pass.
+struct Step<'a> {
+    live: &'a LiveTx,
+    change: Option<TxChange>,
+}
+
+impl<'a> Step<'a> {
+    fn new(live: &'a LiveTx) -> Self {
+        Self { live, change: None }
+    }
+
+    fn record(&self) -> &TxRecord {
+        &self.live.record
+    }
+
+    /// The change being built (created on first use, in the request's current state).
+    fn change(&mut self) -> &mut TxChange {
+        let r = &self.live.record;
+        self.change.get_or_insert_with(|| TxChange {
+            id: r.id.clone(),
+            revision: r.revision,
+            from: r.state,
+            to: r.state,
+            attempt: None,
+            sent: None,
+            inclusion: None,
+            gas_limit: None,
+            error: None,
+            ending: None,
+            payload: None,
+            chain_id: r.chain_id,
+            ordering_key: ordering_key(r.chain_id, &r.sender),
+        })
+    }
+
+    fn moves_to(&mut self, state: TxState) -> &mut TxChange {
+        let change = self.change();
+        change.to = state;
+        change
+    }
+
+    /// The change with its outbox payload (the record as it will be).
+    fn finish(self) -> Option<TxChange> {
+        let mut change = self.change?;
+        let mut after = self.live.record.clone();
+        after.state = change.to;
+        after.revision = change.revision + 1;
+        if let Some(inclusion) = &change.inclusion {
+            after.tx_hash = inclusion.as_ref().map(|i| i.tx_hash.clone());
+            after.block_number = inclusion.as_ref().map(|i| i.block_number);
+            after.block_hash = inclusion.as_ref().map(|i| i.block_hash.clone());
+            after.receipt = inclusion.as_ref().map(|i| i.receipt.clone());
+        }
+        if let Some(error) = &change.error {
+            after.error = Some(error.clone());
+        }
+        if let Some(ending) = change.ending {
+            after.ending = ending;
+        }
+        if let Some(gas) = change.gas_limit {
+            after.gas_limit = Some(gas);
+        }
+        change.payload = Some(view::payload(&after));
+        Some(change)
+    }
+}
+
+/// Runs the worker for one signer on one chain until `shutdown` fires: takes the sender's lease (waiting
+/// while another process holds it), then passes over the ledger.
+pub async fn run_sender(
+    manager: Arc<TxManager>,
+    chain_id: u64,
+    signer: NamedSigner,
+    holder: String,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let sender = crate::manager::address_text(signer.address);
+    let Some(rpc) = manager.chains.get(&chain_id).cloned() else { return };
+    let mut worker =
+        SenderWorker { manager: manager.clone(), rpc, signer: Some(signer), sender, chain_id, holder };
+    worker.run(shutdown).await;
+}
+
+/// Runs the worker that broadcasts and follows client-signed transactions on one chain.
+pub async fn run_raw(
+    manager: Arc<TxManager>,
+    chain_id: u64,
+    holder: String,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(rpc) = manager.chains.get(&chain_id).cloned() else { return };
+    let mut worker = SenderWorker { manager, rpc, signer: None, sender: "raw".into(), chain_id, holder };
+    worker.run(shutdown).await;
+}
+
+struct SenderWorker {
+    manager: Arc<TxManager>,
+    rpc: Arc<TxRpc>,
+    /// `None`: the client-signed transactions of the chain (nothing is signed, priced or filled).
+    signer: Option<NamedSigner>,
+    /// The lease's name: the signer's address, or `raw`.
+    sender: String,
+    chain_id: u64,
+    holder: String,
+}
+
+impl SenderWorker {
+    async fn run(&mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let options = self.manager.options.clone();
+        let ttl = options.lease_ttl.as_millis() as u64;
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            let lease = match self
+                .manager
+                .store
+                .acquire_lease(self.chain_id, &self.sender, &self.holder, now_ms(), ttl)
+                .await
+            {
+                Ok(Some(lease)) => lease,
+                Ok(None) => {
+                    tracing::debug!(sender = %self.sender, chain = self.chain_id, "lease held by another worker");
+                    wait(&mut shutdown, options.lease_ttl / 3).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(sender = %self.sender, error = %e, "could not take the lease");
+                    wait(&mut shutdown, options.poll_interval).await;
+                    continue;
+                }
+            };
+            let busy = match self.pass(&lease).await {
+                Ok(busy) => {
+                    failures = 0;
+                    busy
+                }
+                Err(PassError::Store(StoreError::Fenced { current, .. })) => {
+                    tracing::warn!(sender = %self.sender, token = lease.token, current, "lease lost to another worker");
+                    false
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(sender = %self.sender, chain = self.chain_id, error = %e, "transaction pass failed; retrying");
+                    let delay = gemgate_domain::backoff::backoff_delay(
+                        options.poll_interval,
+                        Duration::from_secs(10),
+                        failures,
+                        now_ms(),
+                    );
+                    wait(&mut shutdown, delay).await;
+                    continue;
+                }
+            };
+            if !busy {
+                let notified = self.manager.wake.notified();
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(options.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// One pass over the live requests. `Ok(true)` when it changed something (another pass follows at once).
+    async fn pass(&self, lease: &Lease) -> Result<bool, PassError> {
+        let store = &self.manager.store;
+        let sender = self.signer.as_ref().map(|_| self.sender.as_str());
+        let live = store.live_transactions(self.chain_id, sender).await?;
+        if live.is_empty() {
+            return Ok(false);
+        }
+        let ttl = self.manager.options.lease_ttl.as_millis() as u64;
+
+        // 1. Sign what is queued (or must be filled), and store the bytes before any broadcast.
+        let mut signed = 0;
+        if let Some(signer) = &self.signer {
+            let mined = self.rpc.nonce(signer.address, false).await?;
+            let mut changes = Vec::new();
+            for live in live.iter().filter(|l| l.record.state == TxState::Queued).take(SIGN_BATCH) {
+                if let Some(change) = self.sign_queued(signer, live, mined).await? {
+                    changes.push(change);
+                }
+            }
+            signed = changes.len();
+            if !changes.is_empty() {
+                store.apply_changes(Some(lease), now_ms(), ttl, &changes).await?;
+            }
+        }
+        let live = if signed > 0 { store.live_transactions(self.chain_id, sender).await? } else { live };
+
+        // 2. Broadcast what is signed and never sent, in nonce order.
+        let to_send: Vec<&LiveTx> = live
+            .iter()
+            .filter(|l| {
+                l.record.state == TxState::Signed && l.attempts.last().is_some_and(|a| a.sent_ms.is_none())
+            })
+            .collect();
+        let sends: Vec<_> = to_send.iter().map(|l| async move { (*l, self.broadcast(l).await) }).collect();
+        let sends = futures::stream::iter(sends).buffered(CONCURRENCY).collect::<Vec<_>>().await;
+        let mut changes = Vec::new();
+        for (live, outcome) in sends {
+            if let Some(change) = self.after_send(live, outcome, true).await? {
+                changes.push(change);
+            }
+        }
+
+        // 3. Watch what is out there.
+        let watched = self.watch(&live).await?;
+        changes.extend(watched);
+        let busy = signed > 0 || !changes.is_empty();
+        // Renews the lease even with nothing to write.
+        store.apply_changes(Some(lease), now_ms(), ttl, &changes).await?;
+        Ok(busy)
+    }
+
+    /// Signs a queued request, or the no-op that fills its nonce when it must not go out.
+    async fn sign_queued(
+        &self,
+        signer: &NamedSigner,
+        live: &LiveTx,
+        mined: u64,
+    ) -> Result<Option<TxChange>, PassError> {
+        let r = &live.record;
+        let mut step = Step::new(live);
+        if r.nonce < mined {
+            // Someone else used this key's nonce: ours can never be included.
+            step.moves_to(TxState::Replaced).error =
+                Some(format!("nonce {} was used on chain by a transaction gemgate did not send", r.nonce));
+            return Ok(step.finish());
+        }
+        let expired = r.valid_until_ms.is_some_and(|until| until <= now_ms());
+        let ending = r.ending.or(expired.then_some(TxState::Expired));
+        let speed = Speed::parse(&r.speed).unwrap_or_default();
+        let market = self.manager.market(self.chain_id, speed).await?;
+        let (draft, purpose) = match ending {
+            Some(ending) => {
+                step.change().ending = Some(Some(ending));
+                (Draft::noop(self.chain_id, r.nonce, signer.address, market), "noop")
+            }
+            None => {
+                if let Some(limit) = self.manager.options.max_fee_per_gas
+                    && market.max_per_gas() > limit
+                {
+                    tracing::info!(id = %r.id, needed = market.max_per_gas(), limit, "fees above the cap; waiting");
+                    return Ok(None);
+                }
+                (self.draft_of(r, market)?, "send")
+            }
+        };
+        let attempt = match self.sign(signer, &draft, r, 0, purpose).await {
+            Ok(Some(attempt)) => attempt,
+            Ok(None) => return Ok(None), // held for approval
+            Err(SignerError::Rejected { reason, .. }) => {
+                // Refused by policy: fill the nonce so later requests are not held hostage.
+                step.change().ending = Some(Some(TxState::Failed));
+                step.change().error = Some(format!("rejected by the signer's policy: {reason}"));
+                let noop = Draft::noop(self.chain_id, r.nonce, signer.address, market);
+                match self.sign(signer, &noop, r, 0, "noop").await? {
+                    Some(attempt) => attempt,
+                    None => return Ok(step.finish()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let change = step.moves_to(TxState::Signed);
+        change.gas_limit = Some(draft.gas_limit);
+        change.attempt = Some(attempt);
+        Ok(step.finish())
+    }
+
+    fn draft_of(&self, r: &TxRecord, price: Price) -> Result<Draft, PassError> {
+        let bad = |what: &str| PassError::Ledger(format!("request {}: stored {what} does not parse", r.id));
+        Ok(Draft {
+            chain_id: self.chain_id,
+            nonce: r.nonce,
+            to: r.to.as_deref().map(|t| t.parse::<Address>()).transpose().map_err(|_| bad("to"))?,
+            value: r.value.parse::<U256>().map_err(|_| bad("value"))?,
+            data: r.data.parse::<Bytes>().map_err(|_| bad("data"))?,
+            gas_limit: r.gas_limit.ok_or_else(|| bad("gas limit"))?,
+            price,
+        })
+    }
+
+    /// Signs `draft` as attempt `number`; `None` while a policy holds it.
+    async fn sign(
+        &self,
+        signer: &NamedSigner,
+        draft: &Draft,
+        r: &TxRecord,
+        number: u32,
+        purpose: &str,
+    ) -> Result<Option<Attempt>, SignerError> {
+        let key = format!("{}:{number}:{purpose}", r.id);
+        match draft.sign(signer.signer.as_ref(), &signer.name, &key).await? {
+            Signing::Signed(signed) => {
+                let (max_fee, priority) = draft.price.stored();
+                Ok(Some(Attempt {
+                    attempt: number,
+                    purpose: purpose.into(),
+                    hash: signed.hash.to_string(),
+                    raw: signed.raw.to_string(),
+                    gas_limit: draft.gas_limit,
+                    max_fee_per_gas: max_fee,
+                    max_priority_fee_per_gas: priority,
+                    sent_ms: None,
+                }))
+            }
+            Signing::Pending { request_id } => {
+                tracing::info!(id = %r.id, request_id, "signature held for approval");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn broadcast(&self, live: &LiveTx) -> Result<B256, SendFailure> {
+        let attempt = live.attempts.last().expect("filtered on a last attempt");
+        let raw: Bytes = attempt.raw.parse().map_err(|_| {
+            SendFailure::Refused(SendError::Other { code: 0, message: "stored bytes do not parse".into() })
+        })?;
+        self.rpc.send_raw(&raw).await
+    }
+
+    /// Reads a broadcast's answer into a change. `first`: this was the first send of a signed request.
+    async fn after_send(
+        &self,
+        live: &LiveTx,
+        outcome: Result<B256, SendFailure>,
+        first: bool,
+    ) -> Result<Option<TxChange>, PassError> {
+        let r = &live.record;
+        let Some(attempt) = live.attempts.last() else { return Ok(None) };
+        let mut step = Step::new(live);
+        let sent = |step: &mut Step| {
+            let to = if first { TxState::Submitted } else { step.record().state };
+            step.moves_to(to).sent = Some((attempt.attempt, now_ms()));
+        };
+        match outcome {
+            Ok(_) | Err(SendFailure::Refused(SendError::AlreadyKnown { .. })) => sent(&mut step),
+            // Used on chain already: by this very attempt (a crash before we recorded the send), or by
+            // another transaction. The watcher tells which from the receipts.
+            Err(SendFailure::Refused(SendError::NonceTooLow { .. })) => sent(&mut step),
+            Err(SendFailure::Refused(
+                SendError::Underpriced { .. }
+                | SendError::FeeCapTooLow { .. }
+                | SendError::ReplacementUnderpriced { .. },
+            )) => {
+                self.manager.forget_market(self.chain_id);
+                if let Some(change) = self.reprice(live, step, None).await? {
+                    return Ok(Some(change));
+                }
+                return Ok(None);
+            }
+            Err(SendFailure::Refused(
+                e @ (SendError::NonceTooHigh { .. }
+                | SendError::InsufficientFunds { .. }
+                | SendError::PoolFull { .. }),
+            )) => {
+                // Waits: the gap below is being filled, funds may arrive, the pool drains.
+                tracing::warn!(id = %r.id, error = %e, "broadcast refused for now; will retry");
+                return Ok(None);
+            }
+            Err(SendFailure::Refused(e)) => {
+                // Cannot be sent as is: fail the request and fill its nonce.
+                tracing::warn!(id = %r.id, error = %e, "broadcast refused");
+                if r.origin == "raw" || attempt.purpose == "noop" {
+                    step.moves_to(TxState::Failed).error = Some(e.to_string());
+                    return Ok(step.finish());
+                }
+                step.change().ending = Some(Some(TxState::Failed));
+                step.change().error = Some(format!("refused by the node: {e}"));
+                return self.reprice(live, step, Some("noop")).await;
+            }
+            Err(SendFailure::Chain(e)) => return Err(e.into()),
+        }
+        Ok(step.finish())
+    }
+
+    /// A new attempt at a higher price (or the no-op for `purpose = noop`), stored by the caller's change
+    /// and broadcast on the next pass.
+    async fn reprice(
+        &self,
+        live: &LiveTx,
+        mut step: Step<'_>,
+        purpose: Option<&str>,
+    ) -> Result<Option<TxChange>, PassError> {
+        let Some(signer) = &self.signer else { return Ok(step.finish()) };
+        let r = &live.record;
+        let Some(last) = live.attempts.last() else { return Ok(step.finish()) };
+        let speed = Speed::parse(&r.speed).unwrap_or_default();
+        let market = self.manager.market(self.chain_id, speed).await?;
+        let previous = Price::from_stored(&last.max_fee_per_gas, last.max_priority_fee_per_gas.as_deref())
+            .unwrap_or(market);
+        let price = previous.bumped(market);
+        let purpose = purpose.unwrap_or(if r.ending.is_some() { "noop" } else { &last.purpose });
+        let draft = if purpose == "noop" {
+            Draft::noop(self.chain_id, r.nonce, signer.address, price)
+        } else {
+            let mut draft = self.draft_of(r, price)?;
+            draft.gas_limit = last.gas_limit;
+            draft
+        };
+        let number = last.attempt + 1;
+        match self.sign(signer, &draft, r, number, purpose).await {
+            Ok(Some(attempt)) => {
+                tracing::info!(id = %r.id, attempt = number, purpose, max_fee = price.max_per_gas(), "re-priced");
+                // A new attempt goes out on the next pass: back to `signed` if it was never accepted.
+                let to = if r.state == TxState::Queued { TxState::Signed } else { r.state };
+                step.moves_to(to).attempt = Some(attempt);
+                Ok(step.finish())
+            }
+            Ok(None) => Ok(step.finish()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Settles, re-sends, re-prices and confirms what is out there.
+    async fn watch(&self, live: &[LiveTx]) -> Result<Vec<TxChange>, PassError> {
+        let out: Vec<&LiveTx> = live
+            .iter()
+            .filter(|l| matches!(l.record.state, TxState::Submitted | TxState::Included | TxState::Safe))
+            .collect();
+        if out.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Mined counts per sender (one for a signer; one per client for the raw worker).
+        let mut senders: Vec<&str> = out.iter().map(|l| l.record.sender.as_str()).collect();
+        senders.dedup();
+        let mut mined = std::collections::HashMap::new();
+        for sender in senders {
+            let address: Address =
+                sender.parse().map_err(|_| PassError::Ledger(format!("bad sender {sender}")))?;
+            mined.insert(sender.to_string(), self.rpc.nonce(address, false).await?);
+        }
+        let heads = self.heads().await?;
+        let watches: Vec<_> = out
+            .into_iter()
+            .map(|l| {
+                let mined = mined.get(&l.record.sender).copied().unwrap_or_default();
+                self.watch_one(l, mined, heads)
+            })
+            .collect();
+        let results = futures::stream::iter(watches).buffered(CONCURRENCY).collect::<Vec<_>>().await;
+        let mut changes = Vec::new();
+        for result in results {
+            if let Some(change) = result? {
+                changes.push(change);
+            }
+        }
+        Ok(changes)
+    }
+
+    /// The safe and finalized block numbers (zero where the node has no such tags).
+    async fn heads(&self) -> Result<Heads, PassError> {
+        let safe = self.rpc.block(BlockNumberOrTag::Safe).await?.map(|b| b.0);
+        let finalized = self.rpc.block(BlockNumberOrTag::Finalized).await?.map(|b| b.0);
+        Ok(Heads { safe: safe.unwrap_or(0), finalized: finalized.unwrap_or(0) })
+    }
+
+    async fn watch_one(
+        &self,
+        live: &LiveTx,
+        mined: u64,
+        heads: Heads,
+    ) -> Result<Option<TxChange>, PassError> {
+        let r = &live.record;
+        let mut step = Step::new(live);
+        match r.state {
+            TxState::Submitted if r.nonce < mined => {
+                // Settled on chain: find which of our attempts (newest first) holds the nonce.
+                for attempt in live.attempts.iter().rev() {
+                    let hash: B256 = attempt
+                        .hash
+                        .parse()
+                        .map_err(|_| PassError::Ledger(format!("bad hash in {}", r.id)))?;
+                    if let Some(receipt) = self.rpc.receipt(hash).await? {
+                        return self.settled(step, attempt, receipt).await;
+                    }
+                }
+                step.moves_to(TxState::Replaced).error = Some(format!(
+                    "nonce {} was used on chain by a transaction gemgate did not send",
+                    r.nonce
+                ));
+                Ok(step.finish())
+            }
+            TxState::Submitted => {
+                let Some(last) = live.attempts.last() else { return Ok(None) };
+                let options = &self.manager.options;
+                let since = now_ms().saturating_sub(last.sent_ms.unwrap_or(0));
+                // A cancel or an expiry: replace with the no-op at once.
+                let expired = r.valid_until_ms.is_some_and(|until| until <= now_ms());
+                if self.signer.is_some() && (r.ending.is_some() || expired) && last.purpose != "noop" {
+                    if r.ending.is_none() {
+                        step.change().ending = Some(Some(TxState::Expired));
+                    }
+                    return self.reprice(live, step, Some("noop")).await;
+                }
+                if last.sent_ms.is_none() {
+                    // Stored by a re-pricing, not sent yet.
+                    let outcome = self.broadcast(live).await;
+                    return self.after_send(live, outcome, false).await;
+                }
+                let bumps = live.attempts.len().saturating_sub(1) as u32;
+                let bump_wait = fees::bump_after(bumps, options.bump_after, options.max_bump_after);
+                if self.signer.is_some() && since >= bump_wait.as_millis() as u64 {
+                    return self.reprice(live, step, None).await;
+                }
+                if since >= options.rebroadcast_after.as_millis() as u64 {
+                    let hash: B256 =
+                        last.hash.parse().map_err(|_| PassError::Ledger(format!("bad hash in {}", r.id)))?;
+                    if !self.rpc.knows(hash).await? {
+                        tracing::info!(id = %r.id, hash = %last.hash, "dropped by the node; sending again");
+                    }
+                    // Sent again either way: a node that knows it answers "already known".
+                    let outcome = self.broadcast(live).await;
+                    return self.after_send(live, outcome, false).await;
+                }
+                Ok(None)
+            }
+            TxState::Included | TxState::Safe => {
+                let (Some(number), Some(hash)) = (r.block_number, r.block_hash.as_deref()) else {
+                    return Ok(None);
+                };
+                let canonical = self.rpc.block(BlockNumberOrTag::Number(number)).await?;
+                if canonical.map(|b| b.1.to_string()).as_deref() != Some(hash) {
+                    // A reorg took its block: back to submitted, and out again with the same bytes.
+                    tracing::warn!(id = %r.id, block = number, "block left the chain; sending again");
+                    let included =
+                        live.attempts.iter().find(|a| Some(a.hash.as_str()) == r.tx_hash.as_deref());
+                    let change = step.moves_to(TxState::Submitted);
+                    change.inclusion = Some(None);
+                    if let Some(attempt) = included {
+                        if let Ok(raw) = attempt.raw.parse::<Bytes>() {
+                            // Any answer will do: the next pass reads the outcome from receipts.
+                            let _ = self.rpc.send_raw(&raw).await;
+                        }
+                        change.sent = Some((attempt.attempt, now_ms()));
+                    }
+                    return Ok(step.finish());
+                }
+                if number <= heads.finalized {
+                    step.moves_to(TxState::Finalized);
+                } else if number <= heads.safe && r.state == TxState::Included {
+                    step.moves_to(TxState::Safe);
+                }
+                Ok(step.finish())
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A receipt of one of our attempts: included (or failed with the revert reason), or the end the
+    /// no-op was sent for.
+    async fn settled(
+        &self,
+        mut step: Step<'_>,
+        attempt: &Attempt,
+        receipt: ReceiptSummary,
+    ) -> Result<Option<TxChange>, PassError> {
+        let r = step.record().clone();
+        let summary = serde_json::json!({
+            "status": if receipt.success { "success" } else { "reverted" },
+            "gas_used": receipt.gas_used,
+            "effective_gas_price": receipt.effective_gas_price.to_string(),
+            "fee_paid": (U256::from(receipt.gas_used) * U256::from(receipt.effective_gas_price)).to_string(),
+        });
+        let inclusion = Inclusion {
+            tx_hash: attempt.hash.clone(),
+            block_number: receipt.block_number,
+            block_hash: receipt.block_hash.to_string(),
+            receipt: summary.to_string(),
+        };
+        let to = if attempt.purpose == "noop" {
+            r.ending.unwrap_or(TxState::Cancelled)
+        } else if receipt.success {
+            TxState::Included
+        } else {
+            let reason = match self.draft_of(&r, Price::Legacy { gas_price: 0 }) {
+                Ok(draft) => {
+                    let mut call = TransactionRequest::default()
+                        .from(r.sender.parse().unwrap_or_default())
+                        .value(draft.value)
+                        .input(draft.data.into())
+                        .gas_limit(attempt.gas_limit);
+                    if let Some(to) = draft.to {
+                        call = call.to(to);
+                    }
+                    self.rpc.revert_reason(&call, receipt.block_number.saturating_sub(1)).await
+                }
+                Err(_) => None,
+            };
+            step.change().error =
+                Some(format!("reverted: {}", reason.unwrap_or_else(|| "no reason given".into())));
+            TxState::Failed
+        };
+        step.moves_to(to).inclusion = Some(Some(inclusion));
+        Ok(step.finish())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Heads {
+    safe: u64,
+    finalized: u64,
+}
+
+async fn wait(shutdown: &mut tokio::sync::watch::Receiver<bool>, duration: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Chain(#[from] gemgate_domain::ChainError),
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    #[error(transparent)]
+    Submit(#[from] crate::manager::SubmitError),
+    #[error("{0}")]
+    Ledger(String),
+}
+
+/// Starts every worker of `manager`: one per (signer, chain it may send on), one per chain for
+/// client-signed transactions. They stop when `shutdown` turns true.
+pub fn spawn_all(
+    manager: &Arc<TxManager>,
+    holder: &str,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for signer in manager.signers.values() {
+        for chain_id in signer.chains.iter().filter(|c| manager.chains.contains_key(c)) {
+            tasks.push(tokio::spawn(run_sender(
+                manager.clone(),
+                *chain_id,
+                signer.clone(),
+                holder.to_string(),
+                shutdown.clone(),
+            )));
+        }
+    }
+    for chain_id in manager.chains.keys() {
+        tasks.push(tokio::spawn(run_raw(manager.clone(), *chain_id, holder.to_string(), shutdown.clone())));
+    }
+    tasks
+}

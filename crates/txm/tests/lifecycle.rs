@@ -1,0 +1,349 @@
+//! The transaction manager against a real anvil and real databases: thousands of concurrent requests get
+//! contiguous nonces and are all included; a dropped transaction is sent again; a base-fee spike is
+//! outbid by re-pricing; a reorg after inclusion sends the transaction back and it is included again;
+//! cancels and expiries fill the nonce with a no-op.
+
+#[path = "../../store/tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::Provider;
+use gemgate_chain::{RetryPolicy, TxRpc};
+use gemgate_domain::TxState;
+use gemgate_domain::ports::{OutboxEntry, OutboxStore};
+use gemgate_projections::ProjectionSet;
+use gemgate_store::SqlStore;
+use gemgate_store::ledger::TxRecord;
+use gemgate_testkit::{Anvil, AnvilOptions, anvil_or_skip};
+use gemgate_txm::fees::Speed;
+use gemgate_txm::signers::LocalSigner;
+use gemgate_txm::{NamedSigner, Submit, Submitted, TxManager, TxmOptions, worker};
+
+/// anvil's first account: the signer under test.
+const KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+struct Rig {
+    anvil: Anvil,
+    manager: Arc<TxManager>,
+    stop: tokio::sync::watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(test: &str, db_url: Option<&str>, anvil: AnvilOptions, options: TxmOptions) -> Option<Rig> {
+    let anvil = anvil_or_skip(test, anvil).await.unwrap()?;
+    let dir = tempfile::tempdir().unwrap();
+    let url = db_url
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("txm.db").display()));
+    let store = SqlStore::connect(&url, 8, ProjectionSet::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let rpc_url: url::Url = anvil.endpoint().parse().unwrap();
+    let rpc = Arc::new(TxRpc::new(anvil.chain_id(), vec![(rpc_url, "anvil".into())], RetryPolicy::default()));
+    let local = LocalSigner::from_hex("ops", KEY).unwrap();
+    let address = gemgate_domain::ports::Signer::address(&local);
+    let signer =
+        NamedSigner { name: "ops".into(), chains: vec![anvil.chain_id()], address, signer: Arc::new(local) };
+    let manager = Arc::new(TxManager::new(
+        store,
+        HashMap::from([(anvil.chain_id(), rpc)]),
+        HashMap::from([("ops".to_string(), signer)]),
+        options,
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = worker::spawn_all(&manager, "test", &stopped);
+    Some(Rig { anvil, manager, stop, workers, _dir: dir })
+}
+
+impl Rig {
+    fn request(&self, key: &str, gas: Option<u64>) -> Submit {
+        Submit {
+            idempotency_key: Some(key.to_string()),
+            body_sha256: key.to_string(),
+            signer: "ops".into(),
+            chain_id: self.anvil.chain_id(),
+            to: Some(self.anvil.accounts()[2]),
+            value: U256::from(1u64),
+            data: Bytes::new(),
+            gas_limit: gas,
+            speed: Speed::Normal,
+            valid_until: None,
+        }
+    }
+
+    async fn submit(&self, key: &str) -> TxRecord {
+        match self.manager.submit(self.request(key, None)).await.unwrap() {
+            Submitted::New(r) => r,
+            Submitted::Existing(r) => panic!("not new: {r:?}"),
+        }
+    }
+
+    async fn record(&self, id: &str) -> TxRecord {
+        self.manager.store.transaction(id).await.unwrap().unwrap()
+    }
+
+    /// Waits until the request is in one of `states`.
+    async fn until(&self, id: &str, states: &[TxState], within: Duration) -> TxRecord {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let record = self.record(id).await;
+            if states.contains(&record.state) {
+                return record;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} still {:?} (error {:?}), waited for {states:?}",
+                record.state,
+                record.error
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The `transaction.<state>` messages of a request, in outbox order.
+    async fn announced(&self, id: &str) -> Vec<String> {
+        let entries = self.manager.store.outbox_after(0, 100_000).await.unwrap();
+        entries
+            .into_iter()
+            .filter_map(|e| match e {
+                OutboxEntry::Message(m) if m.id.starts_with(&format!("{id}:")) => Some(m.kind),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+        self.manager.store.close().await;
+    }
+}
+
+fn quick() -> TxmOptions {
+    TxmOptions {
+        poll_interval: Duration::from_millis(100),
+        bump_after: Duration::from_secs(2),
+        rebroadcast_after: Duration::from_millis(500),
+        ..TxmOptions::default()
+    }
+}
+
+const DONE: [TxState; 3] = [TxState::Included, TxState::Safe, TxState::Finalized];
+
+async fn two_thousand_requests(test: &str, db_url: Option<&str>) {
+    let Some(rig) = rig(test, db_url, AnvilOptions::default(), quick()).await else { return };
+    let rig = Arc::new(rig);
+    let clients: Vec<_> = (0..50)
+        .map(|client| {
+            let rig = rig.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..40 {
+                    // Half with a gas limit given, half estimated (+20%).
+                    let gas = (i % 2 == 0).then_some(21_000);
+                    let key = format!("c{client}-{i}");
+                    let accepted = rig.manager.submit(rig.request(&key, gas)).await.unwrap();
+                    ids.push(accepted.record().id.clone());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for client in clients {
+        ids.extend(client.await.unwrap());
+    }
+    assert_eq!(ids.len(), 2_000);
+    let mut nonces = BTreeSet::new();
+    let mut hashes = BTreeSet::new();
+    for id in &ids {
+        let record = rig.until(id, &DONE, Duration::from_secs(180)).await;
+        nonces.insert(record.nonce);
+        hashes.insert(record.tx_hash.clone().unwrap());
+    }
+    assert_eq!(nonces.into_iter().collect::<Vec<_>>(), (0..2_000).collect::<Vec<_>>(), "contiguous nonces");
+    assert_eq!(hashes.len(), 2_000, "one transaction per request");
+    let sender: Address = KEY.parse::<alloy::signers::local::PrivateKeySigner>().unwrap().address();
+    let chain_nonce = rig.anvil.provider().get_transaction_count(sender).await.unwrap();
+    assert_eq!(chain_nonce, 2_000, "exactly 2,000 transactions on chain: none twice, none lost");
+    let first = rig.record(&ids[0]).await;
+    assert_eq!(
+        rig.announced(&first.id).await[..3],
+        ["transaction.queued", "transaction.signed", "transaction.submitted"]
+    );
+    assert!(rig.announced(&first.id).await.contains(&"transaction.included".to_string()));
+    let rig = Arc::into_inner(rig).unwrap();
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces_on_sqlite() {
+    two_thousand_requests(
+        "two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces_on_sqlite",
+        None,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces_on_postgres() {
+    let test = "two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces_on_postgres";
+    let Some(db) = common::postgres(test, "txm_2000").await else { return };
+    two_thousand_requests(test, Some(&db.url)).await;
+    db.drop().await;
+}
+
+fn manual_mining() -> AnvilOptions {
+    AnvilOptions { extra_args: vec!["--no-mining".into()], ..AnvilOptions::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_dropped_from_the_pool_is_sent_again_and_included() {
+    let test = "a_transaction_dropped_from_the_pool_is_sent_again_and_included";
+    let Some(rig) = rig(test, None, manual_mining(), quick()).await else { return };
+    let id = rig.submit("drop-me").await.id;
+    let submitted = rig.until(&id, &[TxState::Submitted], Duration::from_secs(30)).await;
+    let attempts = rig.manager.store.attempts(&id).await.unwrap();
+    let hash = attempts[0].hash.parse().unwrap();
+    rig.anvil.drop_transaction(hash).await.unwrap();
+    let provider = rig.anvil.provider();
+    assert!(provider.get_transaction_by_hash(hash).await.unwrap().is_none(), "anvil forgot it");
+    // The worker notices and sends the same bytes again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while provider.get_transaction_by_hash(hash).await.unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "never sent again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rig.anvil.mine(1).await.unwrap();
+    let included = rig.until(&id, &DONE, Duration::from_secs(30)).await;
+    assert_eq!(included.tx_hash.as_deref(), Some(attempts[0].hash.as_str()), "the same bytes, not re-signed");
+    assert_eq!(included.nonce, submitted.nonce);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_fee_spike_is_outbid_by_re_pricing() {
+    let test = "a_base_fee_spike_is_outbid_by_re_pricing";
+    let Some(rig) = rig(test, None, manual_mining(), quick()).await else { return };
+    let ids = [rig.submit("spike-0").await.id, rig.submit("spike-1").await.id];
+    for id in &ids {
+        rig.until(id, &[TxState::Submitted], Duration::from_secs(30)).await;
+    }
+    let first_fee: u128 =
+        rig.manager.store.attempts(&ids[0]).await.unwrap()[0].max_fee_per_gas.parse().unwrap();
+    // The next block's base fee jumps a hundredfold: our fee caps are far below it.
+    let spiked = U256::from(first_fee * 100);
+    rig.anvil
+        .provider()
+        .raw_request::<_, serde_json::Value>("anvil_setNextBlockBaseFeePerGas".into(), (spiked,))
+        .await
+        .unwrap();
+    rig.anvil.mine(1).await.unwrap();
+    for id in &ids {
+        assert_eq!(rig.record(id).await.state, TxState::Submitted, "underpriced: not included");
+    }
+    // After the bump wait the worker re-prices at the market (now the spiked base fee); the next blocks
+    // include both.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        rig.anvil.mine(1).await.unwrap();
+        let states = futures::future::join_all(ids.iter().map(|id| rig.record(id))).await;
+        if states.iter().all(|r| DONE.contains(&r.state)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never re-priced into a block: {states:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for id in &ids {
+        let record = rig.record(id).await;
+        let attempts = rig.manager.store.attempts(id).await.unwrap();
+        assert!(attempts.len() >= 2, "{id} was re-priced");
+        let last = attempts.last().unwrap();
+        assert_eq!(record.tx_hash.as_deref(), Some(last.hash.as_str()), "the re-priced attempt was included");
+        for pair in attempts.windows(2) {
+            let (a, b): (u128, u128) =
+                (pair[0].max_fee_per_gas.parse().unwrap(), pair[1].max_fee_per_gas.parse().unwrap());
+            assert!(b * 10 >= a * 11, "each replacement pays at least 10% more: {a} -> {b}");
+        }
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again() {
+    let test = "a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again";
+    let Some(rig) = rig(test, None, AnvilOptions::default(), quick()).await else { return };
+    let id = rig.submit("reorg-me").await.id;
+    let first = rig.until(&id, &[TxState::Included], Duration::from_secs(30)).await;
+    rig.anvil.mine(1).await.unwrap();
+    rig.anvil.reorg(2).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let again = loop {
+        let now = rig.record(&id).await;
+        if DONE.contains(&now.state) && now.block_hash != first.block_hash {
+            break now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not included again: {now:?}");
+        // Blocks keep coming, as on a live chain (automine only mines for new transactions).
+        rig.anvil.mine(1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(again.tx_hash, first.tx_hash, "the same transaction, not a new one");
+    let announced = rig.announced(&id).await;
+    let included_at = announced.iter().position(|k| k == "transaction.included").unwrap();
+    assert!(
+        announced[included_at + 1..]
+            .starts_with(&["transaction.submitted".to_string(), "transaction.included".to_string()]),
+        "included, back to submitted, included again: {announced:?}"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through() {
+    let test = "cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through";
+    let Some(rig) = rig(test, None, manual_mining(), quick()).await else { return };
+    let cancelled = rig.submit("cancel-me").await.id;
+    rig.until(&cancelled, &[TxState::Submitted], Duration::from_secs(30)).await;
+    let mut expiring = rig.request("expire-me", None);
+    let until_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+        as u64
+        + 1_000;
+    expiring.valid_until = Some(("soon".into(), until_ms));
+    let expiring = rig.manager.submit(expiring).await.unwrap().record().id.clone();
+    let after = rig.submit("after").await.id;
+    rig.manager.cancel(&cancelled).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        rig.anvil.mine(1).await.unwrap();
+        let states = [
+            rig.record(&cancelled).await.state,
+            rig.record(&expiring).await.state,
+            rig.record(&after).await.state,
+        ];
+        if states[0] == TxState::Cancelled && states[1] == TxState::Expired && DONE.contains(&states[2]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "states {states:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The no-ops are zero-value self-transfers at the requests' nonces.
+    for id in [&cancelled, &expiring] {
+        let record = rig.record(id).await;
+        let attempts = rig.manager.store.attempts(id).await.unwrap();
+        let noop = attempts.iter().find(|a| Some(a.hash.as_str()) == record.tx_hash.as_deref()).unwrap();
+        assert_eq!(noop.purpose, "noop");
+        let tx =
+            rig.anvil.provider().get_transaction_by_hash(noop.hash.parse().unwrap()).await.unwrap().unwrap();
+        use alloy::consensus::Transaction as _;
+        assert_eq!((tx.to(), tx.value(), tx.nonce()), (Some(tx.inner.signer()), U256::ZERO, record.nonce));
+    }
+    rig.stop().await;
+}
