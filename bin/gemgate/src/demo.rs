@@ -100,7 +100,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let rx = rx.clone();
         tasks.spawn(async move { indexer.run(wiring::stopped(rx)).await.context("indexer") });
     }
-    let router = gemgate_api::router(wiring::app_state(&settings, store.clone(), metrics.clone()));
+    let router = gemgate_api::router(wiring::app_state(&settings, store.clone(), metrics.clone(), None));
     let api_rx = rx.clone();
     tasks.spawn(
         async move { gemgate_api::serve(listener, router, wiring::stopped(api_rx)).await.context("API") },

@@ -21,7 +21,7 @@ pub async fn run(settings: &Settings, once: bool) -> anyhow::Result<()> {
             settings,
             store,
             metrics,
-            wiring::Parts { index: true, dispatch: false, api: false },
+            wiring::Parts { index: true, ..wiring::Parts::NONE },
         )
         .await;
     }

@@ -160,13 +160,17 @@ fn main() -> ExitCode {
         }),
         Command::Dispatch => with_settings(&cli, |settings| async move {
             let store = wiring::open_store(&settings).await?;
-            let parts = wiring::Parts { index: false, dispatch: true, api: false };
+            let parts = wiring::Parts { dispatch: true, ..wiring::Parts::NONE };
             wiring::run_service(&settings, store, gemgate_telemetry::Metrics::new(), parts).await
         }),
         Command::Sinks(ref command) => {
             with_settings(&cli, move |settings| async move { sinks(&settings, command).await })
         }
-        Command::Txm => not_built("txm", "the transaction manager issue (roadmap 4)"),
+        Command::Txm => with_settings(&cli, |settings| async move {
+            let store = wiring::open_store(&settings).await?;
+            let parts = wiring::Parts { txm: true, ..wiring::Parts::NONE };
+            wiring::run_service(&settings, store, gemgate_telemetry::Metrics::new(), parts).await
+        }),
         Command::Replay => not_built("replay", "the delivery and snapshot issues (roadmap 3 and 7)"),
     }
 }
@@ -199,7 +203,9 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", settings.api.listen))?;
     tracing::info!(listen = %settings.api.listen, "API listening");
-    let router = gemgate_api::router(wiring::app_state(settings, store, gemgate_telemetry::Metrics::new()));
+    let txm = wiring::tx_manager(settings, &store).await?;
+    let router =
+        gemgate_api::router(wiring::app_state(settings, store, gemgate_telemetry::Metrics::new(), txm));
     gemgate_api::serve(listener, router, wiring::stopped(rx)).await.context("serving the API")
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use gemgate_api::{AppState, GemforceContract, SinkInfo};
-use gemgate_chain::{EvmChain, RetryPolicy};
+use gemgate_chain::{EvmChain, RetryPolicy, TxRpc};
 use gemgate_config::{ChainSettings, Settings, parse_abi};
 use gemgate_domain::ports::{ChainSource, OutboxStore, Store};
 use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
@@ -14,6 +14,7 @@ use gemgate_projections::gemforce::{gemforce_abis, gemforce_events};
 use gemgate_projections::{ContractAbi, Decoder, ProjectionSet};
 use gemgate_store::SqlStore;
 use gemgate_telemetry::Metrics;
+use gemgate_txm::{RawAllow, TxManager, TxmOptions};
 
 /// Connects to the configured database and applies migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
@@ -103,7 +104,12 @@ pub async fn indexers(
     Ok(indexers)
 }
 
-pub fn app_state(settings: &Settings, store: SqlStore, metrics: Metrics) -> AppState {
+pub fn app_state(
+    settings: &Settings,
+    store: SqlStore,
+    metrics: Metrics,
+    txm: Option<Arc<TxManager>>,
+) -> AppState {
     let gemforce = settings
         .contracts
         .iter()
@@ -126,7 +132,48 @@ pub fn app_state(settings: &Settings, store: SqlStore, metrics: Metrics) -> AppS
         settings: Arc::new(settings.api.clone()),
         gemforce: Arc::new(gemforce),
         sinks: Arc::new(sinks),
+        txm,
     }
+}
+
+/// The transaction manager over the configured chains and signers (`None` without chains). Signers are
+/// opened here (keystores decrypted, DFNS sessions checked), so a bad key fails at start.
+pub async fn tx_manager(settings: &Settings, store: &SqlStore) -> anyhow::Result<Option<Arc<TxManager>>> {
+    if settings.chains.is_empty() {
+        return Ok(None);
+    }
+    let chains = settings
+        .chains
+        .iter()
+        .map(|chain| {
+            let urls = chain.rpc.iter().map(|u| (u.expose().clone(), u.redacted())).collect();
+            (chain.id, Arc::new(TxRpc::new(chain.id, urls, RetryPolicy::default())))
+        })
+        .collect();
+    let signers = gemgate_txm::signers::open(&settings.signers).await.context("opening the signers")?;
+    let t = &settings.txm;
+    let options = TxmOptions {
+        poll_interval: t.poll_interval,
+        bump_after: t.bump_after,
+        max_bump_after: t.max_bump_after,
+        rebroadcast_after: t.rebroadcast_after,
+        max_fee_per_gas: t.max_fee_per_gas,
+        gas_buffer_percent: t.gas_buffer_percent,
+        lease_ttl: t.lease_ttl,
+        raw_allow: t
+            .raw_allow
+            .iter()
+            .map(|a| RawAllow { to: a.to, selectors: a.selectors.clone() })
+            .collect(),
+        raw_max_fee_multiple: u128::from(t.raw_max_fee_multiple),
+    };
+    Ok(Some(Arc::new(TxManager::new(store.clone(), chains, signers, options))))
+}
+
+/// A name for this process's leases: host and process id.
+pub fn lease_holder() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "gemgate".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// A shutdown signal: resolves on Ctrl-C or SIGTERM, or when the sender is dropped or set.
@@ -194,10 +241,13 @@ pub struct Parts {
     pub index: bool,
     pub dispatch: bool,
     pub api: bool,
+    /// The transaction workers (signing, broadcast, watching).
+    pub txm: bool,
 }
 
 impl Parts {
-    pub const ALL: Parts = Parts { index: true, dispatch: true, api: true };
+    pub const ALL: Parts = Parts { index: true, dispatch: true, api: true, txm: true };
+    pub const NONE: Parts = Parts { index: false, dispatch: false, api: false, txm: false };
 }
 
 /// Runs the chosen parts until shutdown. The API binds first, so a taken port fails fast.
@@ -210,9 +260,15 @@ pub async fn run_service(
     let (_keep, rx) = shutdown_channel();
     let indexers = if parts.index { indexers(settings, &store, &metrics).await? } else { Vec::new() };
     let dispatchers = if parts.dispatch { dispatchers(settings, &store, &metrics)? } else { Vec::new() };
-    if parts.index && indexers.is_empty() && dispatchers.is_empty() {
+    let txm = if parts.api || parts.txm { tx_manager(settings, &store).await? } else { None };
+    let transacts =
+        parts.txm && txm.as_ref().is_some_and(|m| !m.signers.is_empty() || !m.options.raw_allow.is_empty());
+    if parts.txm && !parts.index && !transacts {
+        bail!("no transactions to manage: configure [[chains]] and [[signers]] (or [[txm.raw_allow]])");
+    }
+    if parts.index && indexers.is_empty() && dispatchers.is_empty() && !transacts {
         bail!(
-            "nothing to index: configure [[chains]] and [[contracts]] (`gemgate serve` runs the API alone)"
+            "nothing to index: configure [[chains]] and [[contracts]], or [[signers]] for transactions (`gemgate serve` runs the API alone)"
         );
     }
     if parts.dispatch && !parts.index && dispatchers.is_empty() {
@@ -224,11 +280,18 @@ pub async fn run_service(
             .await
             .with_context(|| format!("binding the API to {}", settings.api.listen))?;
         tracing::info!(listen = %settings.api.listen, "API listening");
-        let router = gemgate_api::router(app_state(settings, store.clone(), metrics.clone()));
+        let router = gemgate_api::router(app_state(settings, store.clone(), metrics.clone(), txm.clone()));
         let rx = rx.clone();
         tasks.spawn(async move {
             gemgate_api::serve(listener, router, stopped(rx)).await.context("serving the API")
         });
+    }
+    if transacts && let Some(manager) = &txm {
+        let holder = lease_holder();
+        for worker in gemgate_txm::worker::spawn_all(manager, &holder, &rx) {
+            tasks.spawn(async move { worker.await.context("transaction worker") });
+        }
+        tracing::info!(signers = manager.signers.len(), holder, "transaction workers started");
     }
     for indexer in indexers {
         let rx = rx.clone();

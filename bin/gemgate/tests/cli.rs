@@ -26,7 +26,7 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn commands_not_built_yet_say_so_and_fail() {
-    for command in [&["txm"][..], &["replay"]] {
+    for command in [&["replay"][..]] {
         let out = gemgate(command);
         assert_eq!(out.status.code(), Some(69), "{command:?} must exit 69 (not built)");
         assert!(text(&out.stderr).contains("not built yet"), "{command:?}: {}", text(&out.stderr));
@@ -44,6 +44,19 @@ fn dispatch_without_sinks_says_what_is_missing() {
         .unwrap();
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("nothing to deliver: configure [[sinks]]"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn txm_without_chains_or_signers_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args(["txm"])
+        .env("GEMGATE__DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("configure [[chains]] and [[signers]]"), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -50,9 +50,24 @@ pub async fn require_admin(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    match scopes_of(&state, &request) {
+    require(&state, request, next, Scope::Admin).await
+}
+
+/// Transaction writes: a key with the `transact` scope (or `admin`).
+pub async fn require_transact(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    require(&state, request, next, Scope::Transact).await
+}
+
+async fn require(state: &AppState, request: Request, next: Next, scope: Scope) -> Result<Response, ApiError> {
+    match scopes_of(state, &request) {
         None => Err(ApiError::Unauthorized),
-        Some(scopes) if !scopes.iter().any(|s| matches!(s, Scope::Admin)) => Err(ApiError::Forbidden),
+        Some(scopes) if !scopes.iter().any(|s| *s == scope || matches!(s, Scope::Admin)) => {
+            Err(ApiError::Forbidden)
+        }
         Some(_) => Ok(next.run(request).await),
     }
 }

@@ -9,12 +9,30 @@ use serde_json::json;
 
 #[derive(Debug)]
 pub enum ApiError {
-    BadRequest { code: &'static str, message: String },
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
     Unauthorized,
     Forbidden,
-    NotFound { what: String },
-    Unavailable { message: String },
-    Internal { message: String },
+    NotFound {
+        what: String,
+    },
+    /// The request conflicts with what exists (an idempotency key reused with another body).
+    Conflict {
+        message: String,
+    },
+    /// Well-formed but refused (a transaction that reverts, cannot be paid, or breaks a rule).
+    Unprocessable {
+        code: &'static str,
+        message: String,
+    },
+    Unavailable {
+        message: String,
+    },
+    Internal {
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -44,6 +62,8 @@ impl IntoResponse for ApiError {
                 (StatusCode::FORBIDDEN, "forbidden", "this key lacks the scope for this endpoint".into())
             }
             ApiError::NotFound { what } => (StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
+            ApiError::Conflict { message } => (StatusCode::CONFLICT, "conflict", message),
+            ApiError::Unprocessable { code, message } => (StatusCode::UNPROCESSABLE_ENTITY, code, message),
             ApiError::Unavailable { message } => {
                 tracing::warn!(%message, "request failed: dependency unavailable");
                 (

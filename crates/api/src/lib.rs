@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod handlers;
 mod openapi;
+mod transactions;
 
 use std::sync::Arc;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     /// The configured sinks, for status and the sink endpoints.
     pub sinks: Arc<Vec<SinkInfo>>,
     pub webhooks: WebhookMetrics,
+    /// The transaction manager's front door (`None` without chains and signers configured).
+    pub txm: Option<Arc<gemgate_txm::TxManager>>,
 }
 
 /// Inbound webhook counters, registered under `gemgate_api_webhooks_`.
@@ -79,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/projections/{table}/{key}", get(handlers::projection_row))
         .route("/sinks", get(handlers::sinks))
         .route("/stream", get(handlers::stream))
+        .route("/transactions/{id}", get(transactions::get))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = Router::new()
         .route("/sinks/{name}/pause", axum::routing::post(handlers::pause_sink))
@@ -86,8 +90,14 @@ pub fn router(state: AppState) -> Router {
         .route("/sinks/{name}/replay", axum::routing::post(handlers::replay_sink))
         .route("/sinks/{name}/requeue", axum::routing::post(handlers::requeue_sink))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    let transact = Router::new()
+        .route("/transactions", axum::routing::post(transactions::create))
+        .route("/transactions/raw", axum::routing::post(transactions::create_raw))
+        .route("/transactions/{id}/cancel", axum::routing::post(transactions::cancel))
+        .route("/transactions/{id}/speed-up", axum::routing::post(transactions::speed_up))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_transact));
     Router::new()
-        .nest("/v1", v1.merge(admin))
+        .nest("/v1", v1.merge(admin).merge(transact))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/webhooks/gemforce", axum::routing::post(handlers::gemforce_webhook))
         .route("/health", get(handlers::health))

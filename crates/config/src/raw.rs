@@ -21,6 +21,31 @@ pub(crate) struct RawSettings {
     pub sinks: Vec<RawSink>,
     #[serde(default)]
     pub signers: Vec<RawSigner>,
+    #[serde(default)]
+    pub txm: RawTxm,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTxm {
+    pub poll_interval: Option<String>,
+    pub bump_after: Option<String>,
+    pub max_bump_after: Option<String>,
+    pub rebroadcast_after: Option<String>,
+    pub lease_ttl: Option<String>,
+    pub max_fee_gwei: Option<f64>,
+    pub gas_buffer_percent: Option<u64>,
+    pub raw_max_fee_multiple: Option<u64>,
+    #[serde(default)]
+    pub raw_allow: Vec<RawAllow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllow {
+    pub to: String,
+    #[serde(default)]
+    pub selectors: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -22,6 +22,50 @@ pub struct Settings {
     pub contracts: Vec<ContractSettings>,
     pub sinks: Vec<SinkSettings>,
     pub signers: Vec<SignerSettings>,
+    pub txm: TxmSettings,
+}
+
+/// `[txm]`: the transaction manager.
+#[derive(Debug, Clone, Serialize)]
+pub struct TxmSettings {
+    /// `txm.poll_interval`: how often an idle worker reads its ledger. Default 500ms.
+    #[serde(with = "duration_text")]
+    pub poll_interval: Duration,
+    /// `txm.bump_after`: the first wait before a pending transaction is re-priced; it doubles with each
+    /// re-pricing up to `txm.max_bump_after`. Defaults 30s and 10m.
+    #[serde(with = "duration_text")]
+    pub bump_after: Duration,
+    #[serde(with = "duration_text")]
+    pub max_bump_after: Duration,
+    /// `txm.rebroadcast_after`: how long after a broadcast a pending transaction is sent again (a node
+    /// that dropped it takes it back; one that has it answers "already known"). Default 10s.
+    #[serde(with = "duration_text")]
+    pub rebroadcast_after: Duration,
+    /// `txm.lease_ttl`: a worker's lease on a signer lasts this long without renewal. Default 15s.
+    #[serde(with = "duration_text")]
+    pub lease_ttl: Duration,
+    /// `txm.max_fee_gwei`: the most a new transaction may pay per gas; replacements are never capped.
+    pub max_fee_per_gas: Option<u128>,
+    /// `txm.gas_buffer_percent`: added to gas estimates. Default 20 (Gemforce's guidance).
+    pub gas_buffer_percent: u64,
+    /// `txm.raw_max_fee_multiple`: a client-signed transaction may pay at most this many times the
+    /// market's fee cap. Default 10.
+    pub raw_max_fee_multiple: u64,
+    /// `[[txm.raw_allow]]`: what client-signed transactions may call (`to`, and `selectors`, empty = any).
+    pub raw_allow: Vec<RawAllowSettings>,
+}
+
+/// `[[txm.raw_allow]]`
+#[derive(Debug, Clone, Serialize)]
+pub struct RawAllowSettings {
+    pub to: Address,
+    /// Four-byte function selectors, `0x` hex.
+    #[serde(serialize_with = "selectors_text")]
+    pub selectors: Vec<[u8; 4]>,
+}
+
+fn selectors_text<S: serde::Serializer>(selectors: &[[u8; 4]], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(selectors.iter().map(|sel| format!("0x{}", hex::encode(sel))))
 }
 
 /// `[database]`

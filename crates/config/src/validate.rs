@@ -45,6 +45,7 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
     let database = database(raw, &mut p);
     let api = api(&raw.api, ctx, &mut p);
     let telemetry = telemetry(raw, &mut p);
+    let txm = txm(raw, &mut p);
 
     let mut chain_ids = HashSet::new();
     let chains: Vec<_> = raw
@@ -74,9 +75,9 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
     if !p.0.is_empty() {
         return Err(p.0);
     }
-    match (database, api, telemetry) {
-        (Some(database), Some(api), Some(telemetry)) => {
-            Ok(Settings { database, api, telemetry, chains, contracts, sinks, signers })
+    match (database, api, telemetry, txm) {
+        (Some(database), Some(api), Some(telemetry), Some(txm)) => {
+            Ok(Settings { database, api, telemetry, chains, contracts, sinks, signers, txm })
         }
         // Every `None` above recorded a problem, so this is unreachable in practice; stay total anyway.
         _ => Err(vec![Problem { key: "(settings)".into(), message: "invalid settings".into() }]),
@@ -186,6 +187,76 @@ fn telemetry(raw: &RawSettings, p: &mut Problems) -> Option<TelemetrySettings> {
     };
     let log_filter = raw.telemetry.log_filter.clone().unwrap_or_else(|| "info".into());
     Some(TelemetrySettings { log_format, log_filter })
+}
+
+fn txm(raw: &RawSettings, p: &mut Problems) -> Option<TxmSettings> {
+    let t = &raw.txm;
+    let mut ok = true;
+    let mut duration = |value: &Option<String>, key: &str, default: Duration| match value.as_deref() {
+        None => default,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                p.add(
+                    format!("txm.{key}"),
+                    format!("{text:?} is not a positive duration such as \"500ms\" or \"30s\""),
+                );
+                ok = false;
+                default
+            }
+        },
+    };
+    let poll_interval = duration(&t.poll_interval, "poll_interval", Duration::from_millis(500));
+    let bump_after = duration(&t.bump_after, "bump_after", Duration::from_secs(30));
+    let max_bump_after = duration(&t.max_bump_after, "max_bump_after", Duration::from_secs(600));
+    let rebroadcast_after = duration(&t.rebroadcast_after, "rebroadcast_after", Duration::from_secs(10));
+    let lease_ttl = duration(&t.lease_ttl, "lease_ttl", Duration::from_secs(15));
+    let max_fee_per_gas = match t.max_fee_gwei {
+        Some(gwei) if gwei.is_finite() && gwei > 0.0 => Some((gwei * 1e9).round() as u128),
+        Some(_) => {
+            p.add("txm.max_fee_gwei", "must be a positive number of gwei");
+            ok = false;
+            None
+        }
+        None => None,
+    };
+    let mut raw_allow = Vec::new();
+    for (i, allow) in t.raw_allow.iter().enumerate() {
+        let key = format!("txm.raw_allow[{i}]");
+        let to = match allow.to.parse::<Address>() {
+            Ok(to) => to,
+            Err(_) => {
+                p.add(format!("{key}.to"), format!("{:?} is not an address", allow.to));
+                ok = false;
+                continue;
+            }
+        };
+        let mut selectors = Vec::new();
+        for (j, sel) in allow.selectors.iter().enumerate() {
+            match hex::decode(sel.trim_start_matches("0x")).ok().and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+                Some(bytes) => selectors.push(bytes),
+                None => {
+                    p.add(
+                        format!("{key}.selectors[{j}]"),
+                        format!("{sel:?} is not a 4-byte selector such as \"0xa9059cbb\""),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        raw_allow.push(RawAllowSettings { to, selectors });
+    }
+    ok.then_some(TxmSettings {
+        poll_interval,
+        bump_after,
+        max_bump_after,
+        rebroadcast_after,
+        lease_ttl,
+        max_fee_per_gas,
+        gas_buffer_percent: t.gas_buffer_percent.unwrap_or(20),
+        raw_max_fee_multiple: t.raw_max_fee_multiple.unwrap_or(10).max(1),
+        raw_allow,
+    })
 }
 
 fn chain(raw: &RawChain, key: &str, p: &mut Problems) -> Option<ChainSettings> {

@@ -282,6 +282,7 @@ async fn api(
         gemforce: Arc::default(),
         sinks: Arc::new(sinks),
         webhooks: webhooks.clone(),
+        txm: None,
     };
     tokio::spawn(gemgate_api::serve(listener, gemgate_api::router(state), std::future::pending()));
     (base, webhooks)

@@ -1,0 +1,436 @@
+//! The transaction manager as users run it: `gemgate txm` SIGKILLed at random points between nonce
+//! allocation, signing and broadcast still gets every request included exactly once with no gap (SQLite and
+//! Postgres); `gemgate run` serves the transaction API with API keys and scopes, idempotency keys, input
+//! validation, and client-signed broadcast with its refusals (wrong chain, bad signature, nonce below the
+//! chain's, not allowlisted).
+
+#[path = "../../../crates/store/tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::Provider;
+use gemgate_chain::{RetryPolicy, TxRpc};
+use gemgate_domain::TxState;
+use gemgate_projections::ProjectionSet;
+use gemgate_store::SqlStore;
+use gemgate_testkit::{Anvil, AnvilOptions, SplitMix64, anvil_or_skip};
+use gemgate_txm::draft::{Draft, Price, Signing};
+use gemgate_txm::fees::{Fees, Speed};
+use gemgate_txm::signers::LocalSigner;
+use gemgate_txm::{NamedSigner, Submit, TxManager, TxmOptions};
+use sha2::Digest;
+
+/// anvil's first account signs for gemgate ("ops"); the second is a client that signs its own.
+const OPS_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const CLIENT_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const DONE: [TxState; 3] = [TxState::Included, TxState::Safe, TxState::Finalized];
+
+fn config(dir: &std::path::Path, anvil: &Anvil, db_url: &str, listen: &str) -> std::path::PathBuf {
+    let sha = |key: &str| hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    let text = format!(
+        r#"
+[database]
+url = "{db_url}"
+
+[api]
+listen = "{listen}"
+public_reads = false
+
+[[api.keys]]
+name = "backend"
+key_sha256 = "{backend}"
+scopes = ["read", "transact"]
+
+[[api.keys]]
+name = "dashboard"
+key_sha256 = "{reader}"
+scopes = ["read"]
+
+[[chains]]
+id = {chain}
+rpc = ["{rpc}"]
+
+[[signers]]
+name = "ops"
+kind = "local"
+key_env = "GEMGATE_TEST_OPS_KEY"
+chains = [{chain}]
+
+[txm]
+poll_interval = "100ms"
+rebroadcast_after = "1s"
+lease_ttl = "300ms"
+
+[[txm.raw_allow]]
+to = "{allowed}"
+"#,
+        backend = sha("backend-key"),
+        reader = sha("reader-key"),
+        chain = anvil.chain_id(),
+        rpc = anvil.endpoint(),
+        allowed = anvil.accounts()[2],
+    );
+    let path = dir.join("gemgate.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn gemgate(config: &std::path::Path, command: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args(["--log-filter", "warn", command, "--config", config.to_str().unwrap()])
+        .env("GEMGATE_TEST_OPS_KEY", OPS_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A manager over the same database that only accepts requests (the workers are the child process's).
+async fn front_door(anvil: &Anvil, db_url: &str) -> TxManager {
+    let store = SqlStore::connect(db_url, 4, ProjectionSet::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let rpc = Arc::new(TxRpc::new(
+        anvil.chain_id(),
+        vec![(anvil.endpoint().parse().unwrap(), "anvil".into())],
+        RetryPolicy::default(),
+    ));
+    let local = LocalSigner::from_hex("ops", OPS_KEY).unwrap();
+    let address = gemgate_domain::ports::Signer::address(&local);
+    let signer =
+        NamedSigner { name: "ops".into(), chains: vec![anvil.chain_id()], address, signer: Arc::new(local) };
+    TxManager::new(
+        store,
+        HashMap::from([(anvil.chain_id(), rpc)]),
+        HashMap::from([("ops".to_string(), signer)]),
+        TxmOptions::default(),
+    )
+}
+
+const REQUESTS: usize = 300;
+const KILLS: u32 = 10;
+
+async fn killed_txm(test: &str, db_url: Option<&str>) {
+    let Some(anvil) = anvil_or_skip(test, AnvilOptions::default()).await.unwrap() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = db_url
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("txm.db").display()));
+    let manager = Arc::new(front_door(&anvil, &url).await);
+    let config = config(dir.path(), &anvil, &url, "127.0.0.1:0");
+
+    // Requests arrive all along (10 every 0.3 s), while the workers' process is killed over and over.
+    let submitter = {
+        let manager = manager.clone();
+        let to = anvil.accounts()[2];
+        let chain_id = anvil.chain_id();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for wave in 0..REQUESTS / 10 {
+                let batch: Vec<_> = (0..10)
+                    .map(|i| {
+                        let manager = manager.clone();
+                        tokio::spawn(async move {
+                            let key = format!("w{wave}-{i}");
+                            let request = Submit {
+                                idempotency_key: Some(key.clone()),
+                                body_sha256: key,
+                                signer: "ops".into(),
+                                chain_id,
+                                to: Some(to),
+                                value: U256::from(1u64),
+                                data: Bytes::new(),
+                                gas_limit: Some(21_000),
+                                speed: Speed::Normal,
+                                valid_until: None,
+                            };
+                            manager.submit(request).await.unwrap().record().id.clone()
+                        })
+                    })
+                    .collect();
+                for task in batch {
+                    ids.push(task.await.unwrap());
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            ids
+        })
+    };
+    let mut rng = SplitMix64::new(0x7A3);
+    let mut child = gemgate(&config, "txm");
+    // A kill counts when it stopped a process that had been moving requests along, with work left.
+    let progress = |states: &[(String, u64)]| -> (u64, u64) {
+        let count = |names: &[&str]| {
+            states.iter().filter(|(s, _)| names.contains(&s.as_str())).map(|(_, n)| n).sum::<u64>()
+        };
+        (
+            count(&["signed", "submitted", "included", "safe", "finalized"]),
+            count(&["queued", "signed", "submitted"]),
+        )
+    };
+    let mut moved_before = 0;
+    let mut mid_stream = 0;
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.range(300, 1_500))).await;
+        let (moved, pending) = progress(&manager.store.transaction_states().await.unwrap());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if pending > 0 && moved > moved_before {
+            mid_stream += 1;
+        }
+        moved_before = moved;
+        child = gemgate(&config, "txm");
+    }
+    let ids = submitter.await.unwrap();
+    assert_eq!(ids.len(), REQUESTS);
+    assert!(mid_stream >= 3, "only {mid_stream} kills landed while work was pending");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut hashes = BTreeSet::new();
+    let mut nonces = BTreeSet::new();
+    for id in &ids {
+        let record = loop {
+            let record = manager.store.transaction(id).await.unwrap().unwrap();
+            if DONE.contains(&record.state) {
+                break record;
+            }
+            assert!(!record.state.is_terminal(), "{id} ended {:?}: {:?}", record.state, record.error);
+            assert!(tokio::time::Instant::now() < deadline, "{id} still {:?}", record.state);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        nonces.insert(record.nonce);
+        hashes.insert(record.tx_hash.unwrap());
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(nonces.into_iter().collect::<Vec<_>>(), (0..REQUESTS as u64).collect::<Vec<_>>(), "no gap");
+    assert_eq!(hashes.len(), REQUESTS, "one transaction per request");
+    let sender = manager.signers["ops"].address;
+    let on_chain = anvil.provider().get_transaction_count(sender).await.unwrap();
+    assert_eq!(on_chain, REQUESTS as u64, "exactly {REQUESTS} transactions on chain: each request once");
+    manager.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txm_killed_at_random_points_includes_every_request_once_on_sqlite() {
+    killed_txm("txm_killed_at_random_points_includes_every_request_once_on_sqlite", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txm_killed_at_random_points_includes_every_request_once_on_postgres() {
+    let test = "txm_killed_at_random_points_includes_every_request_once_on_postgres";
+    let Some(db) = common::postgres(test, "txm_kill").await else { return };
+    killed_txm(test, Some(&db.url)).await;
+    db.drop().await;
+}
+
+/// A tiny HTTP/1.1 client over a socket: no HTTP client dependency for tests.
+async fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string())))
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A transaction the client signs itself.
+async fn client_signed(chain_id: u64, nonce: u64, to: Address) -> Bytes {
+    let signer = LocalSigner::from_hex("client", CLIENT_KEY).unwrap();
+    let draft = Draft {
+        chain_id,
+        nonce,
+        to: Some(to),
+        value: U256::from(7u64),
+        data: Bytes::new(),
+        gas_limit: 21_000,
+        price: Price::Eip1559(Fees {
+            max_fee_per_gas: 10_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+        }),
+    };
+    match draft.sign(&signer, "client", "k").await.unwrap() {
+        Signing::Signed(signed) => signed.raw,
+        Signing::Pending { .. } => unreachable!("a local key never holds"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transaction_api_checks_keys_and_input_and_tracks_requests_and_client_signed_transactions() {
+    let test = "the_transaction_api_checks_keys_and_input_and_tracks_requests_and_client_signed_transactions";
+    let Some(anvil) = anvil_or_skip(test, AnvilOptions::default()).await.unwrap() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("sqlite://{}", dir.path().join("api.db").display());
+    let config = config(dir.path(), &anvil, &url, &listen);
+    let _service = KillOnDrop(gemgate(&config, "run"));
+    let base = format!("http://{listen}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(&listen).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the API never came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let backend = [("Authorization", "Bearer backend-key"), ("Idempotency-Key", "order-1")];
+    let to = anvil.accounts()[2];
+    let body = serde_json::json!({"signer": "ops", "chain_id": anvil.chain_id(), "to": to, "value": "1000"});
+    let create = format!("{base}/v1/transactions");
+
+    // Keys and scopes.
+    assert_eq!(http("POST", &create, &[], Some(&body)).await.0, 401, "no key");
+    assert_eq!(
+        http("POST", &create, &[("Authorization", "Bearer wrong")], Some(&body)).await.0,
+        401,
+        "unknown key"
+    );
+    assert_eq!(
+        http("POST", &create, &[("Authorization", "Bearer reader-key")], Some(&body)).await.0,
+        403,
+        "read scope only"
+    );
+
+    // Accepted once; the same key and body answer with the same request; another body conflicts.
+    let (status, first) = http("POST", &create, &backend, Some(&body)).await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(first["state"], "queued");
+    let (status, again) = http("POST", &create, &backend, Some(&body)).await;
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())));
+    let other = serde_json::json!({"signer": "ops", "chain_id": anvil.chain_id(), "to": to, "value": "2000"});
+    let (status, conflict) = http("POST", &create, &backend, Some(&other)).await;
+    assert_eq!(status, 409, "{conflict}");
+
+    // Input that is wrong is refused with what is wrong.
+    let auth = [("Authorization", "Bearer backend-key")];
+    for (bad, says) in [
+        (serde_json::json!({"signer": "ops", "chain_id": anvil.chain_id(), "to": "0x12"}), "to"),
+        (serde_json::json!({"signer": "nobody", "chain_id": anvil.chain_id(), "to": to}), "unknown signer"),
+        (serde_json::json!({"signer": "ops", "chain_id": 5, "to": to}), "chain 5"),
+        (
+            serde_json::json!({"signer": "ops", "chain_id": anvil.chain_id(), "to": to, "data": "0xzz"}),
+            "data",
+        ),
+        (
+            serde_json::json!({"signer": "ops", "chain_id": anvil.chain_id(), "to": to, "value": "-1"}),
+            "value",
+        ),
+        (
+            serde_json::json!({"signer": "ops", "chain_id": anvil.chain_id(), "to": to, "speed": "warp"}),
+            "speed",
+        ),
+        (
+            serde_json::json!({"signer": "ops", "chain_id": anvil.chain_id(), "to": to, "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let (status, answer) = http("POST", &create, &auth, Some(&bad)).await;
+        assert_eq!(status, 400, "{bad} -> {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{bad}: {message:?} should mention {says:?}");
+        assert!(!message.contains(OPS_KEY.trim_start_matches("0x")), "no key material in errors");
+    }
+
+    // The request goes all the way; GET shows its attempts and confirmations.
+    let get = format!("{base}/v1/transactions/{id}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let included = loop {
+        let (status, now) = http("GET", &get, &[("Authorization", "Bearer reader-key")], None).await;
+        assert_eq!(status, 200, "{now}");
+        if ["included", "safe", "finalized"].contains(&now["state"].as_str().unwrap()) {
+            break now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(included["attempts"][0]["hash"], included["tx_hash"]);
+    assert!(included["confirmations"].as_u64().unwrap() >= 1);
+    assert_eq!(included["receipt"]["status"], "success");
+    let (status, _) = http("POST", &format!("{get}/cancel"), &auth, None).await;
+    assert_eq!(status, 409, "an included transaction can no longer be cancelled");
+    assert_eq!(http("GET", &format!("{base}/v1/transactions/nope"), &auth, None).await.0, 404);
+
+    // Client-signed transactions: refused for the wrong chain, a bad signature, a used nonce, a target
+    // outside the allowlist; accepted once otherwise, and tracked to inclusion.
+    let raw_url = format!("{base}/v1/transactions/raw");
+    let raw = |bytes: &Bytes| serde_json::json!({"raw": bytes.to_string()});
+    let client = anvil.accounts()[1];
+    let provider = anvil.provider();
+    let used = alloy::rpc::types::TransactionRequest::default()
+        .with_from(client)
+        .with_to(to)
+        .with_value(U256::from(1u64));
+    provider.send_transaction(used).await.unwrap().get_receipt().await.unwrap();
+
+    let wrong_chain = client_signed(999, 1, to).await;
+    let mut bad_signature = client_signed(anvil.chain_id(), 1, to).await.to_vec();
+    let len = bad_signature.len();
+    bad_signature[len - 65..len - 33].fill(0xff); // r above the curve order: recovers to no one
+    let below = client_signed(anvil.chain_id(), 0, to).await;
+    let elsewhere = client_signed(anvil.chain_id(), 1, anvil.accounts()[3]).await;
+    for (bytes, says) in [
+        (wrong_chain, "chain 999"),
+        (Bytes::from(bad_signature), "signature"),
+        (below, "nonce 0 is below"),
+        (elsewhere, "allowlist"),
+    ] {
+        let (status, answer) = http("POST", &raw_url, &auth, Some(&raw(&bytes))).await;
+        assert!((400..500).contains(&status), "{says}: {status} {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message:?} should mention {says:?}");
+    }
+    let good = client_signed(anvil.chain_id(), 1, to).await;
+    let (status, tracked) = http("POST", &raw_url, &auth, Some(&raw(&good))).await;
+    assert_eq!(status, 202, "{tracked}");
+    let (status, same) = http("POST", &raw_url, &auth, Some(&raw(&good))).await;
+    assert_eq!((status, &same["id"]), (200, &tracked["id"]), "the same bytes: the same record");
+    let get = format!("{base}/v1/transactions/{}", tracked["id"].as_str().unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, now) = http("GET", &get, &auth, None).await;
+        if ["included", "safe", "finalized"].contains(&now["state"].as_str().unwrap()) {
+            assert_eq!(now["origin"], "raw");
+            assert_eq!(now["sender"].as_str().unwrap(), format!("{client:#x}"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(provider.get_transaction_count(client).await.unwrap(), 2);
+}

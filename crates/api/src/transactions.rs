@@ -1,0 +1,324 @@
+//! `/v1/transactions`: requests to send (signed by a configured signer), client-signed transactions to
+//! broadcast, their state, cancel and speed-up. Every input is checked here, before the manager sees it;
+//! refusals say what is wrong. Writes need a key with the `transact` scope.
+
+use alloy::dyn_abi::{DynSolType, DynSolValue, JsonAbiExt};
+use alloy::json_abi::Function;
+use alloy_primitives::{Address, Bytes, U256};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use gemgate_domain::ChainId;
+use gemgate_txm::fees::Speed;
+use gemgate_txm::view::{AttemptView, TxView};
+use gemgate_txm::{Submit, SubmitError, Submitted, TxManager};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::{ApiError, AppState};
+
+/// Calldata larger than this is refused (geth's pool refuses transactions over 128 KiB).
+const MAX_DATA_BYTES: usize = 128 * 1024;
+const MAX_KEY_LEN: usize = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransactionBody {
+    signer: String,
+    chain_id: ChainId,
+    to: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+    data: Option<String>,
+    /// A function signature such as `transfer(address,uint256)`, with `args`: encoded here.
+    function: Option<String>,
+    #[serde(default)]
+    args: Vec<Value>,
+    gas: Option<u64>,
+    speed: Option<String>,
+    valid_until: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBody {
+    raw: String,
+}
+
+fn manager(state: &AppState) -> Result<&TxManager, ApiError> {
+    state.txm.as_deref().ok_or_else(|| ApiError::NotFound {
+        what: "transaction manager (configure [[chains]] and [[signers]])".into(),
+    })
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad("invalid_body", format!("the body is not valid: {e}")))
+}
+
+fn address(text: &str, field: &str) -> Result<Address, ApiError> {
+    text.parse::<Address>().map_err(|_| {
+        ApiError::bad("invalid_parameter", format!("{field}: {text:?} is not a 20-byte hex address"))
+    })
+}
+
+fn hex_bytes(text: &str, field: &str) -> Result<Bytes, ApiError> {
+    let digits = text
+        .strip_prefix("0x")
+        .ok_or_else(|| ApiError::bad("invalid_parameter", format!("{field}: hex must start with 0x")))?;
+    if digits.len() / 2 > MAX_DATA_BYTES {
+        return Err(ApiError::bad("invalid_parameter", format!("{field}: more than {MAX_DATA_BYTES} bytes")));
+    }
+    hex::decode(digits).map(Bytes::from).map_err(|_| {
+        ApiError::bad(
+            "invalid_parameter",
+            format!("{field}: not valid hex (an even number of 0-9a-f digits)"),
+        )
+    })
+}
+
+/// Calldata from `function` and `args` (each argument a JSON string, number, bool or array).
+fn encode_call(signature: &str, args: &[Value]) -> Result<Bytes, ApiError> {
+    let function = Function::parse(signature).map_err(|e| {
+        ApiError::bad(
+            "invalid_parameter",
+            format!("function: {signature:?} is not a signature such as \"transfer(address,uint256)\": {e}"),
+        )
+    })?;
+    if function.inputs.len() != args.len() {
+        return Err(ApiError::bad(
+            "invalid_parameter",
+            format!(
+                "args: {} takes {} arguments, {} given",
+                function.signature(),
+                function.inputs.len(),
+                args.len()
+            ),
+        ));
+    }
+    let mut values = Vec::new();
+    for (i, (input, arg)) in function.inputs.iter().zip(args).enumerate() {
+        let ty: DynSolType = input
+            .selector_type()
+            .parse()
+            .map_err(|e| ApiError::bad("invalid_parameter", format!("args[{i}]: type {}: {e}", input.ty)))?;
+        let text = match arg {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let value: DynSolValue = ty.coerce_str(&text).map_err(|e| {
+            ApiError::bad("invalid_parameter", format!("args[{i}]: {text:?} is not a {ty}: {e}"))
+        })?;
+        values.push(value);
+    }
+    let data = function
+        .abi_encode_input(&values)
+        .map_err(|e| ApiError::bad("invalid_parameter", format!("args: cannot encode: {e}")))?;
+    Ok(data.into())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad("invalid_header", "Idempotency-Key must be printable ASCII"))?
+        .trim()
+        .to_string();
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(ApiError::bad(
+            "invalid_header",
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} characters"),
+        ));
+    }
+    Ok(Some(key))
+}
+
+fn submit_error(error: SubmitError) -> ApiError {
+    match error {
+        SubmitError::UnknownSigner(_)
+        | SubmitError::UnknownChain(_)
+        | SubmitError::SignerNotOnChain { .. } => ApiError::bad("invalid_parameter", error.to_string()),
+        SubmitError::Conflict(_) => ApiError::Conflict { message: error.to_string() },
+        SubmitError::Reverts(_)
+        | SubmitError::Refused(_)
+        | SubmitError::InsufficientFunds { .. }
+        | SubmitError::AboveFeeCap { .. }
+        | SubmitError::Invalid(_) => ApiError::Unprocessable { code: "refused", message: error.to_string() },
+        SubmitError::Chain(e) => ApiError::Unavailable { message: e.to_string() },
+        SubmitError::Store(e) => e.into(),
+    }
+}
+
+fn accepted(submitted: Submitted) -> (StatusCode, Json<Value>) {
+    let status = match submitted {
+        Submitted::New(_) => StatusCode::ACCEPTED,
+        Submitted::Existing(_) => StatusCode::OK,
+    };
+    (status, Json(json!(TxView::of(submitted.record()))))
+}
+
+/// `POST /v1/transactions`
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let manager = manager(&state)?;
+    let key = idempotency_key(&headers)?;
+    let request: TransactionBody = parse_body(&body)?;
+    let to = request.to.as_deref().map(|t| address(t, "to")).transpose()?;
+    let value = match request.value.as_deref() {
+        None => U256::ZERO,
+        Some(text) => U256::from_str_radix(text, 10).map_err(|_| {
+            ApiError::bad("invalid_parameter", format!("value: {text:?} is not a decimal amount of wei"))
+        })?,
+    };
+    let data = match (&request.data, &request.function) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad("invalid_parameter", "give data or function, not both"));
+        }
+        (Some(data), None) => hex_bytes(data, "data")?,
+        (None, Some(function)) => encode_call(function, &request.args)?,
+        (None, None) => Bytes::new(),
+    };
+    if to.is_none() && data.is_empty() {
+        return Err(ApiError::bad(
+            "invalid_parameter",
+            "to: required (a transaction without to deploys its data, which is empty)",
+        ));
+    }
+    let speed = match request.speed.as_deref() {
+        None => Speed::Normal,
+        Some(text) => Speed::parse(text).ok_or_else(|| {
+            ApiError::bad("invalid_parameter", format!("speed: {text:?} is not slow, normal or fast"))
+        })?,
+    };
+    if let Some(gas) = request.gas
+        && !(21_000..=100_000_000).contains(&gas)
+    {
+        return Err(ApiError::bad("invalid_parameter", "gas: must be between 21000 and 100000000"));
+    }
+    let valid_until = match &request.valid_until {
+        None => None,
+        Some(text) => {
+            let at = humantime::parse_rfc3339(text).map_err(|_| {
+                ApiError::bad(
+                    "invalid_parameter",
+                    format!("valid_until: {text:?} is not an RFC 3339 time such as 2026-11-26T14:00:00Z"),
+                )
+            })?;
+            let ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+            if at <= std::time::SystemTime::now() {
+                return Err(ApiError::bad("invalid_parameter", "valid_until: already passed"));
+            }
+            Some((text.clone(), ms))
+        }
+    };
+    let submit = Submit {
+        idempotency_key: key,
+        body_sha256: hex::encode(sha2::Sha256::digest(&body)),
+        signer: request.signer,
+        chain_id: request.chain_id,
+        to,
+        value,
+        data,
+        gas_limit: request.gas,
+        speed,
+        valid_until,
+    };
+    manager.submit(submit).await.map(accepted).map_err(submit_error)
+}
+
+/// `POST /v1/transactions/raw`: `{"raw": "0x..."}`, a signed transaction to broadcast and track.
+pub async fn create_raw(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let manager = manager(&state)?;
+    let request: RawBody = parse_body(&body)?;
+    let raw = hex_bytes(&request.raw, "raw")?;
+    manager.submit_raw(&raw).await.map(accepted).map_err(submit_error)
+}
+
+/// `GET /v1/transactions/{id}`: the request, its attempts, and confirmations once included.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let manager = manager(&state)?;
+    let record = manager
+        .store
+        .transaction(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound { what: format!("transaction {id}") })?;
+    let attempts = manager.store.attempts(&id).await?;
+    let mut body = json!(TxView::of(&record));
+    body["attempts"] = json!(attempts.iter().map(AttemptView::of).collect::<Vec<_>>());
+    if let (Some(number), Ok(rpc)) = (record.block_number, manager.chain(record.chain_id))
+        && let Ok(Some((head, _))) = rpc.block(alloy::eips::BlockNumberOrTag::Latest).await
+    {
+        body["confirmations"] = json!(head.saturating_sub(number) + 1);
+    }
+    Ok(Json(body))
+}
+
+/// `POST /v1/transactions/{id}/cancel`
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let manager = manager(&state)?;
+    let record =
+        manager.cancel(&id).await?.ok_or_else(|| ApiError::NotFound { what: format!("transaction {id}") })?;
+    if record.ending != Some(gemgate_domain::TxState::Cancelled) {
+        return Err(ApiError::Conflict {
+            message: format!("transaction {id} is {:?} and can no longer be cancelled", record.state),
+        });
+    }
+    Ok(Json(json!(TxView::of(&record))))
+}
+
+/// `POST /v1/transactions/{id}/speed-up`
+pub async fn speed_up(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let manager = manager(&state)?;
+    let record = manager
+        .speed_up(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound { what: format!("transaction {id}") })?;
+    if !matches!(record.state, gemgate_domain::TxState::Signed | gemgate_domain::TxState::Submitted)
+        || record.origin != "api"
+    {
+        return Err(ApiError::Conflict {
+            message: format!("transaction {id} is {:?}: nothing to speed up", record.state),
+        });
+    }
+    Ok(Json(json!(TxView::of(&record))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_encoded_from_a_signature_and_json_arguments() {
+        let data = encode_call(
+            "transfer(address,uint256)",
+            &[json!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"), json!("5")],
+        )
+        .unwrap();
+        assert_eq!(&data[..4], &[0xa9, 0x05, 0x9c, 0xbb], "transfer's selector");
+        assert_eq!(data.len(), 4 + 64);
+        assert!(encode_call("transfer(address,uint256)", &[json!("0x12")]).is_err(), "argument count");
+        assert!(
+            encode_call("transfer(address,uint256)", &[json!("nope"), json!("1")]).is_err(),
+            "bad address"
+        );
+        assert!(encode_call("not a signature", &[]).is_err());
+    }
+
+    #[test]
+    fn hex_input_is_checked() {
+        assert!(hex_bytes("0x", "data").unwrap().is_empty());
+        assert!(hex_bytes("12", "data").is_err(), "0x required");
+        assert!(hex_bytes("0x123", "data").is_err(), "odd length");
+        assert!(hex_bytes(&format!("0x{}", "00".repeat(MAX_DATA_BYTES + 1)), "data").is_err(), "too large");
+    }
+}
