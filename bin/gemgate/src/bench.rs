@@ -7,6 +7,7 @@
 //! with each batch's commit time.
 
 mod deliver;
+mod txm;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ enum BenchWhat {
     Index(IndexBench),
     /// Delivery into RabbitMQ beside the broker's raw publish rate, and block-to-broker latency.
     Deliver(deliver::DeliverBench),
+    /// Transaction manager requests/s from accepted to included, beside a plain alloy loop.
+    Txm(txm::TxmBench),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +60,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Index(bench) => index(bench).await,
         BenchWhat::Deliver(bench) => deliver::run(bench).await,
+        BenchWhat::Txm(bench) => txm::run(bench).await,
     }
 }
 

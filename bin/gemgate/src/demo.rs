@@ -87,7 +87,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
     let config_path = args.dir.join("gemgate-demo.toml");
-    let config = demo_config(&db, listen, &anvil, &deployment);
+    // The demo's signer is anvil's last funded account, its key in a file beside the configuration (never in
+    // the file itself); the demo's API key is printed below (a local demo: do not reuse it).
+    let key_path = args.dir.join("gemgate-demo-signer.key");
+    std::fs::write(&key_path, DEMO_SIGNER_KEY).with_context(|| format!("writing {}", key_path.display()))?;
+    let config = demo_config(&db, listen, &anvil, &deployment, &key_path);
     std::fs::write(&config_path, &config).with_context(|| format!("writing {}", config_path.display()))?;
     let settings = gemgate_config::load(Some(&config_path)).context("loading the demo configuration")?;
     println!("indexing into {} (configuration: {})", db.display(), config_path.display());
@@ -100,7 +104,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let rx = rx.clone();
         tasks.spawn(async move { indexer.run(wiring::stopped(rx)).await.context("indexer") });
     }
-    let router = gemgate_api::router(wiring::app_state(&settings, store.clone(), metrics.clone(), None));
+    let txm = wiring::tx_manager(&settings, &store).await?;
+    if let Some(manager) = &txm {
+        for worker in gemgate_txm::worker::spawn_all(manager, &wiring::lease_holder(), &rx) {
+            tasks.spawn(async move { worker.await.context("transaction worker") });
+        }
+    }
+    let router =
+        gemgate_api::router(wiring::app_state(&settings, store.clone(), metrics.clone(), txm.clone()));
     let api_rx = rx.clone();
     tasks.spawn(
         async move { gemgate_api::serve(listener, router, wiring::stopped(api_rx)).await.context("API") },
@@ -165,6 +176,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             deal["participants"].as_array().map_or(0, Vec::len)
         );
     }
+    if let Some(manager) = &txm {
+        demo_transaction(manager, &anvil).await?;
+    }
     let base = format!("http://{listen}");
     println!("done in {:.1} s. Try:", started.elapsed().as_secs_f64());
     for path in [
@@ -181,6 +195,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  curl -sN '{base}/v1/stream'        (every event as server-sent events, live; resume with Last-Event-ID)"
     );
+    println!(
+        "  curl -s -X POST '{base}/v1/transactions' -H 'Authorization: Bearer {DEMO_API_KEY}' -H 'Idempotency-Key: try-1' \\\n      \
+         -H 'Content-Type: application/json' -d '{{\"signer\":\"demo\",\"chain_id\":{},\"to\":\"{}\",\"value\":\"1000\"}}'",
+        anvil.chain_id(),
+        anvil.accounts()[1]
+    );
+    println!("  curl -s '{base}/v1/transactions/<id from the answer>'");
     println!("  sqlite3 {} 'select event, count(*) from events group by event'", db.display());
     println!("  gemgate run --config {}   (the same service, once this demo stops)", config_path.display());
 
@@ -197,12 +218,67 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// anvil's tenth account (funded, unused by the traffic scenario): the demo's signer.
+const DEMO_SIGNER_KEY: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+/// The demo's API key (scopes read and transact); only its SHA-256 is in the configuration.
+const DEMO_API_KEY: &str = "gemgate-demo-key";
+
+/// Sends one transfer through the transaction manager and follows it to inclusion, printing its states.
+async fn demo_transaction(manager: &gemgate_txm::TxManager, anvil: &Anvil) -> anyhow::Result<()> {
+    let request = gemgate_txm::Submit {
+        idempotency_key: Some("demo-transfer".into()),
+        body_sha256: "demo-transfer".into(),
+        signer: "demo".into(),
+        chain_id: anvil.chain_id(),
+        to: Some(anvil.accounts()[1]),
+        value: alloy_primitives::U256::from(1_000_000_000_000_000u64),
+        data: alloy_primitives::Bytes::new(),
+        gas_limit: None,
+        speed: gemgate_txm::fees::Speed::Normal,
+        valid_until: None,
+    };
+    let id = manager.submit(request).await.context("submitting the demo transfer")?.record().id.clone();
+    println!("sent 0.001 ETH through the transaction manager: request {id}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = manager.store.transaction(&id).await?.context("the demo request vanished")?;
+        if matches!(
+            record.state,
+            gemgate_domain::TxState::Included
+                | gemgate_domain::TxState::Safe
+                | gemgate_domain::TxState::Finalized
+        ) {
+            println!(
+                "  {:?} in block {} as {} (every state change is also in the outbox as transaction.<state>)",
+                record.state,
+                record.block_number.unwrap_or_default(),
+                record.tx_hash.unwrap_or_default()
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            !record.state.is_terminal(),
+            "the demo transfer ended {:?}: {:?}",
+            record.state,
+            record.error
+        );
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the demo transfer is still {:?} after 30 s",
+            record.state
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn demo_config(
     db: &Path,
     listen: std::net::SocketAddr,
     anvil: &Anvil,
     d: &gemgate_testkit::Deployment,
+    signer_key: &Path,
 ) -> String {
+    use sha2::Digest;
     let chain = anvil.chain_id();
     let mut config = format!(
         "# Written by `gemgate demo` for its local chain.\n[database]\nurl = \"sqlite://{}\"\n\n[api]\nlisten = \"{listen}\"\n\n\
@@ -221,5 +297,11 @@ fn demo_config(
             d.start_block
         ));
     }
+    config.push_str(&format!(
+        "\n[[api.keys]]\nname = \"demo\"\nkey_sha256 = \"{}\"\nscopes = [\"read\", \"transact\"]\n\n\
+         [[signers]]\nname = \"demo\"\nkind = \"local\"\nkey_file = \"{}\"\nchains = [{chain}]\n\n[txm]\npoll_interval = \"100ms\"\n",
+        hex::encode(sha2::Sha256::digest(DEMO_API_KEY.as_bytes())),
+        signer_key.display()
+    ));
     config
 }

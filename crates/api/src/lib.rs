@@ -3,6 +3,9 @@
 //! Every input is validated and refused with a 4xx that says what is wrong; 5xx bodies are generic and
 //! the cause is logged once.
 
+// The OpenAPI document is one `json!` literal.
+#![recursion_limit = "256"]
+
 mod auth;
 mod error;
 mod handlers;

@@ -3,6 +3,7 @@
 //! (`draft`), the front door that accepts requests (`manager`) and the workers that sign, broadcast and
 //! follow each transaction to finality (`worker`). Local keystores are managed by `keys` (`gemgate keys`).
 
+pub mod dfns;
 pub mod draft;
 pub mod fees;
 pub mod keys;

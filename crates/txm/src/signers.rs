@@ -13,6 +13,8 @@ use gemgate_config::{SignerKind, SignerSettings};
 use gemgate_domain::ports::{SignOutcome, SignRequest, Signer};
 use gemgate_domain::{ChainId, SignerError};
 
+use crate::dfns::{DfnsSettings, DfnsSigner};
+
 /// A key held in memory: a local key or a decrypted keystore.
 pub struct LocalSigner {
     name: String,
@@ -91,12 +93,18 @@ pub async fn open(settings: &[SignerSettings]) -> Result<HashMap<String, NamedSi
                     })?;
                 Arc::new(LocalSigner::new(&s.name, key))
             }
-            SignerKind::Dfns { .. } => {
-                return Err(SignerError::KeyUnavailable {
-                    signer: s.name.clone(),
-                    message: "DFNS: TODO".into(),
-                });
-            }
+            SignerKind::Dfns { base_url, app_id, wallet_id, token, credential_id, private_key } => Arc::new(
+                DfnsSigner::connect(DfnsSettings {
+                    name: s.name.clone(),
+                    base_url: base_url.expose().clone(),
+                    app_id: app_id.clone(),
+                    wallet_id: wallet_id.clone(),
+                    token: token.expose().clone(),
+                    credential_id: credential_id.clone(),
+                    private_key_pem: private_key.expose().clone(),
+                })
+                .await?,
+            ),
             SignerKind::AwsKms { .. } => {
                 return Err(SignerError::KeyUnavailable {
                     signer: s.name.clone(),
