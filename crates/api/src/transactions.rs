@@ -150,7 +150,7 @@ fn submit_error(error: SubmitError) -> ApiError {
     }
 }
 
-fn accepted(submitted: Submitted) -> (StatusCode, Json<Value>) {
+fn accepted(submitted: &Submitted) -> (StatusCode, Json<Value>) {
     let status = match submitted {
         Submitted::New(_) => StatusCode::ACCEPTED,
         Submitted::Existing(_) => StatusCode::OK,
@@ -227,7 +227,7 @@ pub async fn create(
         speed,
         valid_until,
     };
-    manager.submit(submit).await.map(accepted).map_err(submit_error)
+    manager.submit(submit).await.map(|s| accepted(&s)).map_err(submit_error)
 }
 
 /// `POST /v1/transactions/raw`: `{"raw": "0x..."}`, a signed transaction to broadcast and track.
@@ -238,7 +238,7 @@ pub async fn create_raw(
     let manager = manager(&state)?;
     let request: RawBody = parse_body(&body)?;
     let raw = hex_bytes(&request.raw, "raw")?;
-    manager.submit_raw(&raw).await.map(accepted).map_err(submit_error)
+    manager.submit_raw(&raw).await.map(|s| accepted(&s)).map_err(submit_error)
 }
 
 /// `GET /v1/transactions/{id}`: the request, its attempts, and confirmations once included.

@@ -38,7 +38,7 @@ impl ChainError {
 }
 
 /// A failure of the database.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     #[error("database unavailable: {message}")]
     Unavailable { message: String },

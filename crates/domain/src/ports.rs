@@ -208,4 +208,10 @@ pub enum SignOutcome {
 pub trait Signer: Send + Sync {
     fn address(&self) -> Address;
     async fn sign_transaction(&self, request: &SignRequest) -> Result<SignOutcome, SignerError>;
+    /// The signature is computed in this process from the key this signer holds (a local key or a
+    /// decrypted keystore), so it cannot be for another key or payload. Signatures from anywhere else
+    /// (DFNS, KMS) are recovered and checked against `address` before they are used.
+    fn signs_in_process(&self) -> bool {
+        false
+    }
 }

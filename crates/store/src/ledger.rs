@@ -7,6 +7,8 @@
 //! returns the original request without spending a nonce. Every lifecycle write is a compare-and-set on the
 //! request's `revision`, and a worker's writes also check its lease's fencing token in the same transaction.
 
+use std::collections::HashMap;
+
 use alloy_primitives::U256;
 use gemgate_domain::{StoreError, TxState};
 use gemgate_projections::{Cell, ColumnKind};
@@ -366,108 +368,40 @@ impl SqlStore {
         chain_nonce: u64,
         payload: impl Fn(&TxRecord) -> String,
     ) -> Result<Accepted, StoreError> {
+        let mut accepted = self.accept_transactions(&[(request.clone(), chain_nonce)], payload).await?;
+        accepted.pop().ok_or_else(|| StoreError::Database { message: "no answer for the request".into() })
+    }
+
+    /// Accepts several requests in one database transaction (group commit: one commit, and on Postgres one
+    /// turn of the outbox lock, for many requests), each exactly as `accept_transaction` would, in order.
+    pub async fn accept_transactions(
+        &self,
+        requests: &[(NewTransaction, u64)],
+        payload: impl Fn(&TxRecord) -> String,
+    ) -> Result<Vec<Accepted>, StoreError> {
         let mut owned = self.begin().await?;
         let tx = owned.tx();
-        let d = tx.dialect();
-        let p = |n| d.param(n);
-        let greatest = match d {
-            Dialect::Sqlite => "max",
-            Dialect::Postgres => "GREATEST",
-        };
-        let key = vec![Bind::int(request.chain_id), Bind::text(&request.sender)];
-        let lock = format!(
-            "INSERT INTO tx_nonces (chain_id, sender, next_nonce) VALUES ({}, {}, {}) \
-             ON CONFLICT (chain_id, sender) DO UPDATE SET next_nonce = {greatest}(tx_nonces.next_nonce, excluded.next_nonce) \
-             RETURNING next_nonce",
-            p(1),
-            p(2),
-            p(3)
-        );
-        let mut binds = key.clone();
-        binds.push(Bind::int(chain_nonce));
-        let rows = tx.fetch(&lock, binds, &[ColumnKind::Int]).await?;
-        let nonce = match rows.first().map(|r| &r[0]) {
-            Some(Cell::Int(n)) => *n as u64,
-            _ => return Err(StoreError::Database { message: "no nonce row".into() }),
-        };
-
-        if let Some(idempotency_key) = &request.idempotency_key {
-            if let Some((existing, body)) = find_by_key(tx, idempotency_key).await? {
-                // Nothing written: dropping the transaction rolls back the nonce row's upsert.
-                return Ok(if body == request.body_sha256 {
-                    Accepted::Existing(existing)
-                } else {
-                    Accepted::Conflict { id: existing.id }
-                });
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut outbox = Vec::new();
+        // The cost of what each sender has pending, read once per batch and kept up to date in it.
+        let mut pending: HashMap<(u64, String), U256> = HashMap::new();
+        for (request, chain_nonce) in requests {
+            let answer = accept_one(tx, request, *chain_nonce, &mut pending).await?;
+            if let Accepted::New(record) = &answer {
+                outbox.push(outbox_row(
+                    &record.id,
+                    0,
+                    TxState::Queued,
+                    record.chain_id,
+                    &ordering_key(record.chain_id, &record.sender),
+                    payload(record),
+                ));
             }
+            answers.push(answer);
         }
-
-        if let Some(funds) = request.funds {
-            let sql = format!(
-                "SELECT value, gas_limit FROM tx_requests WHERE chain_id = {} AND sender = {} AND state IN ({PENDING_STATES})",
-                p(1),
-                p(2)
-            );
-            let pending = tx.fetch(&sql, key.clone(), &[ColumnKind::Text, ColumnKind::Int]).await?;
-            let fee = U256::from(funds.max_fee_per_gas);
-            let cost = |value: Option<&str>, gas: Option<u64>| {
-                let value = value.and_then(|v| v.parse::<U256>().ok()).unwrap_or_default();
-                value.saturating_add(fee.saturating_mul(U256::from(gas.unwrap_or_default())))
-            };
-            let needed = pending
-                .iter()
-                .map(|r| cost(r[0].as_text(), int(r, 1)))
-                .fold(cost(Some(&request.value), request.gas_limit), U256::saturating_add);
-            if needed > funds.balance {
-                return Ok(Accepted::InsufficientFunds { balance: funds.balance, needed });
-            }
-        }
-
-        let advance = format!(
-            "UPDATE tx_nonces SET next_nonce = {} WHERE chain_id = {} AND sender = {}",
-            p(1),
-            p(2),
-            p(3)
-        );
-        let mut binds = vec![Bind::int(nonce + 1)];
-        binds.extend(key);
-        tx.execute(&advance, binds).await?;
-
-        let record = TxRecord {
-            id: format!("{}-{}-{nonce}", request.chain_id, request.sender),
-            chain_id: request.chain_id,
-            signer: request.signer.clone(),
-            sender: request.sender.clone(),
-            nonce,
-            to: request.to.clone(),
-            value: request.value.clone(),
-            data: request.data.clone(),
-            gas_limit: request.gas_limit,
-            speed: request.speed.clone(),
-            state: TxState::Queued,
-            error: None,
-            origin: "api".into(),
-            ending: None,
-            revision: 0,
-            tx_hash: None,
-            block_number: None,
-            block_hash: None,
-            receipt: None,
-            valid_until: request.valid_until.clone(),
-            valid_until_ms: request.valid_until_ms,
-        };
-        insert_request(tx, &record, request.idempotency_key.as_deref(), &request.body_sha256).await?;
-        let row = outbox_row(
-            &record.id,
-            0,
-            TxState::Queued,
-            record.chain_id,
-            &ordering_key(record.chain_id, &record.sender),
-            payload(&record),
-        );
-        tx.insert_outbox(std::slice::from_ref(&row)).await?;
+        tx.insert_outbox(&outbox).await?;
         owned.commit().await?;
-        Ok(Accepted::New(record))
+        Ok(answers)
     }
 
     /// Records a client-signed transaction as `signed` with its one attempt. The same bytes again answer
@@ -730,6 +664,110 @@ impl SqlStore {
     }
 }
 
+/// One request inside an accepting transaction (see `SqlStore::accept_transactions`).
+async fn accept_one(
+    tx: &mut dyn Tx,
+    request: &NewTransaction,
+    chain_nonce: u64,
+    pending: &mut HashMap<(u64, String), U256>,
+) -> Result<Accepted, StoreError> {
+    let d = tx.dialect();
+    let p = |n| d.param(n);
+    let greatest = match d {
+        Dialect::Sqlite => "max",
+        Dialect::Postgres => "GREATEST",
+    };
+    let key = vec![Bind::int(request.chain_id), Bind::text(&request.sender)];
+    let lock = format!(
+        "INSERT INTO tx_nonces (chain_id, sender, next_nonce) VALUES ({}, {}, {}) \
+         ON CONFLICT (chain_id, sender) DO UPDATE SET next_nonce = {greatest}(tx_nonces.next_nonce, excluded.next_nonce) \
+         RETURNING next_nonce",
+        p(1),
+        p(2),
+        p(3)
+    );
+    let mut binds = key.clone();
+    binds.push(Bind::int(chain_nonce));
+    let rows = tx.fetch(&lock, binds, &[ColumnKind::Int]).await?;
+    let nonce = match rows.first().map(|r| &r[0]) {
+        Some(Cell::Int(n)) => *n as u64,
+        _ => return Err(StoreError::Database { message: "no nonce row".into() }),
+    };
+
+    if let Some(idempotency_key) = &request.idempotency_key
+        && let Some((existing, body)) = find_by_key(tx, idempotency_key).await?
+    {
+        // No nonce spent: the upsert above only caught the row up to the chain.
+        return Ok(if body == request.body_sha256 {
+            Accepted::Existing(existing)
+        } else {
+            Accepted::Conflict { id: existing.id }
+        });
+    }
+
+    let fee_cost = |funds: &Funds, value: &str, gas: Option<u64>| {
+        let value = value.parse::<U256>().unwrap_or_default();
+        value.saturating_add(
+            U256::from(funds.max_fee_per_gas).saturating_mul(U256::from(gas.unwrap_or_default())),
+        )
+    };
+    if let Some(funds) = &request.funds {
+        let sender_key = (request.chain_id, request.sender.clone());
+        let already = match pending.get(&sender_key) {
+            Some(cost) => *cost,
+            None => {
+                let sql = format!(
+                    "SELECT value, gas_limit FROM tx_requests WHERE chain_id = {} AND sender = {} AND state IN ({PENDING_STATES})",
+                    p(1),
+                    p(2)
+                );
+                let rows = tx.fetch(&sql, key.clone(), &[ColumnKind::Text, ColumnKind::Int]).await?;
+                rows.iter()
+                    .map(|r| fee_cost(funds, r[0].as_text().unwrap_or("0"), int(r, 1)))
+                    .fold(U256::ZERO, U256::saturating_add)
+            }
+        };
+        let needed = already.saturating_add(fee_cost(funds, &request.value, request.gas_limit));
+        if needed > funds.balance {
+            pending.insert(sender_key, already);
+            return Ok(Accepted::InsufficientFunds { balance: funds.balance, needed });
+        }
+        pending.insert(sender_key, needed);
+    }
+
+    let advance =
+        format!("UPDATE tx_nonces SET next_nonce = {} WHERE chain_id = {} AND sender = {}", p(1), p(2), p(3));
+    let mut binds = vec![Bind::int(nonce + 1)];
+    binds.extend(key);
+    tx.execute(&advance, binds).await?;
+
+    let record = TxRecord {
+        id: format!("{}-{}-{nonce}", request.chain_id, request.sender),
+        chain_id: request.chain_id,
+        signer: request.signer.clone(),
+        sender: request.sender.clone(),
+        nonce,
+        to: request.to.clone(),
+        value: request.value.clone(),
+        data: request.data.clone(),
+        gas_limit: request.gas_limit,
+        speed: request.speed.clone(),
+        state: TxState::Queued,
+        error: None,
+        origin: "api".into(),
+        ending: None,
+        revision: 0,
+        tx_hash: None,
+        block_number: None,
+        block_hash: None,
+        receipt: None,
+        valid_until: request.valid_until.clone(),
+        valid_until_ms: request.valid_until_ms,
+    };
+    insert_request(tx, &record, request.idempotency_key.as_deref(), &request.body_sha256).await?;
+    Ok(Accepted::New(record))
+}
+
 async fn insert_request(
     tx: &mut dyn Tx,
     r: &TxRecord,
@@ -872,17 +910,17 @@ async fn apply(
             );
             tx.execute(&sql, vec![Bind::int(ms), Bind::text(&change.id), Bind::int(number as u64)]).await?;
         }
-        if change.to != change.from {
-            if let Some(payload) = &change.payload {
-                outbox.push(outbox_row(
-                    &change.id,
-                    change.revision + 1,
-                    change.to,
-                    change.chain_id,
-                    &change.ordering_key,
-                    payload.clone(),
-                ));
-            }
+        if change.to != change.from
+            && let Some(payload) = &change.payload
+        {
+            outbox.push(outbox_row(
+                &change.id,
+                change.revision + 1,
+                change.to,
+                change.chain_id,
+                &change.ordering_key,
+                payload.clone(),
+            ));
         }
     }
     tx.insert_outbox(&outbox).await?;

@@ -42,6 +42,9 @@ enum Pool {
 pub struct SqlStore {
     pool: Pool,
     projections: ProjectionSet,
+    /// SQLite has one writer at a time; writers of this process take turns here instead of in SQLite's busy
+    /// handler, which sleeps in growing steps while the lock is held (most of the time under load).
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Runs `$body` with `$tx: &mut dyn Tx` inside a transaction, committing on `Ok`.
@@ -49,6 +52,7 @@ macro_rules! in_tx {
     ($store:expr, $tx:ident => $body:expr) => {
         match &$store.pool {
             Pool::Sqlite(pool) => {
+                let _turn = $store.write_gate.lock().await;
                 // IMMEDIATE takes the write lock up front, so two writers wait in turn instead of deadlocking.
                 let mut owned = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
                 let result = {
@@ -109,7 +113,7 @@ impl SqlStore {
                 .map_err(db_error)?;
             Pool::Sqlite(pool)
         };
-        Ok(Self { pool, projections })
+        Ok(Self { pool, projections, write_gate: Default::default() })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -170,7 +174,8 @@ impl SqlStore {
     pub async fn begin(&self) -> Result<OwnedTx, StoreError> {
         Ok(match &self.pool {
             Pool::Sqlite(pool) => {
-                OwnedTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?)
+                let turn = self.write_gate.clone().lock_owned().await;
+                OwnedTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?, turn)
             }
             Pool::Postgres(pool) => OwnedTx::Postgres(pool.begin().await.map_err(db_error)?),
         })
@@ -229,21 +234,22 @@ impl Store for SqlStore {
 /// An open write transaction on either backend.
 #[derive(Debug)]
 pub enum OwnedTx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    /// With this process's turn at writing (released when the transaction ends).
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, tokio::sync::OwnedMutexGuard<()>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl OwnedTx {
     pub fn tx(&mut self) -> &mut dyn Tx {
         match self {
-            OwnedTx::Sqlite(tx) => tx,
+            OwnedTx::Sqlite(tx, _) => tx,
             OwnedTx::Postgres(tx) => tx,
         }
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            OwnedTx::Sqlite(tx) => tx.commit().await,
+            OwnedTx::Sqlite(tx, _) => tx.commit().await,
             OwnedTx::Postgres(tx) => tx.commit().await,
         }
         .map_err(db_error)

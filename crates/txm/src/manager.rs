@@ -127,6 +127,8 @@ impl Submitted {
 
 /// Fee quotes are shared for this long (one `eth_feeHistory` per chain per second at most).
 const QUOTE_TTL: Duration = Duration::from_secs(1);
+/// Balances and transaction counts are shared for this long (see `TxManager::account`).
+const ACCOUNT_TTL: Duration = Duration::from_secs(1);
 
 pub struct TxManager {
     pub store: SqlStore,
@@ -135,6 +137,39 @@ pub struct TxManager {
     pub options: TxmOptions,
     pub(crate) wake: Notify,
     quotes: Mutex<HashMap<ChainId, (Instant, FeeQuote)>>,
+    accounts: Mutex<HashMap<(ChainId, Address), AccountSeen>>,
+    acceptor: std::sync::OnceLock<tokio::sync::mpsc::Sender<Pending>>,
+}
+
+/// A sender's balance and transaction count, and when they were read.
+type AccountSeen = (Instant, U256, u64);
+
+/// A request waiting for the acceptor, with where its answer goes.
+type Pending = (NewTransaction, u64, tokio::sync::oneshot::Sender<Result<Accepted, StoreError>>);
+
+/// At most this many requests share one accepting database transaction.
+const ACCEPT_BATCH: usize = 256;
+
+/// The acceptor: takes every request waiting (up to `ACCEPT_BATCH`) and accepts them in one database
+/// transaction. It ends when the manager (the last sender) is dropped.
+async fn accept_batches(store: SqlStore, mut requests: tokio::sync::mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(ACCEPT_BATCH);
+    while requests.recv_many(&mut batch, ACCEPT_BATCH).await > 0 {
+        let (items, answers): (Vec<(NewTransaction, u64)>, Vec<_>) =
+            batch.drain(..).map(|(request, nonce, answer)| ((request, nonce), answer)).unzip();
+        match store.accept_transactions(&items, view::payload).await {
+            Ok(accepted) => {
+                for (answer, result) in answers.into_iter().zip(accepted) {
+                    let _ = answer.send(Ok(result));
+                }
+            }
+            Err(error) => {
+                for answer in answers {
+                    let _ = answer.send(Err(error.clone()));
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for TxManager {
@@ -150,7 +185,16 @@ impl TxManager {
         signers: HashMap<String, NamedSigner>,
         options: TxmOptions,
     ) -> Self {
-        Self { store, chains, signers, options, wake: Notify::new(), quotes: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            chains,
+            signers,
+            options,
+            wake: Notify::new(),
+            quotes: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
+            acceptor: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn chain(&self, chain_id: ChainId) -> Result<&Arc<TxRpc>, SubmitError> {
@@ -176,6 +220,28 @@ impl TxManager {
             }
             FeeQuote::Legacy { gas_price } => Price::Legacy { gas_price: gas_price.max(1) },
         })
+    }
+
+    /// The sender's balance and transaction count (pool included), shared for `ACCOUNT_TTL`. The balance
+    /// check sums everything pending in the database at acceptance, so a second-old balance can only miss
+    /// what was included in that second; a stale count is harmless (the ledger keeps the higher one).
+    async fn account(
+        &self,
+        chain_id: ChainId,
+        rpc: &TxRpc,
+        from: Address,
+    ) -> Result<(U256, u64), SubmitError> {
+        let cached = self.accounts.lock().ok().and_then(|a| a.get(&(chain_id, from)).copied());
+        if let Some((at, balance, nonce)) = cached
+            && at.elapsed() < ACCOUNT_TTL
+        {
+            return Ok((balance, nonce));
+        }
+        let (balance, nonce) = tokio::try_join!(rpc.balance(from), rpc.nonce(from, true))?;
+        if let Ok(mut accounts) = self.accounts.lock() {
+            accounts.insert((chain_id, from), (Instant::now(), balance, nonce));
+        }
+        Ok((balance, nonce))
     }
 
     /// Forgets the cached quote (after a node refused a price as too low).
@@ -230,7 +296,7 @@ impl TxManager {
         {
             return Err(SubmitError::AboveFeeCap { needed: price.max_per_gas(), limit });
         }
-        let (balance, chain_nonce) = tokio::try_join!(rpc.balance(from), rpc.nonce(from, true))?;
+        let (balance, chain_nonce) = self.account(request.chain_id, rpc, from).await?;
         let new = NewTransaction {
             idempotency_key: request.idempotency_key.clone(),
             body_sha256: request.body_sha256.clone(),
@@ -246,7 +312,7 @@ impl TxManager {
             valid_until_ms: request.valid_until.as_ref().map(|(_, ms)| *ms),
             funds: Some(Funds { balance, max_fee_per_gas: price.max_per_gas() }),
         };
-        let accepted = self.store.accept_transaction(&new, chain_nonce, view::payload).await?;
+        let accepted = self.accept(new, chain_nonce).await?;
         match accepted {
             Accepted::New(record) => {
                 self.wake.notify_waiters();
@@ -258,6 +324,19 @@ impl TxManager {
                 Err(SubmitError::InsufficientFunds { balance, needed })
             }
         }
+    }
+
+    /// Accepts through the group-commit queue: requests arriving while a batch commits go in the next one.
+    async fn accept(&self, request: NewTransaction, chain_nonce: u64) -> Result<Accepted, StoreError> {
+        let queue = self.acceptor.get_or_init(|| {
+            let (queue, requests) = tokio::sync::mpsc::channel(ACCEPT_BATCH * 4);
+            tokio::spawn(accept_batches(self.store.clone(), requests));
+            queue
+        });
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::Unavailable { message: "the acceptor stopped".into() };
+        queue.send((request, chain_nonce, answer)).await.map_err(|_| gone())?;
+        answered.await.map_err(|_| gone())?
     }
 
     /// Tracks a client-signed transaction: decoded, its signature recovered, checked against the chain

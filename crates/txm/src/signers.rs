@@ -56,6 +56,10 @@ impl Signer for LocalSigner {
         })?;
         Ok(SignOutcome::Signed { signature })
     }
+
+    fn signs_in_process(&self) -> bool {
+        true
+    }
 }
 
 /// A configured signer: its name, the chains it may send on, and the signer itself.

@@ -33,7 +33,9 @@ use crate::signers::NamedSigner;
 use crate::view;
 
 /// How many RPC calls a pass keeps in flight.
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: usize = 64;
+/// How often included transactions are checked against the chain (reorgs, safe and finalized heads).
+const CONFIRM_EVERY: Duration = Duration::from_millis(1_000);
 /// At most this many requests are signed per pass (a pass commits them in one database transaction).
 const SIGN_BATCH: usize = 500;
 
@@ -119,8 +121,15 @@ pub async fn run_sender(
 ) {
     let sender = crate::manager::address_text(signer.address);
     let Some(rpc) = manager.chains.get(&chain_id).cloned() else { return };
-    let mut worker =
-        SenderWorker { manager: manager.clone(), rpc, signer: Some(signer), sender, chain_id, holder };
+    let mut worker = SenderWorker {
+        manager: manager.clone(),
+        rpc,
+        signer: Some(signer),
+        sender,
+        chain_id,
+        holder,
+        last_confirm: std::sync::Mutex::new(std::time::Instant::now()),
+    };
     worker.run(shutdown).await;
 }
 
@@ -132,7 +141,15 @@ pub async fn run_raw(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let Some(rpc) = manager.chains.get(&chain_id).cloned() else { return };
-    let mut worker = SenderWorker { manager, rpc, signer: None, sender: "raw".into(), chain_id, holder };
+    let mut worker = SenderWorker {
+        manager,
+        rpc,
+        signer: None,
+        sender: "raw".into(),
+        chain_id,
+        holder,
+        last_confirm: std::sync::Mutex::new(std::time::Instant::now()),
+    };
     worker.run(shutdown).await;
 }
 
@@ -145,6 +162,7 @@ struct SenderWorker {
     sender: String,
     chain_id: u64,
     holder: String,
+    last_confirm: std::sync::Mutex<std::time::Instant>,
 }
 
 impl SenderWorker {
@@ -208,7 +226,9 @@ impl SenderWorker {
     async fn pass(&self, lease: &Lease) -> Result<bool, PassError> {
         let store = &self.manager.store;
         let sender = self.signer.as_ref().map(|_| self.sender.as_str());
+        let started = std::time::Instant::now();
         let live = store.live_transactions(self.chain_id, sender).await?;
+        let read = started.elapsed();
         if live.is_empty() {
             return Ok(false);
         }
@@ -216,7 +236,9 @@ impl SenderWorker {
 
         // 1. Sign what is queued (or must be filled), and store the bytes before any broadcast.
         let mut signed = 0;
-        if let Some(signer) = &self.signer {
+        if let Some(signer) = &self.signer
+            && live.iter().any(|l| l.record.state == TxState::Queued)
+        {
             let mined = self.rpc.nonce(signer.address, false).await?;
             let mut changes = Vec::new();
             for live in live.iter().filter(|l| l.record.state == TxState::Queued).take(SIGN_BATCH) {
@@ -230,6 +252,7 @@ impl SenderWorker {
             }
         }
         let live = if signed > 0 { store.live_transactions(self.chain_id, sender).await? } else { live };
+        let signing = started.elapsed();
 
         // 2. Broadcast what is signed and never sent, in nonce order.
         let to_send: Vec<&LiveTx> = live
@@ -247,12 +270,27 @@ impl SenderWorker {
             }
         }
 
+        let sending = started.elapsed();
         // 3. Watch what is out there.
         let watched = self.watch(&live).await?;
+        let watching = started.elapsed();
         changes.extend(watched);
         let busy = signed > 0 || !changes.is_empty();
         // Renews the lease even with nothing to write.
         store.apply_changes(Some(lease), now_ms(), ttl, &changes).await?;
+        tracing::debug!(
+            sender = %self.sender,
+            live = live.len(),
+            signed,
+            sent = to_send.len(),
+            changes = changes.len(),
+            read_ms = read.as_millis() as u64,
+            sign_ms = (signing - read).as_millis() as u64,
+            send_ms = (sending - signing).as_millis() as u64,
+            watch_ms = (watching - sending).as_millis() as u64,
+            commit_ms = (started.elapsed() - watching).as_millis() as u64,
+            "pass"
+        );
         Ok(busy)
     }
 
@@ -458,9 +496,23 @@ impl SenderWorker {
 
     /// Settles, re-sends, re-prices and confirms what is out there.
     async fn watch(&self, live: &[LiveTx]) -> Result<Vec<TxChange>, PassError> {
+        // Inclusions are re-checked (reorgs, safe, finalized) once per CONFIRM_EVERY, not every pass: a busy
+        // sender has many included transactions waiting for finality.
+        let confirm = self.last_confirm.lock().map(|mut at| {
+            let due = at.elapsed() >= CONFIRM_EVERY;
+            if due {
+                *at = std::time::Instant::now();
+            }
+            due
+        });
+        let confirm = confirm.unwrap_or(true);
         let out: Vec<&LiveTx> = live
             .iter()
-            .filter(|l| matches!(l.record.state, TxState::Submitted | TxState::Included | TxState::Safe))
+            .filter(|l| match l.record.state {
+                TxState::Submitted => true,
+                TxState::Included | TxState::Safe => confirm,
+                _ => false,
+            })
             .collect();
         if out.is_empty() {
             return Ok(Vec::new());

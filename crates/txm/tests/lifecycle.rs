@@ -199,14 +199,37 @@ async fn two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces
     db.drop().await;
 }
 
+/// A short database name per test (Postgres names are limited to 63 bytes).
+fn tag(test: &str) -> String {
+    format!("txm_{}", test.split('_').filter_map(|w| w.chars().next()).collect::<String>())
+}
+
 fn manual_mining() -> AnvilOptions {
     AnvilOptions { extra_args: vec!["--no-mining".into()], ..AnvilOptions::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transaction_dropped_from_the_pool_is_sent_again_and_included() {
+async fn a_transaction_dropped_from_the_pool_is_sent_again_and_included_on_sqlite() {
+    a_transaction_dropped_from_the_pool_is_sent_again_and_included(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_dropped_from_the_pool_is_sent_again_and_included_on_postgres() {
+    let Some(db) = common::postgres(
+        "a_transaction_dropped_from_the_pool_is_sent_again_and_included_on_postgres",
+        &tag("a_transaction_dropped_from_the_pool_is_sent_again_and_included"),
+    )
+    .await
+    else {
+        return;
+    };
+    a_transaction_dropped_from_the_pool_is_sent_again_and_included(Some(&db.url)).await;
+    db.drop().await;
+}
+
+async fn a_transaction_dropped_from_the_pool_is_sent_again_and_included(db_url: Option<&str>) {
     let test = "a_transaction_dropped_from_the_pool_is_sent_again_and_included";
-    let Some(rig) = rig(test, None, manual_mining(), quick()).await else { return };
+    let Some(rig) = rig(test, db_url, manual_mining(), quick()).await else { return };
     let id = rig.submit("drop-me").await.id;
     let submitted = rig.until(&id, &[TxState::Submitted], Duration::from_secs(30)).await;
     let attempts = rig.manager.store.attempts(&id).await.unwrap();
@@ -228,9 +251,27 @@ async fn a_transaction_dropped_from_the_pool_is_sent_again_and_included() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_base_fee_spike_is_outbid_by_re_pricing() {
+async fn a_base_fee_spike_is_outbid_by_re_pricing_on_sqlite() {
+    a_base_fee_spike_is_outbid_by_re_pricing(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_fee_spike_is_outbid_by_re_pricing_on_postgres() {
+    let Some(db) = common::postgres(
+        "a_base_fee_spike_is_outbid_by_re_pricing_on_postgres",
+        &tag("a_base_fee_spike_is_outbid_by_re_pricing"),
+    )
+    .await
+    else {
+        return;
+    };
+    a_base_fee_spike_is_outbid_by_re_pricing(Some(&db.url)).await;
+    db.drop().await;
+}
+
+async fn a_base_fee_spike_is_outbid_by_re_pricing(db_url: Option<&str>) {
     let test = "a_base_fee_spike_is_outbid_by_re_pricing";
-    let Some(rig) = rig(test, None, manual_mining(), quick()).await else { return };
+    let Some(rig) = rig(test, db_url, manual_mining(), quick()).await else { return };
     let ids = [rig.submit("spike-0").await.id, rig.submit("spike-1").await.id];
     for id in &ids {
         rig.until(id, &[TxState::Submitted], Duration::from_secs(30)).await;
@@ -276,9 +317,27 @@ async fn a_base_fee_spike_is_outbid_by_re_pricing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again() {
+async fn a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again_on_sqlite() {
+    a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again_on_postgres() {
+    let Some(db) = common::postgres(
+        "a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again_on_postgres",
+        &tag("a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again"),
+    )
+    .await
+    else {
+        return;
+    };
+    a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again(Some(&db.url)).await;
+    db.drop().await;
+}
+
+async fn a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again(db_url: Option<&str>) {
     let test = "a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_again";
-    let Some(rig) = rig(test, None, AnvilOptions::default(), quick()).await else { return };
+    let Some(rig) = rig(test, db_url, AnvilOptions::default(), quick()).await else { return };
     let id = rig.submit("reorg-me").await.id;
     let first = rig.until(&id, &[TxState::Included], Duration::from_secs(30)).await;
     rig.anvil.mine(1).await.unwrap();
@@ -306,16 +365,36 @@ async fn a_reorg_after_inclusion_sends_the_transaction_back_and_it_is_included_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through() {
+async fn cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through_on_sqlite() {
+    cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through_on_postgres() {
+    let Some(db) = common::postgres(
+        "cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through_on_postgres",
+        &tag("cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through"),
+    )
+    .await
+    else {
+        return;
+    };
+    cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through(Some(&db.url)).await;
+    db.drop().await;
+}
+
+async fn cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through(db_url: Option<&str>) {
     let test = "cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_through";
-    let Some(rig) = rig(test, None, manual_mining(), quick()).await else { return };
+    let Some(rig) = rig(test, db_url, manual_mining(), quick()).await else { return };
     let cancelled = rig.submit("cancel-me").await.id;
     rig.until(&cancelled, &[TxState::Submitted], Duration::from_secs(30)).await;
     let mut expiring = rig.request("expire-me", None);
     let until_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
         as u64
         + 1_000;
-    expiring.valid_until = Some(("soon".into(), until_ms));
+    let text =
+        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(until_ms)).to_string();
+    expiring.valid_until = Some((text, until_ms));
     let expiring = rig.manager.submit(expiring).await.unwrap().record().id.clone();
     let after = rig.submit("after").await.id;
     rig.manager.cancel(&cancelled).await.unwrap();

@@ -137,6 +137,7 @@ async fn alloy_loop(binary: &std::path::Path, bench: &TxmBench) -> anyhow::Resul
     let elapsed = started.elapsed();
     let count = provider.get_transaction_count(from).await?;
     anyhow::ensure!(count == per_task * bench.concurrency, "alloy sent {count} transactions");
+    println!("    (alloy: {count} transactions in {} blocks)", provider.get_block_number().await?);
     Ok((count, elapsed))
 }
 
@@ -240,6 +241,10 @@ async fn manager_run(binary: &std::path::Path, bench: &TxmBench, url: &str) -> a
     let nonces: BTreeSet<u64> = records.iter().map(|r| r.nonce).collect();
     let hashes: BTreeSet<&str> = records.iter().filter_map(|r| r.tx_hash.as_deref()).collect();
     let on_chain = anvil.provider().get_transaction_count(address).await?;
+    println!(
+        "    (gemgate: {on_chain} transactions in {} blocks)",
+        anvil.provider().get_block_number().await?
+    );
     let contiguous = nonces.len() as u64 == total && nonces.iter().copied().eq(0..total);
     let done = records
         .iter()
