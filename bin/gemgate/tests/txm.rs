@@ -176,19 +176,30 @@ async fn killed_txm(test: &str, db_url: Option<&str>) {
     let mut moved_before = 0;
     let mut mid_stream = 0;
     for _ in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(rng.range(300, 1_500))).await;
-        let (moved, pending) = progress(&manager.store.transaction_states().await.unwrap());
+        // Each kill waits until this process has moved requests along while more are waiting, then strikes a
+        // few milliseconds later: somewhere between allocation, signing, storing and broadcast.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut working = false;
+        while tokio::time::Instant::now() < deadline {
+            let (moved, pending) = progress(&manager.store.transaction_states().await.unwrap());
+            if moved > moved_before && pending > 0 {
+                working = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(0, 60))).await;
         child.kill().unwrap();
         child.wait().unwrap();
-        if pending > 0 && moved > moved_before {
+        if working {
             mid_stream += 1;
         }
-        moved_before = moved;
+        moved_before = progress(&manager.store.transaction_states().await.unwrap()).0;
         child = gemgate(&config, "txm");
     }
     let ids = submitter.await.unwrap();
     assert_eq!(ids.len(), REQUESTS);
-    assert!(mid_stream >= 3, "only {mid_stream} kills landed while work was pending");
+    assert!(mid_stream >= 5, "only {mid_stream} of {KILLS} kills landed while work was pending");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut hashes = BTreeSet::new();
