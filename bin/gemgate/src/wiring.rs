@@ -167,7 +167,8 @@ pub async fn tx_manager(settings: &Settings, store: &SqlStore) -> anyhow::Result
             .collect(),
         raw_max_fee_multiple: u128::from(t.raw_max_fee_multiple),
     };
-    Ok(Some(Arc::new(TxManager::new(store.clone(), chains, signers, options))))
+    let depths = settings.chains.iter().map(|c| (c.id, c.confirmations)).collect();
+    Ok(Some(Arc::new(TxManager::new(store.clone(), chains, signers, options).with_confirmations(depths))))
 }
 
 /// A name for this process's leases: host and process id.

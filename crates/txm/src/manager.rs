@@ -139,6 +139,8 @@ pub struct TxManager {
     quotes: Mutex<HashMap<ChainId, (Instant, FeeQuote)>>,
     accounts: Mutex<HashMap<(ChainId, Address), AccountSeen>>,
     acceptor: std::sync::OnceLock<tokio::sync::mpsc::Sender<Pending>>,
+    /// Per chain, the depth standing in for `safe` and `finalized` where the node has no such tags.
+    depths: HashMap<ChainId, u64>,
 }
 
 /// A sender's balance and transaction count, and when they were read.
@@ -194,7 +196,19 @@ impl TxManager {
             quotes: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
             acceptor: std::sync::OnceLock::new(),
+            depths: HashMap::new(),
         }
+    }
+
+    /// Sets each chain's depth for `safe` and `finalized` on nodes without those tags (`chains.confirmations`).
+    pub fn with_confirmations(mut self, depths: HashMap<ChainId, u64>) -> Self {
+        self.depths = depths;
+        self
+    }
+
+    /// The chain's depth for `safe` and `finalized` where the node has no tags (`chains.confirmations`).
+    pub fn confirmations(&self, chain_id: ChainId) -> u64 {
+        self.depths.get(&chain_id).copied().unwrap_or(gemgate_config::DEFAULT_CONFIRMATIONS)
     }
 
     pub fn chain(&self, chain_id: ChainId) -> Result<&Arc<TxRpc>, SubmitError> {

@@ -36,6 +36,9 @@ use crate::view;
 const CONCURRENCY: usize = 64;
 /// How often included transactions are checked against the chain (reorgs, safe and finalized heads).
 const CONFIRM_EVERY: Duration = Duration::from_millis(1_000);
+/// A nonce used on chain this long after our last broadcast, with no receipt of ours, was taken by another
+/// transaction.
+const REPLACED_AFTER: Duration = Duration::from_secs(5);
 /// At most this many requests are signed per pass (a pass commits them in one database transaction).
 const SIGN_BATCH: usize = 500;
 
@@ -544,11 +547,17 @@ impl SenderWorker {
         Ok(changes)
     }
 
-    /// The safe and finalized block numbers (zero where the node has no such tags).
+    /// The safe and finalized block numbers (by depth where the node has no such tags).
     async fn heads(&self) -> Result<Heads, PassError> {
         let safe = self.rpc.block(BlockNumberOrTag::Safe).await?.map(|b| b.0);
         let finalized = self.rpc.block(BlockNumberOrTag::Finalized).await?.map(|b| b.0);
-        Ok(Heads { safe: safe.unwrap_or(0), finalized: finalized.unwrap_or(0) })
+        if let (Some(safe), Some(finalized)) = (safe, finalized) {
+            return Ok(Heads { safe, finalized });
+        }
+        // A node without the tags: the chain's configured depth stands in for both.
+        let latest = self.rpc.block(BlockNumberOrTag::Latest).await?.map_or(0, |b| b.0);
+        let deep = latest.saturating_sub(self.manager.confirmations(self.chain_id));
+        Ok(Heads { safe: safe.unwrap_or(deep), finalized: finalized.unwrap_or(deep) })
     }
 
     async fn watch_one(
@@ -570,6 +579,13 @@ impl SenderWorker {
                     if let Some(receipt) = self.rpc.receipt(hash).await? {
                         return self.settled(step, attempt, receipt).await;
                     }
+                }
+                // No receipt of ours yet. A node can report the new count a moment before it serves the
+                // receipt (or one node of a pool lags another): only a nonce used for a while without a
+                // receipt of ours is someone else's.
+                let last_sent = live.attempts.iter().filter_map(|a| a.sent_ms).max().unwrap_or(0);
+                if now_ms().saturating_sub(last_sent) < REPLACED_AFTER.as_millis() as u64 {
+                    return Ok(None);
                 }
                 step.moves_to(TxState::Replaced).error = Some(format!(
                     "nonce {} was used on chain by a transaction gemgate did not send",
