@@ -72,6 +72,9 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// The longest an unhealthy endpoint is skipped before it is tried again.
     pub max_cooldown: Duration,
+    /// The longest one call may take before it counts as a transport failure (retried elsewhere). Without
+    /// it a connection that never answers would hold its caller forever.
+    pub call_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -83,6 +86,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
             max_cooldown: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -148,7 +152,14 @@ impl Endpoints {
         loop {
             let index = self.pick(last_failed, needs);
             let endpoint = &self.endpoints[index];
-            match call(endpoint.clone()).await {
+            let outcome = match tokio::time::timeout(self.policy.call_timeout, call(endpoint.clone())).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(ChainError::Transport {
+                    endpoint: endpoint.label.clone(),
+                    message: format!("no answer within {:?}", self.policy.call_timeout),
+                }),
+            };
+            match outcome {
                 Ok(value) => {
                     endpoint.succeeded();
                     return Ok(value);
@@ -175,6 +186,46 @@ fn retry_elsewhere(error: &ChainError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node that accepts connections and never answers: the call fails as a transport error after the
+    /// policy's timeout, on every attempt, instead of hanging.
+    #[tokio::test]
+    async fn a_node_that_never_answers_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let url: url::Url = format!("http://{address}").parse().unwrap();
+        let policy = RetryPolicy {
+            attempts: 2,
+            base_delay: Duration::from_millis(10),
+            call_timeout: Duration::from_millis(200),
+            ..RetryPolicy::default()
+        };
+        let endpoints = Endpoints::new(vec![Endpoint::http(url, "silent".into())], policy);
+        let started = Instant::now();
+        let outcome = endpoints
+            .call(0, |e| async move {
+                e.provider.get_block_number().await.map_err(|err| ChainError::Transport {
+                    endpoint: e.label.clone(),
+                    message: err.to_string(),
+                })
+            })
+            .await;
+        match outcome {
+            Err(ChainError::Transport { endpoint, message }) => {
+                assert_eq!(endpoint, "silent");
+                assert!(message.contains("no answer within"), "{message}");
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "two attempts of 200 ms, not a hang");
+        silent.abort();
+    }
 
     #[test]
     fn backoff_grows_to_its_cap_and_jitter_stays_below_it() {

@@ -94,7 +94,8 @@ pub struct Attempt {
     /// The fee cap (the gas price on legacy chains), wei per gas, decimal.
     pub max_fee_per_gas: String,
     pub max_priority_fee_per_gas: Option<String>,
-    /// Last broadcast, Unix milliseconds; `None` if it was stored but never sent.
+    /// First broadcast, Unix milliseconds (the re-pricing clock runs from it; sending the same bytes again
+    /// does not move it); `None` if it was stored but never sent.
     pub sent_ms: Option<u64>,
 }
 

@@ -15,6 +15,7 @@
 //! node) never leaves a hole: its nonce is filled with a zero-value self-transfer, so later nonces are not
 //! held hostage.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -132,6 +133,7 @@ pub async fn run_sender(
         chain_id,
         holder,
         last_confirm: std::sync::Mutex::new(std::time::Instant::now()),
+        resent: std::sync::Mutex::new(HashMap::new()),
     };
     worker.run(shutdown).await;
 }
@@ -152,6 +154,7 @@ pub async fn run_raw(
         chain_id,
         holder,
         last_confirm: std::sync::Mutex::new(std::time::Instant::now()),
+        resent: std::sync::Mutex::new(HashMap::new()),
     };
     worker.run(shutdown).await;
 }
@@ -166,6 +169,9 @@ struct SenderWorker {
     chain_id: u64,
     holder: String,
     last_confirm: std::sync::Mutex<std::time::Instant>,
+    /// When each request's last attempt was last sent again (request id → Unix ms). In memory only: after a
+    /// restart everything is simply sent again once.
+    resent: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 impl SenderWorker {
@@ -268,7 +274,7 @@ impl SenderWorker {
         let sends = futures::stream::iter(sends).buffered(CONCURRENCY).collect::<Vec<_>>().await;
         let mut changes = Vec::new();
         for (live, outcome) in sends {
-            if let Some(change) = self.after_send(live, outcome, true).await? {
+            if let Some(change) = self.after_send(live, outcome).await? {
                 changes.push(change);
             }
         }
@@ -404,19 +410,26 @@ impl SenderWorker {
         self.rpc.send_raw(&raw).await
     }
 
-    /// Reads a broadcast's answer into a change. `first`: this was the first send of a signed request.
+    /// Reads a broadcast's answer into a change. The first send of an attempt is recorded (and moves a
+    /// `signed` request to `submitted`); sending the same bytes again changes nothing in the ledger, so the
+    /// re-pricing clock keeps running from the first send.
     async fn after_send(
         &self,
         live: &LiveTx,
         outcome: Result<B256, SendFailure>,
-        first: bool,
     ) -> Result<Option<TxChange>, PassError> {
         let r = &live.record;
         let Some(attempt) = live.attempts.last() else { return Ok(None) };
         let mut step = Step::new(live);
         let sent = |step: &mut Step| {
-            let to = if first { TxState::Submitted } else { step.record().state };
-            step.moves_to(to).sent = Some((attempt.attempt, now_ms()));
+            if attempt.sent_ms.is_none() {
+                let to = if step.record().state == TxState::Signed {
+                    TxState::Submitted
+                } else {
+                    step.record().state
+                };
+                step.moves_to(to).sent = Some((attempt.attempt, now_ms()));
+            }
         };
         match outcome {
             Ok(_) | Err(SendFailure::Refused(SendError::AlreadyKnown { .. })) => sent(&mut step),
@@ -517,6 +530,15 @@ impl SenderWorker {
                 _ => false,
             })
             .collect();
+        if let Ok(mut resent) = self.resent.lock() {
+            // Only requests still out there are remembered.
+            let submitted: std::collections::HashSet<&str> = live
+                .iter()
+                .filter(|l| l.record.state == TxState::Submitted)
+                .map(|l| l.record.id.as_str())
+                .collect();
+            resent.retain(|id, _| submitted.contains(id.as_str()));
+        }
         if out.is_empty() {
             return Ok(Vec::new());
         }
@@ -545,6 +567,11 @@ impl SenderWorker {
             }
         }
         Ok(changes)
+    }
+
+    /// When the request's last attempt was last sent again by this worker.
+    fn resent_at(&self, id: &str) -> Option<u64> {
+        self.resent.lock().ok().and_then(|resent| resent.get(id).copied())
     }
 
     /// The safe and finalized block numbers (by depth where the node has no such tags).
@@ -584,6 +611,7 @@ impl SenderWorker {
                 // receipt (or one node of a pool lags another): only a nonce used for a while without a
                 // receipt of ours is someone else's.
                 let last_sent = live.attempts.iter().filter_map(|a| a.sent_ms).max().unwrap_or(0);
+                let last_sent = last_sent.max(self.resent_at(&r.id).unwrap_or(0));
                 if now_ms().saturating_sub(last_sent) < REPLACED_AFTER.as_millis() as u64 {
                     return Ok(None);
                 }
@@ -596,7 +624,10 @@ impl SenderWorker {
             TxState::Submitted => {
                 let Some(last) = live.attempts.last() else { return Ok(None) };
                 let options = &self.manager.options;
+                // The re-pricing clock runs from the attempt's first send; the re-broadcast clock from the
+                // last time the same bytes went out.
                 let since = now_ms().saturating_sub(last.sent_ms.unwrap_or(0));
+                let since_resent = self.resent_at(&r.id).map_or(since, |at| now_ms().saturating_sub(at));
                 // A cancel or an expiry: replace with the no-op at once.
                 let expired = r.valid_until_ms.is_some_and(|until| until <= now_ms());
                 if self.signer.is_some() && (r.ending.is_some() || expired) && last.purpose != "noop" {
@@ -608,14 +639,14 @@ impl SenderWorker {
                 if last.sent_ms.is_none() {
                     // Stored by a re-pricing, not sent yet.
                     let outcome = self.broadcast(live).await;
-                    return self.after_send(live, outcome, false).await;
+                    return self.after_send(live, outcome).await;
                 }
                 let bumps = live.attempts.len().saturating_sub(1) as u32;
                 let bump_wait = fees::bump_after(bumps, options.bump_after, options.max_bump_after);
                 if self.signer.is_some() && since >= bump_wait.as_millis() as u64 {
                     return self.reprice(live, step, None).await;
                 }
-                if since >= options.rebroadcast_after.as_millis() as u64 {
+                if since.min(since_resent) >= options.rebroadcast_after.as_millis() as u64 {
                     let hash: B256 =
                         last.hash.parse().map_err(|_| PassError::Ledger(format!("bad hash in {}", r.id)))?;
                     if !self.rpc.knows(hash).await? {
@@ -623,7 +654,10 @@ impl SenderWorker {
                     }
                     // Sent again either way: a node that knows it answers "already known".
                     let outcome = self.broadcast(live).await;
-                    return self.after_send(live, outcome, false).await;
+                    if let Ok(mut resent) = self.resent.lock() {
+                        resent.insert(r.id.clone(), now_ms());
+                    }
+                    return self.after_send(live, outcome).await;
                 }
                 Ok(None)
             }

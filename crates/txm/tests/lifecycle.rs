@@ -103,12 +103,15 @@ impl Rig {
             if states.contains(&record.state) {
                 return record;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{id} still {:?} (error {:?}), waited for {states:?}",
-                record.state,
-                record.error
-            );
+            if tokio::time::Instant::now() >= deadline {
+                let attempts = self.manager.store.attempts(id).await.unwrap();
+                let sender: Address = record.sender.parse().unwrap();
+                let mined = self.anvil.provider().get_transaction_count(sender).await.unwrap();
+                panic!(
+                    "{id} (nonce {}, chain's count {mined}) still {:?} (error {:?}), waited for {states:?}; attempts: {attempts:?}",
+                    record.nonce, record.state, record.error
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -192,7 +195,6 @@ async fn two_thousand_requests(test: &str, db_url: Option<&str>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky: about one run in three leaves one request `submitted` for minutes; open bug, see the closing note"]
 async fn two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces_on_sqlite() {
     two_thousand_requests(
         "two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces_on_sqlite",
@@ -202,7 +204,6 @@ async fn two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky: about one run in three leaves one request `submitted` for minutes; open bug, see the closing note"]
 async fn two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces_on_postgres() {
     let test = "two_thousand_requests_50_concurrent_are_included_with_contiguous_nonces_on_postgres";
     let Some(db) = common::postgres(test, "txm_2000").await else { return };
@@ -324,6 +325,56 @@ async fn a_base_fee_spike_is_outbid_by_re_pricing(db_url: Option<&str>) {
             assert!(b * 10 >= a * 11, "each replacement pays at least 10% more: {a} -> {b}");
         }
     }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_the_node_keeps_but_never_mines_is_re_priced_on_sqlite() {
+    a_transaction_the_node_keeps_but_never_mines_is_re_priced(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_the_node_keeps_but_never_mines_is_re_priced_on_postgres() {
+    let Some(db) = common::postgres(
+        "a_transaction_the_node_keeps_but_never_mines_is_re_priced_on_postgres",
+        &tag("a_transaction_the_node_keeps_but_never_mines_is_re_priced"),
+    )
+    .await
+    else {
+        return;
+    };
+    a_transaction_the_node_keeps_but_never_mines_is_re_priced(Some(&db.url)).await;
+    db.drop().await;
+}
+
+/// The node holds the transaction in its pool and answers "already known" to every re-broadcast, but never
+/// mines it (anvil under concurrent arrivals does this now and then; so does a node whose pool has parked
+/// it). Re-broadcasts every 500 ms must not reset the re-pricing clock: after `bump_after` a replacement
+/// goes out, and that is what gets included.
+async fn a_transaction_the_node_keeps_but_never_mines_is_re_priced(db_url: Option<&str>) {
+    let test = "a_transaction_the_node_keeps_but_never_mines_is_re_priced";
+    let Some(rig) = rig(test, db_url, manual_mining(), quick()).await else { return };
+    let id = rig.submit("kept").await.id;
+    rig.until(&id, &[TxState::Submitted], Duration::from_secs(30)).await;
+    let first = rig.manager.store.attempts(&id).await.unwrap()[0].clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let attempts = loop {
+        let attempts = rig.manager.store.attempts(&id).await.unwrap();
+        if attempts.len() >= 2 {
+            break attempts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never re-priced while the node kept it unmined (bump_after 2 s, re-broadcast every 500 ms)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(attempts[0].sent_ms, first.sent_ms, "sending the same bytes again keeps the first send time");
+    rig.anvil.mine(1).await.unwrap();
+    let included = rig.until(&id, &DONE, Duration::from_secs(30)).await;
+    let attempts = rig.manager.store.attempts(&id).await.unwrap();
+    assert_ne!(included.tx_hash.as_deref(), Some(first.hash.as_str()), "a replacement was included");
+    assert!(attempts.iter().any(|a| Some(a.hash.as_str()) == included.tx_hash.as_deref()));
     rig.stop().await;
 }
 
