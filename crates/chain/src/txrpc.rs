@@ -32,6 +32,17 @@ pub struct ReceiptSummary {
     pub effective_gas_price: u128,
 }
 
+fn summary(r: &alloy::rpc::types::TransactionReceipt) -> Option<ReceiptSummary> {
+    Some(ReceiptSummary {
+        tx_hash: r.transaction_hash,
+        success: r.status(),
+        block_number: r.block_number?,
+        block_hash: r.block_hash?,
+        gas_used: r.gas_used,
+        effective_gas_price: r.effective_gas_price,
+    })
+}
+
 /// Fees as the chain quotes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeeQuote {
@@ -156,16 +167,19 @@ impl TxRpc {
                 e.provider.get_transaction_receipt(hash).await.map_err(|err| chain_error(&e, &err))
             })
             .await?;
-        Ok(receipt.and_then(|r| {
-            Some(ReceiptSummary {
-                tx_hash: r.transaction_hash,
-                success: r.status(),
-                block_number: r.block_number?,
-                block_hash: r.block_hash?,
-                gas_used: r.gas_used,
-                effective_gas_price: r.effective_gas_price,
+        Ok(receipt.as_ref().and_then(summary))
+    }
+
+    /// Every receipt of block `number` in one call (`eth_getBlockReceipts`); `None` when the node does not
+    /// have the block. A node without the method answers with an `Rpc` error.
+    pub async fn block_receipts(&self, number: u64) -> Result<Option<Vec<ReceiptSummary>>, ChainError> {
+        let receipts = self
+            .endpoints
+            .call(number, |e| async move {
+                e.provider.get_block_receipts(number.into()).await.map_err(|err| chain_error(&e, &err))
             })
-        }))
+            .await?;
+        Ok(receipts.map(|receipts| receipts.iter().filter_map(summary).collect()))
     }
 
     /// Whether the node knows the transaction (pending or mined).

@@ -298,14 +298,9 @@ fn params(d: Dialect, from: usize, count: usize) -> String {
     (from..from + count).map(|n| d.param(n)).collect::<Vec<_>>().join(", ")
 }
 
-async fn insert_attempt(tx: &mut dyn Tx, request_id: &str, a: &Attempt) -> Result<(), StoreError> {
-    let d = tx.dialect();
-    let sql = format!(
-        "INSERT INTO tx_attempts ({}) VALUES ({})",
-        ATTEMPT.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "),
-        params(d, 1, ATTEMPT.len())
-    );
-    let binds = vec![
+/// An attempt's values in `ATTEMPT` order.
+fn attempt_binds(request_id: &str, a: &Attempt) -> Vec<Bind> {
+    vec![
         Bind::text(request_id),
         Bind::int(a.attempt as u64),
         Bind::text(&a.purpose),
@@ -315,9 +310,7 @@ async fn insert_attempt(tx: &mut dyn Tx, request_id: &str, a: &Attempt) -> Resul
         Bind::text(&a.max_fee_per_gas),
         Bind::Text(a.max_priority_fee_per_gas.clone()),
         Bind::Int(a.sent_ms.map(|m| m as i64)),
-    ];
-    tx.execute(&sql, binds).await?;
-    Ok(())
+    ]
 }
 
 async fn find_by_key(tx: &mut dyn Tx, key: &str) -> Result<Option<(TxRecord, String)>, StoreError> {
@@ -448,7 +441,7 @@ impl SqlStore {
             valid_until_ms: None,
         };
         insert_request(tx, &record, Some(&key), &raw.attempt.hash).await?;
-        insert_attempt(tx, &record.id, &raw.attempt).await?;
+        insert_attempts(tx, &[(record.id.as_str(), &raw.attempt)]).await?;
         let row = outbox_row(
             &record.id,
             0,
@@ -850,8 +843,6 @@ async fn apply(
             });
         }
     }
-    let mut applied = 0;
-    let mut outbox = Vec::new();
     for change in changes {
         if !change.from.can_become(change.to) && change.from != change.to {
             return Err(StoreError::Database {
@@ -861,69 +852,180 @@ async fn apply(
                 ),
             });
         }
-        let mut sets = vec!["state = ".to_string() + &d.param(1), "revision = revision + 1".to_string()];
-        let mut binds = vec![Bind::text(state_text(change.to))];
-        let set = |column: &str, bind: Bind, sets: &mut Vec<String>, binds: &mut Vec<Bind>| {
-            binds.push(bind);
-            sets.push(format!("{column} = {}", d.param(binds.len())));
-        };
-        if let Some(inclusion) = &change.inclusion {
-            let i = inclusion.as_ref();
-            set("tx_hash", Bind::Text(i.map(|i| i.tx_hash.clone())), &mut sets, &mut binds);
-            set("block_number", Bind::Int(i.map(|i| i.block_number as i64)), &mut sets, &mut binds);
-            set("block_hash", Bind::Text(i.map(|i| i.block_hash.clone())), &mut sets, &mut binds);
-            set("receipt", Bind::Text(i.map(|i| i.receipt.clone())), &mut sets, &mut binds);
-        }
-        if let Some(gas) = change.gas_limit {
-            set("gas_limit", Bind::int(gas), &mut sets, &mut binds);
-        }
-        if let Some(error) = &change.error {
-            set("error", Bind::text(error), &mut sets, &mut binds);
-        }
-        if let Some(ending) = change.ending {
-            set("ending", Bind::Text(ending.map(state_text)), &mut sets, &mut binds);
-        }
-        let now = match d {
-            Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-            Dialect::Postgres => "now()",
-        };
-        binds.push(Bind::text(&change.id));
-        binds.push(Bind::int(change.revision));
-        let sql = format!(
-            "UPDATE tx_requests SET {}, updated_at = {now} WHERE id = {} AND revision = {}",
-            sets.join(", "),
-            d.param(binds.len() - 1),
-            d.param(binds.len())
-        );
-        if tx.execute(&sql, binds).await? != 1 {
-            continue;
-        }
-        applied += 1;
-        if let Some(attempt) = &change.attempt {
-            insert_attempt(tx, &change.id, attempt).await?;
-        }
-        if let Some((number, ms)) = change.sent {
-            let sql = format!(
-                "UPDATE tx_attempts SET sent_ms = {} WHERE request_id = {} AND attempt = {}",
-                d.param(1),
-                d.param(2),
-                d.param(3)
-            );
-            tx.execute(&sql, vec![Bind::int(ms), Bind::text(&change.id), Bind::int(number as u64)]).await?;
-        }
-        if change.to != change.from
-            && let Some(payload) = &change.payload
-        {
-            outbox.push(outbox_row(
-                &change.id,
-                change.revision + 1,
-                change.to,
-                change.chain_id,
-                &change.ordering_key,
-                payload.clone(),
-            ));
+    }
+    let mut applied = 0;
+    let mut outbox = Vec::new();
+    for chunk in chunks_of_distinct(changes, CHANGE_CHUNK) {
+        // Each change applies only if the request is still at the revision it was read at.
+        let ids = update_requests(tx, &chunk).await?;
+        let done: Vec<&TxChange> = chunk.into_iter().filter(|c| ids.contains(&c.id)).collect();
+        applied += done.len();
+        let attempts: Vec<(&str, &Attempt)> =
+            done.iter().filter_map(|c| c.attempt.as_ref().map(|a| (c.id.as_str(), a))).collect();
+        insert_attempts(tx, &attempts).await?;
+        let sent: Vec<(&str, u32, u64)> =
+            done.iter().filter_map(|c| c.sent.map(|(n, ms)| (c.id.as_str(), n, ms))).collect();
+        mark_sent(tx, &sent).await?;
+        for change in done.iter().filter(|c| c.to != c.from) {
+            if let Some(payload) = &change.payload {
+                outbox.push(outbox_row(
+                    &change.id,
+                    change.revision + 1,
+                    change.to,
+                    change.chain_id,
+                    &change.ordering_key,
+                    payload.clone(),
+                ));
+            }
         }
     }
     tx.insert_outbox(&outbox).await?;
     Ok(applied)
+}
+
+/// Changes written per statement (12 parameters each: well below either database's limit).
+const CHANGE_CHUNK: usize = 200;
+
+/// `changes` in order, cut into chunks of at most `size` in which no request appears twice (one bulk
+/// statement must not update a row twice).
+fn chunks_of_distinct(changes: &[TxChange], size: usize) -> Vec<Vec<&TxChange>> {
+    let mut chunks: Vec<Vec<&TxChange>> = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for change in changes {
+        let full = chunks.last().is_none_or(|c| c.len() >= size);
+        if full || !ids.insert(change.id.as_str()) {
+            chunks.push(Vec::new());
+            ids.clear();
+            ids.insert(change.id.as_str());
+        }
+        if let Some(chunk) = chunks.last_mut() {
+            chunk.push(change);
+        }
+    }
+    chunks
+}
+
+/// `(SELECT column1 AS a, column2 AS b ... FROM (VALUES (...), ...) AS vals)`: rows of parameters as a
+/// table both databases read (Postgres needs each parameter's type spelled out).
+fn values_table(d: Dialect, names: &[(&str, ColumnKind)], rows: usize) -> String {
+    let cast = |n: usize, kind: ColumnKind| match (d, kind) {
+        (Dialect::Postgres, ColumnKind::Int) => format!("${n}::bigint"),
+        (Dialect::Postgres, _) => format!("${n}::text"),
+        (Dialect::Sqlite, _) => d.param(n),
+    };
+    let width = names.len();
+    let values = (0..rows)
+        .map(|row| {
+            let cells = names.iter().enumerate().map(|(i, (_, kind))| cast(row * width + i + 1, *kind));
+            format!("({})", cells.collect::<Vec<_>>().join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let columns = names
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| format!("column{} AS {name}", i + 1))
+        .collect::<Vec<_>>();
+    format!("(SELECT {} FROM (VALUES {values}) AS vals)", columns.join(", "))
+}
+
+/// Updates the requests of `chunk` that are still at their revision; returns the ids updated.
+async fn update_requests(
+    tx: &mut dyn Tx,
+    chunk: &[&TxChange],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let d = tx.dialect();
+    const COLUMNS: [(&str, ColumnKind); 12] = [
+        ("id", ColumnKind::Text),
+        ("revision", ColumnKind::Int),
+        ("state", ColumnKind::Text),
+        ("set_inclusion", ColumnKind::Int),
+        ("tx_hash", ColumnKind::Text),
+        ("block_number", ColumnKind::Int),
+        ("block_hash", ColumnKind::Text),
+        ("receipt", ColumnKind::Text),
+        ("gas_limit", ColumnKind::Int),
+        ("error", ColumnKind::Text),
+        ("set_ending", ColumnKind::Int),
+        ("ending", ColumnKind::Text),
+    ];
+    let mut binds = Vec::with_capacity(chunk.len() * COLUMNS.len());
+    for change in chunk {
+        let inclusion = change.inclusion.as_ref().and_then(|i| i.as_ref());
+        binds.extend([
+            Bind::text(&change.id),
+            Bind::int(change.revision),
+            Bind::text(state_text(change.to)),
+            Bind::int(u64::from(change.inclusion.is_some())),
+            Bind::Text(inclusion.map(|i| i.tx_hash.clone())),
+            Bind::Int(inclusion.map(|i| i.block_number as i64)),
+            Bind::Text(inclusion.map(|i| i.block_hash.clone())),
+            Bind::Text(inclusion.map(|i| i.receipt.clone())),
+            Bind::Int(change.gas_limit.map(|g| g as i64)),
+            Bind::Text(change.error.clone()),
+            Bind::int(u64::from(change.ending.is_some())),
+            Bind::Text(change.ending.flatten().map(state_text)),
+        ]);
+    }
+    let keep_unless = |flag: &str, column: &str| {
+        format!("{column} = CASE WHEN v.{flag} = 1 THEN v.{column} ELSE tx_requests.{column} END")
+    };
+    let sql = format!(
+        "UPDATE tx_requests SET state = v.state, revision = tx_requests.revision + 1, {}, {}, {}, {}, \
+         gas_limit = COALESCE(v.gas_limit, tx_requests.gas_limit), error = COALESCE(v.error, tx_requests.error), \
+         {}, updated_at = {} \
+         FROM {} AS v WHERE tx_requests.id = v.id AND tx_requests.revision = v.revision RETURNING tx_requests.id",
+        keep_unless("set_inclusion", "tx_hash"),
+        keep_unless("set_inclusion", "block_number"),
+        keep_unless("set_inclusion", "block_hash"),
+        keep_unless("set_inclusion", "receipt"),
+        keep_unless("set_ending", "ending"),
+        match d {
+            Dialect::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            Dialect::Postgres => "now()",
+        },
+        values_table(d, &COLUMNS, chunk.len())
+    );
+    let rows = tx.fetch(&sql, binds, &[ColumnKind::Text]).await?;
+    Ok(rows.iter().filter_map(|r| text(r, 0)).collect())
+}
+
+/// Stores new attempts in one statement.
+async fn insert_attempts(tx: &mut dyn Tx, attempts: &[(&str, &Attempt)]) -> Result<(), StoreError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let d = tx.dialect();
+    let rows = (0..attempts.len())
+        .map(|i| format!("({})", params(d, i * ATTEMPT.len() + 1, ATTEMPT.len())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO tx_attempts ({}) VALUES {rows}",
+        ATTEMPT.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+    );
+    let binds = attempts.iter().flat_map(|(id, a)| attempt_binds(id, a)).collect();
+    tx.execute(&sql, binds).await?;
+    Ok(())
+}
+
+/// Records when attempts were first sent, in one statement.
+async fn mark_sent(tx: &mut dyn Tx, sent: &[(&str, u32, u64)]) -> Result<(), StoreError> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let d = tx.dialect();
+    const COLUMNS: [(&str, ColumnKind); 3] =
+        [("id", ColumnKind::Text), ("attempt", ColumnKind::Int), ("sent_ms", ColumnKind::Int)];
+    let binds = sent
+        .iter()
+        .flat_map(|(id, attempt, ms)| [Bind::text(*id), Bind::int(u64::from(*attempt)), Bind::int(*ms)])
+        .collect();
+    let sql = format!(
+        "UPDATE tx_attempts SET sent_ms = v.sent_ms FROM {} AS v \
+         WHERE tx_attempts.request_id = v.id AND tx_attempts.attempt = v.attempt",
+        values_table(d, &COLUMNS, sent.len())
+    );
+    tx.execute(&sql, binds).await?;
+    Ok(())
 }

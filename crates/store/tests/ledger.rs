@@ -11,7 +11,7 @@ use gemgate_domain::ports::{OutboxEntry, OutboxStore};
 use gemgate_domain::{StoreError, TxState};
 use gemgate_projections::ProjectionSet;
 use gemgate_store::SqlStore;
-use gemgate_store::ledger::{Accepted, Funds, NewTransaction, TxChange, TxRecord};
+use gemgate_store::ledger::{Accepted, Attempt, Funds, Inclusion, Lease, NewTransaction, TxChange, TxRecord};
 
 const SENDER: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
 
@@ -168,6 +168,92 @@ async fn lifecycle_holds(store: &SqlStore) {
     let Accepted::InsufficientFunds { needed, .. } = refused else { panic!("{refused:?}") };
     // This request's gas and value, the signed request's gas (21,000 set above) and 2,003 pending values.
     assert_eq!(needed, U256::from(2 * 21_000u64 * 1_000_000_000 + 1 + 2_003));
+
+    bulk_changes_apply_each_at_its_revision(store, &second).await;
+}
+
+/// A worker's pass writes hundreds of changes at once (in several bulk statements): each applies only at
+/// the revision it was read at, a request changed twice in one call gets both changes in order, attempts and
+/// first-send times are stored, and only applied changes reach the outbox.
+async fn bulk_changes_apply_each_at_its_revision(store: &SqlStore, lease: &Lease) {
+    let id = |n: u64| format!("31337-{SENDER}-{n}");
+    let change = |n: u64, revision: u64, from: TxState, to: TxState| TxChange {
+        id: id(n),
+        revision,
+        from,
+        to,
+        attempt: None,
+        sent: None,
+        inclusion: None,
+        gas_limit: None,
+        error: None,
+        ending: None,
+        payload: Some("{}".into()),
+        chain_id: 31337,
+        ordering_key: "k".into(),
+    };
+    let mut changes = Vec::new();
+    for n in 1..=450u64 {
+        // Every tenth was read at a revision it no longer has.
+        let revision = if n % 10 == 0 { 7 } else { 0 };
+        let mut signed = change(n, revision, TxState::Queued, TxState::Signed);
+        signed.gas_limit = Some(21_000 + n);
+        signed.attempt = Some(Attempt {
+            attempt: 0,
+            purpose: "send".into(),
+            hash: format!("0x{n:064x}"),
+            raw: "0x02".into(),
+            gas_limit: 21_000 + n,
+            max_fee_per_gas: "1000".into(),
+            max_priority_fee_per_gas: Some("1".into()),
+            sent_ms: None,
+        });
+        changes.push(signed);
+    }
+    let mut sent = change(1, 1, TxState::Signed, TxState::Submitted);
+    sent.sent = Some((0, 777));
+    sent.error = Some("a note".into());
+    changes.push(sent);
+    let mut included = change(1, 2, TxState::Submitted, TxState::Included);
+    included.inclusion = Some(Some(Inclusion {
+        tx_hash: format!("0x{:064x}", 1),
+        block_number: 9,
+        block_hash: format!("0x{:064x}", 99),
+        receipt: "{}".into(),
+    }));
+    changes.push(included);
+    let applied = store.apply_changes(Some(lease), 3_000, 5_000, &changes).await.unwrap();
+    assert_eq!(applied, 450 - 45 + 2, "stale revisions skipped, the rest applied");
+
+    let one = store.transaction(&id(1)).await.unwrap().unwrap();
+    assert_eq!((one.state, one.revision, one.gas_limit), (TxState::Included, 3, Some(21_001)));
+    assert_eq!((one.block_number, one.error.as_deref()), (Some(9), Some("a note")));
+    assert_eq!(one.tx_hash, Some(format!("0x{:064x}", 1)));
+    let attempts = store.attempts(&id(1)).await.unwrap();
+    assert_eq!((attempts.len(), attempts[0].sent_ms), (1, Some(777)), "first send recorded");
+    let two = store.transaction(&id(2)).await.unwrap().unwrap();
+    assert_eq!((two.state, two.revision, two.gas_limit, two.error), (TxState::Signed, 1, Some(21_002), None));
+    assert_eq!((two.tx_hash, two.block_number), (None, None), "no inclusion given: left alone");
+    assert_eq!(store.attempts(&id(2)).await.unwrap()[0].sent_ms, None);
+    let stale = store.transaction(&id(10)).await.unwrap().unwrap();
+    assert_eq!((stale.state, stale.revision), (TxState::Queued, 0));
+    assert!(store.attempts(&id(10)).await.unwrap().is_empty(), "no attempt stored for a skipped change");
+
+    let kinds = |entries: Vec<OutboxEntry>, of: &str| -> Vec<String> {
+        entries
+            .into_iter()
+            .filter_map(|e| match e {
+                OutboxEntry::Message(m) if m.id.starts_with(&format!("{of}:")) => Some(m.kind),
+                _ => None,
+            })
+            .collect()
+    };
+    let outbox = store.outbox_after(0, 100_000).await.unwrap();
+    assert_eq!(
+        kinds(outbox.clone(), &id(1)),
+        ["transaction.queued", "transaction.signed", "transaction.submitted", "transaction.included"]
+    );
+    assert_eq!(kinds(outbox, &id(10)), ["transaction.queued"], "nothing announced for a skipped change");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,8 @@ const CONFIRM_EVERY: Duration = Duration::from_millis(1_000);
 const REPLACED_AFTER: Duration = Duration::from_secs(5);
 /// At most this many requests are signed per pass (a pass commits them in one database transaction).
 const SIGN_BATCH: usize = 500;
+/// Receipts are read a block at a time for at most this many blocks back.
+const SCAN_DEPTH: u64 = 64;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
@@ -91,27 +93,51 @@ impl<'a> Step<'a> {
     /// The change with its outbox payload (the record as it will be).
     fn finish(self) -> Option<TxChange> {
         let mut change = self.change?;
-        let mut after = self.live.record.clone();
-        after.state = change.to;
-        after.revision = change.revision + 1;
-        if let Some(inclusion) = &change.inclusion {
-            after.tx_hash = inclusion.as_ref().map(|i| i.tx_hash.clone());
-            after.block_number = inclusion.as_ref().map(|i| i.block_number);
-            after.block_hash = inclusion.as_ref().map(|i| i.block_hash.clone());
-            after.receipt = inclusion.as_ref().map(|i| i.receipt.clone());
-        }
-        if let Some(error) = &change.error {
-            after.error = Some(error.clone());
-        }
-        if let Some(ending) = change.ending {
-            after.ending = ending;
-        }
-        if let Some(gas) = change.gas_limit {
-            after.gas_limit = Some(gas);
-        }
-        change.payload = Some(view::payload(&after));
+        change.payload = Some(view::payload(&after(&self.live.record, &change)));
         Some(change)
     }
+}
+
+/// The record as `change` leaves it (what `SqlStore::apply_changes` writes).
+fn after(record: &TxRecord, change: &TxChange) -> TxRecord {
+    let mut after = record.clone();
+    after.state = change.to;
+    after.revision = change.revision + 1;
+    if let Some(inclusion) = &change.inclusion {
+        after.tx_hash = inclusion.as_ref().map(|i| i.tx_hash.clone());
+        after.block_number = inclusion.as_ref().map(|i| i.block_number);
+        after.block_hash = inclusion.as_ref().map(|i| i.block_hash.clone());
+        after.receipt = inclusion.as_ref().map(|i| i.receipt.clone());
+    }
+    if let Some(error) = &change.error {
+        after.error = Some(error.clone());
+    }
+    if let Some(ending) = change.ending {
+        after.ending = ending;
+    }
+    if let Some(gas) = change.gas_limit {
+        after.gas_limit = Some(gas);
+    }
+    after
+}
+
+/// The live requests as `changes` (all applied) leave them, without reading them again.
+fn with_changes(live: Vec<LiveTx>, changes: &[TxChange]) -> Vec<LiveTx> {
+    let by_id: HashMap<&str, &TxChange> = changes.iter().map(|c| (c.id.as_str(), c)).collect();
+    live.into_iter()
+        .map(|mut l| {
+            if let Some(change) = by_id.get(l.record.id.as_str()) {
+                l.record = after(&l.record, change);
+                l.attempts.extend(change.attempt.clone());
+                if let Some((number, ms)) = change.sent
+                    && let Some(attempt) = l.attempts.iter_mut().find(|a| a.attempt == number)
+                {
+                    attempt.sent_ms = Some(ms);
+                }
+            }
+            l
+        })
+        .collect()
 }
 
 /// Runs the worker for one signer on one chain until `shutdown` fires: takes the sender's lease (waiting
@@ -134,6 +160,8 @@ pub async fn run_sender(
         holder,
         last_confirm: std::sync::Mutex::new(std::time::Instant::now()),
         resent: std::sync::Mutex::new(HashMap::new()),
+        scanned: std::sync::Mutex::new(None),
+        no_block_receipts: std::sync::atomic::AtomicBool::new(false),
     };
     worker.run(shutdown).await;
 }
@@ -155,6 +183,8 @@ pub async fn run_raw(
         holder,
         last_confirm: std::sync::Mutex::new(std::time::Instant::now()),
         resent: std::sync::Mutex::new(HashMap::new()),
+        scanned: std::sync::Mutex::new(None),
+        no_block_receipts: std::sync::atomic::AtomicBool::new(false),
     };
     worker.run(shutdown).await;
 }
@@ -172,6 +202,10 @@ struct SenderWorker {
     /// When each request's last attempt was last sent again (request id → Unix ms). In memory only: after a
     /// restart everything is simply sent again once.
     resent: std::sync::Mutex<HashMap<String, u64>>,
+    /// The last block whose receipts were read in bulk.
+    scanned: std::sync::Mutex<Option<u64>>,
+    /// Set when the node answered `eth_getBlockReceipts` with an error: receipts by hash only.
+    no_block_receipts: std::sync::atomic::AtomicBool,
 }
 
 impl SenderWorker {
@@ -236,7 +270,7 @@ impl SenderWorker {
         let store = &self.manager.store;
         let sender = self.signer.as_ref().map(|_| self.sender.as_str());
         let started = std::time::Instant::now();
-        let live = store.live_transactions(self.chain_id, sender).await?;
+        let mut live = store.live_transactions(self.chain_id, sender).await?;
         let read = started.elapsed();
         if live.is_empty() {
             return Ok(false);
@@ -257,10 +291,15 @@ impl SenderWorker {
             }
             signed = changes.len();
             if !changes.is_empty() {
-                store.apply_changes(Some(lease), now_ms(), ttl, &changes).await?;
+                let applied = store.apply_changes(Some(lease), now_ms(), ttl, &changes).await?;
+                // Every change applied: the list in hand is brought up to date; else it is read again.
+                live = if applied == changes.len() {
+                    with_changes(live, &changes)
+                } else {
+                    store.live_transactions(self.chain_id, sender).await?
+                };
             }
         }
-        let live = if signed > 0 { store.live_transactions(self.chain_id, sender).await? } else { live };
         let signing = started.elapsed();
 
         // 2. Broadcast what is signed and never sent, in nonce order.
@@ -542,23 +581,30 @@ impl SenderWorker {
         if out.is_empty() {
             return Ok(Vec::new());
         }
+        // The heads first, then the counts: a transaction counted as mined is in a block up to `latest` (or
+        // one mined in between, found by its hash).
+        let heads = self.heads().await?;
         // Mined counts per sender (one for a signer; one per client for the raw worker).
         let mut senders: Vec<&str> = out.iter().map(|l| l.record.sender.as_str()).collect();
         senders.dedup();
-        let mut mined = std::collections::HashMap::new();
+        let mut mined = HashMap::new();
         for sender in senders {
             let address: Address =
                 sender.parse().map_err(|_| PassError::Ledger(format!("bad sender {sender}")))?;
             mined.insert(sender.to_string(), self.rpc.nonce(address, false).await?);
         }
-        let heads = self.heads().await?;
-        let watches: Vec<_> = out
-            .into_iter()
-            .map(|l| {
-                let mined = mined.get(&l.record.sender).copied().unwrap_or_default();
-                self.watch_one(l, mined, heads)
-            })
-            .collect();
+        let out: Vec<(&LiveTx, u64)> =
+            out.into_iter().map(|l| (l, mined.get(&l.record.sender).copied().unwrap_or_default())).collect();
+        let settling = out
+            .iter()
+            .filter(|(l, mined)| l.record.state == TxState::Submitted && l.record.nonce < *mined)
+            .count();
+        let known = Known {
+            receipts: self.recent_receipts(settling as u64, heads.latest).await,
+            canonical: self.canonical_hashes(out.iter().map(|(l, _)| *l)).await?,
+        };
+        let watches: Vec<_> =
+            out.into_iter().map(|(l, mined)| self.watch_one(l, mined, heads, &known)).collect();
         let results = futures::stream::iter(watches).buffered(CONCURRENCY).collect::<Vec<_>>().await;
         let mut changes = Vec::new();
         for result in results {
@@ -569,22 +615,84 @@ impl SenderWorker {
         Ok(changes)
     }
 
+    /// The receipts of the blocks mined since the last look (at most `SCAN_DEPTH` back), one call per block,
+    /// when that is fewer calls than asking for each of the `settling` transactions by hash. Anything not
+    /// found here is asked for by hash; a node without `eth_getBlockReceipts` is only ever asked by hash.
+    async fn recent_receipts(&self, settling: u64, latest: u64) -> HashMap<B256, ReceiptSummary> {
+        let mut receipts = HashMap::new();
+        if settling == 0 || self.no_block_receipts.load(std::sync::atomic::Ordering::Relaxed) {
+            return receipts;
+        }
+        let scanned = self.scanned.lock().ok().and_then(|s| *s).unwrap_or(0);
+        let from = scanned.max(latest.saturating_sub(SCAN_DEPTH)) + 1;
+        if from > latest || latest + 1 - from > settling {
+            return receipts;
+        }
+        let blocks: Vec<_> = (from..=latest).map(|number| self.rpc.block_receipts(number)).collect();
+        let blocks = futures::stream::iter(blocks).buffered(CONCURRENCY).collect::<Vec<_>>().await;
+        for block in blocks {
+            match block {
+                Ok(Some(block)) => receipts.extend(block.into_iter().map(|r| (r.tx_hash, r))),
+                Ok(None) => return receipts, // the node lags: the rest by hash, and the range again
+                Err(e) => {
+                    if matches!(e, gemgate_domain::ChainError::Rpc { .. }) {
+                        tracing::info!(chain = self.chain_id, error = %e, "no eth_getBlockReceipts; receipts by hash");
+                        self.no_block_receipts.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return receipts;
+                }
+            }
+        }
+        if let Ok(mut scanned) = self.scanned.lock() {
+            *scanned = Some(latest);
+        }
+        tracing::debug!(
+            chain = self.chain_id,
+            from,
+            latest,
+            settling,
+            receipts = receipts.len(),
+            "receipts by block"
+        );
+        receipts
+    }
+
+    /// The hash of each block that holds an included request being checked, one call per block.
+    async fn canonical_hashes<'a>(
+        &self,
+        out: impl Iterator<Item = &'a LiveTx>,
+    ) -> Result<HashMap<u64, Option<B256>>, PassError> {
+        let mut numbers: Vec<u64> = out
+            .filter(|l| matches!(l.record.state, TxState::Included | TxState::Safe))
+            .filter_map(|l| l.record.block_number)
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        let blocks: Vec<_> = numbers
+            .iter()
+            .map(|n| async move { (*n, self.rpc.block(BlockNumberOrTag::Number(*n)).await) })
+            .collect();
+        let blocks = futures::stream::iter(blocks).buffered(CONCURRENCY).collect::<Vec<_>>().await;
+        let mut hashes = HashMap::new();
+        for (number, block) in blocks {
+            hashes.insert(number, block?.map(|b| b.1));
+        }
+        Ok(hashes)
+    }
+
     /// When the request's last attempt was last sent again by this worker.
     fn resent_at(&self, id: &str) -> Option<u64> {
         self.resent.lock().ok().and_then(|resent| resent.get(id).copied())
     }
 
-    /// The safe and finalized block numbers (by depth where the node has no such tags).
+    /// The latest, safe and finalized block numbers (by depth where the node has no such tags).
     async fn heads(&self) -> Result<Heads, PassError> {
+        let latest = self.rpc.block(BlockNumberOrTag::Latest).await?.map_or(0, |b| b.0);
         let safe = self.rpc.block(BlockNumberOrTag::Safe).await?.map(|b| b.0);
         let finalized = self.rpc.block(BlockNumberOrTag::Finalized).await?.map(|b| b.0);
-        if let (Some(safe), Some(finalized)) = (safe, finalized) {
-            return Ok(Heads { safe, finalized });
-        }
         // A node without the tags: the chain's configured depth stands in for both.
-        let latest = self.rpc.block(BlockNumberOrTag::Latest).await?.map_or(0, |b| b.0);
         let deep = latest.saturating_sub(self.manager.confirmations(self.chain_id));
-        Ok(Heads { safe: safe.unwrap_or(deep), finalized: finalized.unwrap_or(deep) })
+        Ok(Heads { latest, safe: safe.unwrap_or(deep), finalized: finalized.unwrap_or(deep) })
     }
 
     async fn watch_one(
@@ -592,17 +700,25 @@ impl SenderWorker {
         live: &LiveTx,
         mined: u64,
         heads: Heads,
+        known: &Known,
     ) -> Result<Option<TxChange>, PassError> {
         let r = &live.record;
         let mut step = Step::new(live);
         match r.state {
             TxState::Submitted if r.nonce < mined => {
                 // Settled on chain: find which of our attempts (newest first) holds the nonce.
+                let mut hashes = Vec::new();
                 for attempt in live.attempts.iter().rev() {
                     let hash: B256 = attempt
                         .hash
                         .parse()
                         .map_err(|_| PassError::Ledger(format!("bad hash in {}", r.id)))?;
+                    if let Some(receipt) = known.receipts.get(&hash) {
+                        return self.settled(step, attempt, receipt.clone()).await;
+                    }
+                    hashes.push((attempt, hash));
+                }
+                for (attempt, hash) in hashes {
                     if let Some(receipt) = self.rpc.receipt(hash).await? {
                         return self.settled(step, attempt, receipt).await;
                     }
@@ -665,8 +781,11 @@ impl SenderWorker {
                 let (Some(number), Some(hash)) = (r.block_number, r.block_hash.as_deref()) else {
                     return Ok(None);
                 };
-                let canonical = self.rpc.block(BlockNumberOrTag::Number(number)).await?;
-                if canonical.map(|b| b.1.to_string()).as_deref() != Some(hash) {
+                let canonical = match known.canonical.get(&number) {
+                    Some(canonical) => *canonical,
+                    None => self.rpc.block(BlockNumberOrTag::Number(number)).await?.map(|b| b.1),
+                };
+                if canonical.map(|h| h.to_string()).as_deref() != Some(hash) {
                     // A reorg took its block: back to submitted, and out again with the same bytes.
                     tracing::warn!(id = %r.id, block = number, "block left the chain; sending again");
                     let included =
@@ -744,8 +863,17 @@ impl SenderWorker {
 
 #[derive(Debug, Clone, Copy)]
 struct Heads {
+    latest: u64,
     safe: u64,
     finalized: u64,
+}
+
+/// What a pass learned in bulk before looking at each request.
+struct Known {
+    /// Receipts of recent blocks by transaction hash (may be empty: then receipts are asked for by hash).
+    receipts: HashMap<B256, ReceiptSummary>,
+    /// The canonical hash of each block holding an included request (`None`: no such block now).
+    canonical: HashMap<u64, Option<B256>>,
 }
 
 async fn wait(shutdown: &mut tokio::sync::watch::Receiver<bool>, duration: Duration) {

@@ -39,17 +39,42 @@ pub struct TxmBench {
     /// Postgres server for the Postgres run (a database is created and dropped); "none" skips it.
     #[arg(long, default_value = "postgres://root@127.0.0.1:5432/postgres")]
     postgres: String,
+    /// The manager's `txm.bump_after` (seconds): how long a transaction may sit unmined before it is
+    /// re-priced. anvil with automine now and then parks a transaction that arrives while the block before
+    /// it is being mined (foundry-rs/foundry#10122); only a replacement frees it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    bump_after: u64,
 }
+
+/// The baseline is run again on a fresh anvil when anvil parks one of its transactions (a plain loop has
+/// no way out); this many tries at most.
+const BASELINE_TRIES: u32 = 3;
+/// No new receipt for this long: the baseline's anvil has parked a transaction.
+const STALLED_AFTER: Duration = Duration::from_secs(10);
 
 pub async fn run(bench: TxmBench) -> anyhow::Result<()> {
     println!(
-        "gemgate bench txm: {} requests, {} in flight, anvil with automine",
-        bench.requests, bench.concurrency
+        "gemgate bench txm: {} requests, {} in flight, anvil with automine, txm.bump_after {} s",
+        bench.requests, bench.concurrency, bench.bump_after
     );
     println!("machine: {}", machine());
     let binary = find_anvil().await.context("finding anvil")?;
 
-    let (sent, elapsed) = alloy_loop(&binary, &bench).await?;
+    let mut tries = 0;
+    let (sent, elapsed) = loop {
+        tries += 1;
+        match alloy_loop(&binary, &bench).await? {
+            Baseline::Done { sent, elapsed } => break (sent, elapsed),
+            Baseline::Stalled { mined } if tries < BASELINE_TRIES => {
+                println!(
+                    "    (alloy: anvil parked nonce {mined} without mining it; the loop cannot recover, so it runs again on a fresh anvil)"
+                );
+            }
+            Baseline::Stalled { mined } => {
+                anyhow::bail!("the alloy baseline stalled {tries} times (anvil parked nonce {mined})")
+            }
+        }
+    };
     let baseline = rate(sent, elapsed);
     println!(
         "  baseline: plain alloy loop (cached nonces)  {baseline:>8.0} tx/s  ({sent} in {:.2} s)",
@@ -94,9 +119,20 @@ async fn start_anvil(binary: &std::path::Path) -> anyhow::Result<Anvil> {
     Anvil::start_binary(binary, &AnvilOptions::default(), 0).await.context("starting anvil")
 }
 
+enum Baseline {
+    Done {
+        sent: u64,
+        elapsed: Duration,
+    },
+    /// No receipt for `STALLED_AFTER`: anvil holds nonce `mined` in its queue and will not mine it.
+    Stalled {
+        mined: u64,
+    },
+}
+
 /// The same transfers through alloy's provider with its cached nonce manager and a local wallet, C at a
 /// time, each awaited to its receipt.
-async fn alloy_loop(binary: &std::path::Path, bench: &TxmBench) -> anyhow::Result<(u64, Duration)> {
+async fn alloy_loop(binary: &std::path::Path, bench: &TxmBench) -> anyhow::Result<Baseline> {
     let anvil = start_anvil(binary).await?;
     let signer: PrivateKeySigner = KEY.parse()?;
     let from = signer.address();
@@ -123,22 +159,30 @@ async fn alloy_loop(binary: &std::path::Path, bench: &TxmBench) -> anyhow::Resul
                         .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
                     let pending = provider.send_transaction(request).await?;
                     let hash = *pending.tx_hash();
+                    let waiting = Instant::now();
                     while provider.get_transaction_receipt(hash).await?.is_none() {
+                        if waiting.elapsed() > STALLED_AFTER {
+                            return anyhow::Ok(false);
+                        }
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
-                anyhow::Ok(())
+                anyhow::Ok(true)
             })
         })
         .collect();
+    let mut finished = true;
     for task in tasks {
-        task.await??;
+        finished &= task.await??;
     }
     let elapsed = started.elapsed();
+    if !finished {
+        return Ok(Baseline::Stalled { mined: provider.get_transaction_count(from).await? });
+    }
     let count = provider.get_transaction_count(from).await?;
     anyhow::ensure!(count == per_task * bench.concurrency, "alloy sent {count} transactions");
     println!("    (alloy: {count} transactions in {} blocks)", provider.get_block_number().await?);
-    Ok((count, elapsed))
+    Ok(Baseline::Done { sent: count, elapsed })
 }
 
 struct Report {
@@ -167,7 +211,11 @@ async fn manager_run(binary: &std::path::Path, bench: &TxmBench, url: &str) -> a
         address,
         signer: Arc::new(local),
     };
-    let options = TxmOptions { poll_interval: Duration::from_millis(50), ..TxmOptions::default() };
+    let options = TxmOptions {
+        poll_interval: Duration::from_millis(50),
+        bump_after: Duration::from_secs(bench.bump_after),
+        ..TxmOptions::default()
+    };
     let manager = Arc::new(TxManager::new(
         store.clone(),
         HashMap::from([(anvil.chain_id(), rpc)]),
