@@ -225,18 +225,13 @@ const DEMO_API_KEY: &str = "gemgate-demo-key";
 
 /// Sends one transfer through the transaction manager and follows it to inclusion, printing its states.
 async fn demo_transaction(manager: &gemgate_txm::TxManager, anvil: &Anvil) -> anyhow::Result<()> {
-    let request = gemgate_txm::Submit {
-        idempotency_key: Some("demo-transfer".into()),
-        body_sha256: "demo-transfer".into(),
-        signer: "demo".into(),
-        chain_id: anvil.chain_id(),
-        to: Some(anvil.accounts()[1]),
-        value: alloy_primitives::U256::from(1_000_000_000_000_000u64),
-        data: alloy_primitives::Bytes::new(),
-        gas_limit: None,
-        speed: gemgate_txm::fees::Speed::Normal,
-        valid_until: None,
-    };
+    let request = gemgate_txm::Submit::transfer(
+        "demo-transfer",
+        "demo",
+        anvil.chain_id(),
+        anvil.accounts()[1],
+        alloy_primitives::U256::from(1_000_000_000_000_000u64),
+    );
     let id = manager.submit(request).await.context("submitting the demo transfer")?.record().id.clone();
     println!("sent 0.001 ETH through the transaction manager: request {id}");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -21,7 +21,7 @@ use gemgate_projections::ProjectionSet;
 use gemgate_store::SqlStore;
 use gemgate_testkit::{Anvil, AnvilOptions, SplitMix64, anvil_or_skip};
 use gemgate_txm::draft::{Draft, Price, Signing};
-use gemgate_txm::fees::{Fees, Speed};
+use gemgate_txm::fees::Fees;
 use gemgate_txm::signers::LocalSigner;
 use gemgate_txm::{NamedSigner, Submit, TxManager, TxmOptions};
 use sha2::Digest;
@@ -137,18 +137,8 @@ async fn killed_txm(test: &str, db_url: Option<&str>) {
                         let manager = manager.clone();
                         tokio::spawn(async move {
                             let key = format!("w{wave}-{i}");
-                            let request = Submit {
-                                idempotency_key: Some(key.clone()),
-                                body_sha256: key,
-                                signer: "ops".into(),
-                                chain_id,
-                                to: Some(to),
-                                value: U256::from(1u64),
-                                data: Bytes::new(),
-                                gas_limit: Some(21_000),
-                                speed: Speed::Normal,
-                                valid_until: None,
-                            };
+                            let mut request = Submit::transfer(&key, "ops", chain_id, to, U256::from(1u64));
+                            request.gas_limit = Some(21_000);
                             manager.submit(request).await.unwrap().record().id.clone()
                         })
                     })

@@ -81,6 +81,25 @@ pub struct Submit {
     pub valid_until: Option<(String, u64)>,
 }
 
+impl Submit {
+    /// A plain value transfer from `signer` under idempotency `key` (used as the body's digest too), gas
+    /// estimated, at normal speed, without expiry; set the other fields on the result.
+    pub fn transfer(key: &str, signer: &str, chain_id: ChainId, to: Address, value: U256) -> Self {
+        Self {
+            idempotency_key: Some(key.to_string()),
+            body_sha256: key.to_string(),
+            signer: signer.to_string(),
+            chain_id,
+            to: Some(to),
+            value,
+            data: Bytes::new(),
+            gas_limit: None,
+            speed: Speed::Normal,
+            valid_until: None,
+        }
+    }
+}
+
 /// Why a request was not accepted. Every variant but `Store` and `Chain` is the client's to fix (4xx).
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {

@@ -324,6 +324,24 @@ impl SenderWorker {
         let watching = started.elapsed();
         changes.extend(watched);
         let busy = signed > 0 || !changes.is_empty();
+        // One line for a round of re-pricing (a fee spike or a stuck queue re-prices many at once).
+        let repriced: HashMap<&str, &Attempt> = changes
+            .iter()
+            .filter_map(|c| c.attempt.as_ref().filter(|a| a.attempt > 0).map(|a| (c.id.as_str(), a)))
+            .collect();
+        if !repriced.is_empty() {
+            let nonces =
+                live.iter().filter(|l| repriced.contains_key(l.record.id.as_str())).map(|l| l.record.nonce);
+            let (low, high) = nonces.fold((u64::MAX, 0), |(low, high), n| (low.min(n), high.max(n)));
+            let top = repriced.values().filter_map(|a| a.max_fee_per_gas.parse::<u128>().ok()).max();
+            tracing::info!(
+                sender = %self.sender,
+                count = repriced.len(),
+                nonces = %format!("{low}..={high}"),
+                max_fee = top.unwrap_or_default(),
+                "re-priced transactions that were not mined"
+            );
+        }
         // Renews the lease even with nothing to write.
         store.apply_changes(Some(lease), now_ms(), ttl, &changes).await?;
         tracing::debug!(
@@ -538,7 +556,7 @@ impl SenderWorker {
         let number = last.attempt + 1;
         match self.sign(signer, &draft, r, number, purpose).await {
             Ok(Some(attempt)) => {
-                tracing::info!(id = %r.id, attempt = number, purpose, max_fee = price.max_per_gas(), "re-priced");
+                tracing::debug!(id = %r.id, attempt = number, purpose, max_fee = price.max_per_gas(), "re-priced");
                 // A new attempt goes out on the next pass: back to `signed` if it was never accepted.
                 let to = if r.state == TxState::Queued { TxState::Signed } else { r.state };
                 step.moves_to(to).attempt = Some(attempt);

@@ -24,7 +24,6 @@ use gemgate_projections::ProjectionSet;
 use gemgate_store::SqlStore;
 use gemgate_testkit::{AnvilOptions, anvil_or_skip};
 use gemgate_txm::dfns::{DfnsSettings, DfnsSigner};
-use gemgate_txm::fees::Speed;
 use gemgate_txm::{NamedSigner, Submit, TxManager, TxmOptions, worker};
 use serde_json::{Value, json};
 
@@ -300,17 +299,8 @@ async fn a_dfns_request_held_then_rejected_does_not_jam_later_nonces() {
     ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = worker::spawn_all(&manager, "test", &stopped);
-    let submit = |value: u64, key: &str| Submit {
-        idempotency_key: Some(key.into()),
-        body_sha256: key.into(),
-        signer: "custody".into(),
-        chain_id: anvil.chain_id(),
-        to: Some(anvil.accounts()[3]),
-        value: U256::from(value),
-        data: Bytes::new(),
-        gas_limit: None,
-        speed: Speed::Normal,
-        valid_until: None,
+    let submit = |value: u64, key: &str| {
+        Submit::transfer(key, "custody", anvil.chain_id(), anvil.accounts()[3], U256::from(value))
     };
     let held = manager.submit(submit(HELD_VALUE, "held")).await.unwrap().record().id.clone();
     let later: Vec<String> = futures_ids(&manager, &submit).await;

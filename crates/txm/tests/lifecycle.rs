@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use gemgate_chain::{RetryPolicy, TxRpc};
 use gemgate_domain::TxState;
@@ -19,7 +19,6 @@ use gemgate_projections::ProjectionSet;
 use gemgate_store::SqlStore;
 use gemgate_store::ledger::TxRecord;
 use gemgate_testkit::{Anvil, AnvilOptions, anvil_or_skip};
-use gemgate_txm::fees::Speed;
 use gemgate_txm::signers::LocalSigner;
 use gemgate_txm::{NamedSigner, Submit, Submitted, TxManager, TxmOptions, worker};
 
@@ -70,18 +69,10 @@ async fn rig(test: &str, db_url: Option<&str>, anvil: AnvilOptions, options: Txm
 
 impl Rig {
     fn request(&self, key: &str, gas: Option<u64>) -> Submit {
-        Submit {
-            idempotency_key: Some(key.to_string()),
-            body_sha256: key.to_string(),
-            signer: "ops".into(),
-            chain_id: self.anvil.chain_id(),
-            to: Some(self.anvil.accounts()[2]),
-            value: U256::from(1u64),
-            data: Bytes::new(),
-            gas_limit: gas,
-            speed: Speed::Normal,
-            valid_until: None,
-        }
+        let mut request =
+            Submit::transfer(key, "ops", self.anvil.chain_id(), self.anvil.accounts()[2], U256::from(1u64));
+        request.gas_limit = gas;
+        request
     }
 
     async fn submit(&self, key: &str) -> TxRecord {

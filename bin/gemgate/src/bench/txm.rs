@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
@@ -19,7 +19,6 @@ use gemgate_domain::TxState;
 use gemgate_projections::ProjectionSet;
 use gemgate_store::SqlStore;
 use gemgate_testkit::{Anvil, AnvilOptions, find_anvil};
-use gemgate_txm::fees::Speed;
 use gemgate_txm::signers::LocalSigner;
 use gemgate_txm::{NamedSigner, Submit, TxManager, TxmOptions};
 
@@ -237,18 +236,8 @@ async fn manager_run(binary: &std::path::Path, bench: &TxmBench, url: &str) -> a
                 let mut ids = Vec::new();
                 for i in 0..per_task {
                     let key = format!("bench-{client}-{i}");
-                    let request = Submit {
-                        idempotency_key: Some(key.clone()),
-                        body_sha256: key,
-                        signer: "bench".into(),
-                        chain_id,
-                        to: Some(to),
-                        value: U256::from(1u64),
-                        data: Bytes::new(),
-                        gas_limit: Some(21_000),
-                        speed: Speed::Normal,
-                        valid_until: None,
-                    };
+                    let mut request = Submit::transfer(&key, "bench", chain_id, to, U256::from(1u64));
+                    request.gas_limit = Some(21_000);
                     ids.push(manager.submit(request).await?.record().id.clone());
                 }
                 anyhow::Ok(ids)
