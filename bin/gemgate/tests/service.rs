@@ -1,8 +1,12 @@
 //! `gemgate index --once` and `gemgate run` as processes against anvil with the sample traffic: the
 //! backfill reports progress and exits; the service indexes, follows, and answers the API.
 
+mod support;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use support::{KillOnDrop, free_port, get};
 
 use gemgate_testkit::{
     Anvil, AnvilOptions, Deployment, Scenario, ScenarioOptions, anvil_or_skip, deploy_gemforce,
@@ -49,29 +53,6 @@ start_block = {start}
     )
     .unwrap();
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn get(url: &str) -> (u16, serde_json::Value) {
-    // A tiny HTTP/1.1 GET over a socket: no HTTP client dependency for tests.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    // Bodies are small JSON; chunked framing only appears for large ones, which these endpoints are not.
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string())))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,15 +141,6 @@ async fn run_indexes_follows_and_serves_the_api() {
 }
 
 /// Kills the service when the test ends, passed or failed.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn get_owned(url: String) -> (u16, serde_json::Value) {
     get(&url).await
 }

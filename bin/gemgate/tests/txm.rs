@@ -6,6 +6,8 @@
 
 #[path = "../../../crates/store/tests/common/mod.rs"]
 mod common;
+#[allow(dead_code)] // not every test binary uses every helper
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +27,7 @@ use gemgate_txm::fees::Fees;
 use gemgate_txm::signers::LocalSigner;
 use gemgate_txm::{NamedSigner, Submit, TxManager, TxmOptions};
 use sha2::Digest;
+use support::{KillOnDrop, free_port, http};
 
 /// anvil's first account signs for gemgate ("ops"); the second is a client that signs its own.
 const OPS_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
@@ -230,48 +233,6 @@ async fn txm_killed_at_random_points_includes_every_request_once_on_postgres() {
     db.drop().await;
 }
 
-/// A tiny HTTP/1.1 client over a socket: no HTTP client dependency for tests.
-async fn http(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        request.push_str("Content-Type: application/json\r\n");
-    }
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string())))
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A transaction the client signs itself.
 async fn client_signed(chain_id: u64, nonce: u64, to: Address) -> Bytes {
     let signer = LocalSigner::from_hex("client", CLIENT_KEY).unwrap();
@@ -298,8 +259,7 @@ async fn the_transaction_api_checks_keys_and_input_and_tracks_requests_and_clien
     let test = "the_transaction_api_checks_keys_and_input_and_tracks_requests_and_client_signed_transactions";
     let Some(anvil) = anvil_or_skip(test, AnvilOptions::default()).await.unwrap() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let url = format!("sqlite://{}", dir.path().join("api.db").display());
     let config = config(dir.path(), &anvil, &url, &listen);
     let _service = KillOnDrop(gemgate(&config, "run"));

@@ -81,6 +81,40 @@ pub struct TxRecord {
     pub valid_until_ms: Option<u64>,
 }
 
+impl TxRecord {
+    /// A request as accepted (revision 0, nothing sent, nothing included) before its contents are set.
+    fn new(chain_id: u64, sender: &str, nonce: u64, origin: &str, state: TxState) -> Self {
+        Self {
+            id: request_id(chain_id, sender, nonce),
+            chain_id,
+            signer: String::new(),
+            sender: sender.to_string(),
+            nonce,
+            to: None,
+            value: "0".into(),
+            data: "0x".into(),
+            gas_limit: None,
+            speed: "normal".into(),
+            state,
+            error: None,
+            origin: origin.to_string(),
+            ending: None,
+            revision: 0,
+            tx_hash: None,
+            block_number: None,
+            block_hash: None,
+            receipt: None,
+            valid_until: None,
+            valid_until_ms: None,
+        }
+    }
+}
+
+/// A request's id: one per (chain, sender, nonce).
+fn request_id(chain_id: u64, sender: &str, nonce: u64) -> String {
+    format!("{chain_id}-{sender}-{nonce}")
+}
+
 /// One signed attempt at a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -412,33 +446,18 @@ impl SqlStore {
         if let Some((existing, _)) = find_by_key(tx, &key).await? {
             return Ok(Accepted::Existing(existing));
         }
-        let id = format!("{}-{}-{}", raw.chain_id, raw.sender, raw.nonce);
+        let id = request_id(raw.chain_id, &raw.sender, raw.nonce);
         let taken = format!("SELECT id FROM tx_requests WHERE id = {}", d.param(1));
         if !tx.fetch(&taken, vec![Bind::text(&id)], &[ColumnKind::Text]).await?.is_empty() {
             return Ok(Accepted::Conflict { id });
         }
         let record = TxRecord {
-            id,
-            chain_id: raw.chain_id,
-            signer: String::new(),
-            sender: raw.sender.clone(),
-            nonce: raw.nonce,
             to: raw.to.clone(),
             value: raw.value.clone(),
             data: raw.data.clone(),
             gas_limit: Some(raw.attempt.gas_limit),
             speed: raw.speed.clone(),
-            state: TxState::Signed,
-            error: None,
-            origin: "raw".into(),
-            ending: None,
-            revision: 0,
-            tx_hash: None,
-            block_number: None,
-            block_hash: None,
-            receipt: None,
-            valid_until: None,
-            valid_until_ms: None,
+            ..TxRecord::new(raw.chain_id, &raw.sender, raw.nonce, "raw", TxState::Signed)
         };
         insert_request(tx, &record, Some(&key), &raw.attempt.hash).await?;
         insert_attempts(tx, &[(record.id.as_str(), &raw.attempt)]).await?;
@@ -736,27 +755,15 @@ async fn accept_one(
     tx.execute(&advance, binds).await?;
 
     let record = TxRecord {
-        id: format!("{}-{}-{nonce}", request.chain_id, request.sender),
-        chain_id: request.chain_id,
         signer: request.signer.clone(),
-        sender: request.sender.clone(),
-        nonce,
         to: request.to.clone(),
         value: request.value.clone(),
         data: request.data.clone(),
         gas_limit: request.gas_limit,
         speed: request.speed.clone(),
-        state: TxState::Queued,
-        error: None,
-        origin: "api".into(),
-        ending: None,
-        revision: 0,
-        tx_hash: None,
-        block_number: None,
-        block_hash: None,
-        receipt: None,
         valid_until: request.valid_until.clone(),
         valid_until_ms: request.valid_until_ms,
+        ..TxRecord::new(request.chain_id, &request.sender, nonce, "api", TxState::Queued)
     };
     insert_request(tx, &record, request.idempotency_key.as_deref(), &request.body_sha256).await?;
     Ok(Accepted::New(record))

@@ -20,48 +20,50 @@ pub enum Price {
 }
 
 impl Price {
+    /// From its two parts: a priority fee means EIP-1559, none a legacy gas price.
+    pub fn from_parts(max_per_gas: u128, priority: Option<u128>) -> Price {
+        match priority {
+            Some(priority) => {
+                Price::Eip1559(Fees { max_fee_per_gas: max_per_gas, max_priority_fee_per_gas: priority })
+            }
+            None => Price::Legacy { gas_price: max_per_gas },
+        }
+    }
+
+    /// The fee cap (the gas price on legacy chains) and the priority fee (none on legacy).
+    pub fn parts(self) -> (u128, Option<u128>) {
+        match self {
+            Price::Eip1559(fees) => (fees.max_fee_per_gas, Some(fees.max_priority_fee_per_gas)),
+            Price::Legacy { gas_price } => (gas_price, None),
+        }
+    }
+
     /// The most it can pay per gas.
     pub fn max_per_gas(self) -> u128 {
-        match self {
-            Price::Eip1559(fees) => fees.max_fee_per_gas,
-            Price::Legacy { gas_price } => gas_price,
-        }
+        self.parts().0
     }
 
     /// A replacement's price: +10% (rounded up) on both fields and at least `market`.
     pub fn bumped(self, market: Price) -> Price {
-        let as_fees = |p: Price| match p {
-            Price::Eip1559(fees) => fees,
-            Price::Legacy { gas_price } => {
-                Fees { max_fee_per_gas: gas_price, max_priority_fee_per_gas: gas_price }
-            }
+        // A legacy gas price is both the cap and the tip.
+        let as_fees = |p: Price| {
+            let (max_fee, priority) = p.parts();
+            Fees { max_fee_per_gas: max_fee, max_priority_fee_per_gas: priority.unwrap_or(max_fee) }
         };
         let fees = crate::fees::bump(as_fees(self), as_fees(market));
-        match self {
-            Price::Eip1559(_) => Price::Eip1559(fees),
-            Price::Legacy { .. } => Price::Legacy { gas_price: fees.max_fee_per_gas },
-        }
+        Price::from_parts(fees.max_fee_per_gas, self.parts().1.map(|_| fees.max_priority_fee_per_gas))
     }
 
     /// As stored with an attempt: the fee cap (gas price) and the priority fee (none on legacy).
     pub fn stored(self) -> (String, Option<String>) {
-        match self {
-            Price::Eip1559(f) => {
-                (f.max_fee_per_gas.to_string(), Some(f.max_priority_fee_per_gas.to_string()))
-            }
-            Price::Legacy { gas_price } => (gas_price.to_string(), None),
-        }
+        let (max_fee, priority) = self.parts();
+        (max_fee.to_string(), priority.map(|p| p.to_string()))
     }
 
     /// Back from an attempt's stored fields.
     pub fn from_stored(max_fee: &str, priority: Option<&str>) -> Option<Price> {
-        let max_fee = max_fee.parse().ok()?;
-        Some(match priority {
-            Some(p) => {
-                Price::Eip1559(Fees { max_fee_per_gas: max_fee, max_priority_fee_per_gas: p.parse().ok()? })
-            }
-            None => Price::Legacy { gas_price: max_fee },
-        })
+        let priority = priority.map(str::parse::<u128>).transpose().ok()?;
+        Some(Price::from_parts(max_fee.parse().ok()?, priority))
     }
 }
 
@@ -217,13 +219,11 @@ pub fn decode(raw: &[u8]) -> Result<Decoded, DecodeError> {
         return Err(DecodeError::Malformed(format!("{} trailing bytes", slice.len())));
     }
     let price = match &envelope {
-        TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) => {
-            Price::Legacy { gas_price: envelope.gas_price().unwrap_or_default() }
-        }
-        TxEnvelope::Eip1559(_) => Price::Eip1559(Fees {
-            max_fee_per_gas: envelope.max_fee_per_gas(),
-            max_priority_fee_per_gas: envelope.max_priority_fee_per_gas().unwrap_or_default(),
-        }),
+        TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) => Price::from_parts(envelope.max_fee_per_gas(), None),
+        TxEnvelope::Eip1559(_) => Price::from_parts(
+            envelope.max_fee_per_gas(),
+            Some(envelope.max_priority_fee_per_gas().unwrap_or_default()),
+        ),
         other => return Err(DecodeError::Unsupported(other.tx_type() as u8)),
     };
     let sender = envelope.recover_signer().map_err(|e| DecodeError::BadSignature(e.to_string()))?;

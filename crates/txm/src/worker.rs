@@ -643,7 +643,7 @@ impl SenderWorker {
         }
         let scanned = self.scanned.lock().ok().and_then(|s| *s).unwrap_or(0);
         let from = scanned.max(latest.saturating_sub(SCAN_DEPTH)) + 1;
-        if from > latest || latest + 1 - from > settling {
+        if from > latest || latest + 1 - from >= settling {
             return receipts;
         }
         let blocks: Vec<_> = (from..=latest).map(|number| self.rpc.block_receipts(number)).collect();
