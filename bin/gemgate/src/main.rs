@@ -315,7 +315,7 @@ fn init_telemetry(cli: &Cli, settings: Option<&Settings>) -> Result<(), ExitCode
         .log_filter
         .clone()
         .or_else(|| settings.map(|s| s.telemetry.log_filter.clone()))
-        .unwrap_or_else(|| "info".to_string());
+        .unwrap_or_else(|| gemgate_config::DEFAULT_LOG_FILTER.to_string());
     gemgate_telemetry::init(style, &filter).map_err(|e| {
         eprintln!("gemgate: {e}");
         ExitCode::from(EXIT_BAD_CONFIG)

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 use gemgate_domain::{ChainId, Finality};
+
+/// The log filter when neither `--log-filter` nor `telemetry.log_filter` sets one: everything at info, except
+/// the database driver's notices ("... does not exist, skipping"), which are noise to an operator.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
 use serde::Serialize;
 
 use crate::secret::{Secret, SecretUrl};
@@ -134,7 +138,8 @@ pub enum Scope {
 pub struct TelemetrySettings {
     /// `telemetry.log_format`: `text` (default) or `json`; `--log-format` overrides it.
     pub log_format: LogFormat,
-    /// `telemetry.log_filter`: a tracing filter such as `info,gemgate_indexer=debug`. Default `info`.
+    /// `telemetry.log_filter`: a tracing filter such as `info,gemgate_indexer=debug`. Default
+    /// `DEFAULT_LOG_FILTER`.
     pub log_filter: String,
 }
 

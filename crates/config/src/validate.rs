@@ -185,7 +185,8 @@ fn telemetry(raw: &RawSettings, p: &mut Problems) -> Option<TelemetrySettings> {
             return None;
         }
     };
-    let log_filter = raw.telemetry.log_filter.clone().unwrap_or_else(|| "info".into());
+    let log_filter =
+        raw.telemetry.log_filter.clone().unwrap_or_else(|| crate::settings::DEFAULT_LOG_FILTER.into());
     Some(TelemetrySettings { log_format, log_filter })
 }
 
