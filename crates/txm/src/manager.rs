@@ -155,15 +155,43 @@ pub struct TxManager {
     pub signers: HashMap<String, NamedSigner>,
     pub options: TxmOptions,
     pub(crate) wake: Notify,
-    quotes: Mutex<HashMap<ChainId, (Instant, FeeQuote)>>,
-    accounts: Mutex<HashMap<(ChainId, Address), AccountSeen>>,
+    quotes: Shared<ChainId, FeeQuote>,
+    /// A sender's balance and transaction count.
+    accounts: Shared<(ChainId, Address), (U256, u64)>,
     acceptor: std::sync::OnceLock<tokio::sync::mpsc::Sender<Pending>>,
     /// Per chain, the depth standing in for `safe` and `finalized` where the node has no such tags.
     depths: HashMap<ChainId, u64>,
 }
 
-/// A sender's balance and transaction count, and when they were read.
-type AccountSeen = (Instant, U256, u64);
+/// Values read from a node and shared for a while (fee quotes, balances): at most one read per key per `ttl`.
+struct Shared<K, V> {
+    ttl: Duration,
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Shared<K, V> {
+    fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// The value if it was read less than `ttl` ago.
+    fn fresh(&self, key: &K) -> Option<V> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, key: K, value: V) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(key, (Instant::now(), value));
+        }
+    }
+
+    fn forget(&self, key: &K) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
+    }
+}
 
 /// A request waiting for the acceptor, with where its answer goes.
 type Pending = (NewTransaction, u64, tokio::sync::oneshot::Sender<Result<Accepted, StoreError>>);
@@ -212,8 +240,8 @@ impl TxManager {
             signers,
             options,
             wake: Notify::new(),
-            quotes: Mutex::new(HashMap::new()),
-            accounts: Mutex::new(HashMap::new()),
+            quotes: Shared::new(QUOTE_TTL),
+            accounts: Shared::new(ACCOUNT_TTL),
             acceptor: std::sync::OnceLock::new(),
             depths: HashMap::new(),
         }
@@ -236,14 +264,11 @@ impl TxManager {
 
     /// The market price at `speed` (cached for a second per chain).
     pub async fn market(&self, chain_id: ChainId, speed: Speed) -> Result<Price, SubmitError> {
-        let cached = self.quotes.lock().ok().and_then(|q| q.get(&chain_id).cloned());
-        let quote = match cached {
-            Some((at, quote)) if at.elapsed() < QUOTE_TTL => quote,
-            _ => {
+        let quote = match self.quotes.fresh(&chain_id) {
+            Some(quote) => quote,
+            None => {
                 let quote = self.chain(chain_id)?.fees(10, &Speed::PERCENTILES).await?;
-                if let Ok(mut q) = self.quotes.lock() {
-                    q.insert(chain_id, (Instant::now(), quote.clone()));
-                }
+                self.quotes.put(chain_id, quote.clone());
                 quote
             }
         };
@@ -264,24 +289,17 @@ impl TxManager {
         rpc: &TxRpc,
         from: Address,
     ) -> Result<(U256, u64), SubmitError> {
-        let cached = self.accounts.lock().ok().and_then(|a| a.get(&(chain_id, from)).copied());
-        if let Some((at, balance, nonce)) = cached
-            && at.elapsed() < ACCOUNT_TTL
-        {
-            return Ok((balance, nonce));
+        if let Some(seen) = self.accounts.fresh(&(chain_id, from)) {
+            return Ok(seen);
         }
-        let (balance, nonce) = tokio::try_join!(rpc.balance(from), rpc.nonce(from, true))?;
-        if let Ok(mut accounts) = self.accounts.lock() {
-            accounts.insert((chain_id, from), (Instant::now(), balance, nonce));
-        }
-        Ok((balance, nonce))
+        let seen = tokio::try_join!(rpc.balance(from), rpc.nonce(from, true))?;
+        self.accounts.put((chain_id, from), seen);
+        Ok(seen)
     }
 
     /// Forgets the cached quote (after a node refused a price as too low).
     pub fn forget_market(&self, chain_id: ChainId) {
-        if let Ok(mut q) = self.quotes.lock() {
-            q.remove(&chain_id);
-        }
+        self.quotes.forget(&chain_id);
     }
 
     /// Estimates gas with the configured buffer; a revert is the client's problem, with the reason.

@@ -150,20 +150,9 @@ pub async fn run_sender(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let sender = crate::manager::address_text(signer.address);
-    let Some(rpc) = manager.chains.get(&chain_id).cloned() else { return };
-    let mut worker = SenderWorker {
-        manager: manager.clone(),
-        rpc,
-        signer: Some(signer),
-        sender,
-        chain_id,
-        holder,
-        last_confirm: std::sync::Mutex::new(std::time::Instant::now()),
-        resent: std::sync::Mutex::new(HashMap::new()),
-        scanned: std::sync::Mutex::new(None),
-        no_block_receipts: std::sync::atomic::AtomicBool::new(false),
-    };
-    worker.run(shutdown).await;
+    if let Some(mut worker) = SenderWorker::new(manager, chain_id, Some(signer), sender, holder) {
+        worker.run(shutdown).await;
+    }
 }
 
 /// Runs the worker that broadcasts and follows client-signed transactions on one chain.
@@ -173,20 +162,9 @@ pub async fn run_raw(
     holder: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Some(rpc) = manager.chains.get(&chain_id).cloned() else { return };
-    let mut worker = SenderWorker {
-        manager,
-        rpc,
-        signer: None,
-        sender: "raw".into(),
-        chain_id,
-        holder,
-        last_confirm: std::sync::Mutex::new(std::time::Instant::now()),
-        resent: std::sync::Mutex::new(HashMap::new()),
-        scanned: std::sync::Mutex::new(None),
-        no_block_receipts: std::sync::atomic::AtomicBool::new(false),
-    };
-    worker.run(shutdown).await;
+    if let Some(mut worker) = SenderWorker::new(manager, chain_id, None, "raw".into(), holder) {
+        worker.run(shutdown).await;
+    }
 }
 
 struct SenderWorker {
@@ -209,6 +187,29 @@ struct SenderWorker {
 }
 
 impl SenderWorker {
+    /// A worker for `sender` on `chain_id`; `None` when the chain is not configured.
+    fn new(
+        manager: Arc<TxManager>,
+        chain_id: u64,
+        signer: Option<NamedSigner>,
+        sender: String,
+        holder: String,
+    ) -> Option<Self> {
+        let rpc = manager.chains.get(&chain_id).cloned()?;
+        Some(Self {
+            manager,
+            rpc,
+            signer,
+            sender,
+            chain_id,
+            holder,
+            last_confirm: std::sync::Mutex::new(std::time::Instant::now()),
+            resent: std::sync::Mutex::new(HashMap::new()),
+            scanned: std::sync::Mutex::new(None),
+            no_block_receipts: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
     async fn run(&mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let options = self.manager.options.clone();
         let ttl = options.lease_ttl.as_millis() as u64;
