@@ -154,4 +154,5 @@ pub(crate) struct RawSigner {
     pub private_key_file: Option<String>,
     pub key_id: Option<String>,
     pub region: Option<String>,
+    pub endpoint: Option<String>,
 }

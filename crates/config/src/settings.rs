@@ -250,9 +250,16 @@ pub enum SignerKind {
         credential_id: String,
         private_key: Secret<String>,
     },
+    /// An asymmetric `ECC_SECG_P256K1` key in AWS KMS (built with the `aws-kms` cargo feature). Credentials
+    /// come from the AWS default chain (environment, profile, web identity, ECS, instance metadata), never
+    /// from this file.
     AwsKms {
+        /// Key id, key ARN, alias name or alias ARN.
         key_id: String,
+        /// Else the AWS default chain's region (`AWS_REGION`, profile).
         region: Option<String>,
+        /// Another KMS endpoint (a VPC endpoint, a local KMS); else the region's public one.
+        endpoint: Option<SecretUrl>,
     },
 }
 

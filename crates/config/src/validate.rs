@@ -506,13 +506,31 @@ fn signer(
                 private_key: private_key?,
             })
         }
-        "aws-kms" => match &raw.key_id {
-            Some(key_id) => Some(SignerKind::AwsKms { key_id: key_id.clone(), region: raw.region.clone() }),
-            None => {
-                p.add(format!("{key}.key_id"), "required for kind = \"aws-kms\"");
-                None
-            }
-        },
+        "aws-kms" => {
+            let key_id = match &raw.key_id {
+                Some(key_id) if !key_id.trim().is_empty() => Some(key_id.trim().to_string()),
+                _ => {
+                    p.add(format!("{key}.key_id"), "required for kind = \"aws-kms\"");
+                    None
+                }
+            };
+            let region = raw.region.as_ref().filter(|region| {
+                let valid = !region.is_empty()
+                    && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                if !valid {
+                    p.add(
+                        format!("{key}.region"),
+                        format!("{region:?} is not an AWS region (such as eu-west-1)"),
+                    );
+                }
+                valid
+            });
+            let endpoint = match &raw.endpoint {
+                Some(url) => Some(parse_url(url, &format!("{key}.endpoint"), &["http", "https"], p)?),
+                None => None,
+            };
+            Some(SignerKind::AwsKms { key_id: key_id?, region: region.cloned(), endpoint })
+        }
         other => {
             p.add(
                 format!("{key}.kind"),

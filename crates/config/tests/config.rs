@@ -196,3 +196,47 @@ fn a_private_key_in_bad_shape_is_refused_without_echoing_it() {
     assert!(found[0].starts_with("signers[0].key"), "{found:?}");
     assert!(!found[0].contains("SECRETVALUE"), "the value must never be echoed: {found:?}");
 }
+
+#[test]
+fn an_aws_kms_signer_takes_a_key_region_and_endpoint_and_no_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = "[[chains]]\nid = 1\nname = \"main\"\nrpc = [\"http://127.0.0.1:8545\"]\n";
+    let signer = |extra: &str| {
+        format!("{chain}[[signers]]\nname = \"hot\"\nkind = \"aws-kms\"\nchains = [1]\n{extra}")
+    };
+    let good = signer(
+        "key_id = \"alias/gemgate-hot\"\nregion = \"eu-central-1\"\nendpoint = \"https://vpce-1.kms.eu-central-1.vpce.amazonaws.com\"\n",
+    );
+    let settings = load_str(&good, Path::new("x"), dir.path(), &env(&[])).unwrap();
+    match &settings.signers[0].kind {
+        gemgate_config::SignerKind::AwsKms { key_id, region, endpoint } => {
+            assert_eq!(key_id, "alias/gemgate-hot");
+            assert_eq!(region.as_deref(), Some("eu-central-1"));
+            assert_eq!(
+                endpoint.as_ref().unwrap().expose().host_str(),
+                Some("vpce-1.kms.eu-central-1.vpce.amazonaws.com")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let bad = problems(load_str(
+        &signer("region = \"EU Central\"\nendpoint = \"ftp://kms\"\n"),
+        Path::new("x"),
+        dir.path(),
+        &env(&[]),
+    ));
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    assert!(bad[0].starts_with("signers[0].key_id: required for kind = \"aws-kms\""), "{bad:?}");
+    assert!(bad[1].starts_with("signers[0].region: \"EU Central\" is not an AWS region"), "{bad:?}");
+    assert!(bad[2].starts_with("signers[0].endpoint: scheme \"ftp\""), "{bad:?}");
+
+    // Credentials belong to the AWS default chain, never to this file.
+    let keys = problems(load_str(
+        &signer("key_id = \"k\"\naccess_key_id = \"AKIA...\"\n"),
+        Path::new("x"),
+        dir.path(),
+        &env(&[]),
+    ));
+    assert!(keys[0].contains("access_key_id"), "{keys:?}");
+}

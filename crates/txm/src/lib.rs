@@ -7,6 +7,8 @@ pub mod dfns;
 pub mod draft;
 pub mod fees;
 pub mod keys;
+#[cfg(feature = "aws-kms")]
+pub mod kms;
 pub mod manager;
 pub mod signers;
 pub mod view;

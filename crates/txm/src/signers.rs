@@ -1,6 +1,6 @@
 //! The configured signers behind the `Signer` port: a local private key (from a secret), an Ethereum
-//! keystore v3 (scrypt) with its password from a secret, and DFNS (`dfns`). Key material lives only inside
-//! the signer; what leaves is an address and signatures.
+//! keystore v3 (scrypt) with its password from a secret, DFNS (`dfns`) and, with the `aws-kms` feature,
+//! AWS KMS (`kms`). Key material lives only inside the signer; what leaves is an address and signatures.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,10 +109,21 @@ pub async fn open(settings: &[SignerSettings]) -> Result<HashMap<String, NamedSi
                 })
                 .await?,
             ),
+            #[cfg(feature = "aws-kms")]
+            SignerKind::AwsKms { key_id, region, endpoint } => Arc::new(
+                crate::kms::KmsSigner::connect(crate::kms::KmsSettings {
+                    name: s.name.clone(),
+                    key_id: key_id.clone(),
+                    region: region.clone(),
+                    endpoint: endpoint.as_ref().map(|url| url.expose().clone()),
+                })
+                .await?,
+            ),
+            #[cfg(not(feature = "aws-kms"))]
             SignerKind::AwsKms { .. } => {
                 return Err(SignerError::KeyUnavailable {
                     signer: s.name.clone(),
-                    message: "AWS KMS signers are not built into this gemgate (see docs/transactions.md)"
+                    message: "this gemgate is built without AWS KMS: build it with `--features aws-kms`"
                         .into(),
                 });
             }

@@ -18,14 +18,13 @@ use axum::{Json, Router};
 use base64::Engine;
 use ed25519_dalek::Verifier;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
-use gemgate_chain::{RetryPolicy, TxRpc};
 use gemgate_domain::TxState;
-use gemgate_projections::ProjectionSet;
-use gemgate_store::SqlStore;
 use gemgate_testkit::{AnvilOptions, anvil_or_skip};
 use gemgate_txm::dfns::{DfnsSettings, DfnsSigner};
-use gemgate_txm::{NamedSigner, Submit, TxManager, TxmOptions, worker};
+use gemgate_txm::{NamedSigner, Submit, TxManager, TxmOptions};
 use serde_json::{Value, json};
+
+mod support;
 
 const WALLET_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const TOKEN: &str = "service-account-token";
@@ -271,19 +270,6 @@ async fn a_dfns_request_held_then_rejected_does_not_jam_later_nonces() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::connect(
-        &format!("sqlite://{}", dir.path().join("dfns.db").display()),
-        4,
-        ProjectionSet::default(),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    let rpc = Arc::new(TxRpc::new(
-        anvil.chain_id(),
-        vec![(anvil.endpoint().parse().unwrap(), "anvil".into())],
-        RetryPolicy::default(),
-    ));
     let named = NamedSigner {
         name: "custody".into(),
         chains: vec![anvil.chain_id()],
@@ -291,14 +277,8 @@ async fn a_dfns_request_held_then_rejected_does_not_jam_later_nonces() {
         signer: Arc::new(signer),
     };
     let options = TxmOptions { poll_interval: Duration::from_millis(100), ..TxmOptions::default() };
-    let manager = Arc::new(TxManager::new(
-        store,
-        HashMap::from([(anvil.chain_id(), rpc)]),
-        HashMap::from([("custody".to_string(), named)]),
-        options,
-    ));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = worker::spawn_all(&manager, "test", &stopped);
+    let running = support::start(support::ledger(None, dir.path()).await, &anvil, named, options);
+    let manager = running.manager.clone();
     let submit = |value: u64, key: &str| {
         Submit::transfer(key, "custody", anvil.chain_id(), anvil.accounts()[3], U256::from(value))
     };
@@ -365,10 +345,7 @@ async fn a_dfns_request_held_then_rejected_does_not_jam_later_nonces() {
         2,
         "only the impostor's and the bad token's calls were refused"
     );
-    stop.send(true).unwrap();
-    for w in workers {
-        w.await.unwrap();
-    }
+    running.stop().await;
 }
 
 async fn futures_ids(manager: &TxManager, submit: &impl Fn(u64, &str) -> Submit) -> Vec<String> {

@@ -5,22 +5,20 @@
 
 #[path = "../../store/tests/common/mod.rs"]
 mod common;
+mod support;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use gemgate_chain::{RetryPolicy, TxRpc};
 use gemgate_domain::TxState;
 use gemgate_domain::ports::{OutboxEntry, OutboxStore};
-use gemgate_projections::ProjectionSet;
-use gemgate_store::SqlStore;
 use gemgate_store::ledger::TxRecord;
 use gemgate_testkit::{Anvil, AnvilOptions, anvil_or_skip};
 use gemgate_txm::signers::LocalSigner;
-use gemgate_txm::{NamedSigner, Submit, Submitted, TxManager, TxmOptions, worker};
+use gemgate_txm::{NamedSigner, Submit, Submitted, TxManager, TxmOptions};
 
 /// anvil's first account: the signer under test.
 const KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
@@ -31,9 +29,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct Rig {
     _serial: tokio::sync::MutexGuard<'static, ()>,
     anvil: Anvil,
-    manager: Arc<TxManager>,
-    stop: tokio::sync::watch::Sender<bool>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
+    running: support::Running,
     _dir: tempfile::TempDir,
 }
 
@@ -45,26 +41,13 @@ async fn rig(test: &str, db_url: Option<&str>, anvil: AnvilOptions, options: Txm
     }
     let anvil = anvil_or_skip(test, anvil).await.unwrap()?;
     let dir = tempfile::tempdir().unwrap();
-    let url = db_url
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("txm.db").display()));
-    let store = SqlStore::connect(&url, 8, ProjectionSet::default()).await.unwrap();
-    store.migrate().await.unwrap();
-    let rpc_url: url::Url = anvil.endpoint().parse().unwrap();
-    let rpc = Arc::new(TxRpc::new(anvil.chain_id(), vec![(rpc_url, "anvil".into())], RetryPolicy::default()));
+    let store = support::ledger(db_url, dir.path()).await;
     let local = LocalSigner::from_hex("ops", KEY).unwrap();
     let address = gemgate_domain::ports::Signer::address(&local);
     let signer =
         NamedSigner { name: "ops".into(), chains: vec![anvil.chain_id()], address, signer: Arc::new(local) };
-    let manager = Arc::new(TxManager::new(
-        store,
-        HashMap::from([(anvil.chain_id(), rpc)]),
-        HashMap::from([("ops".to_string(), signer)]),
-        options,
-    ));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = worker::spawn_all(&manager, "test", &stopped);
-    Some(Rig { _serial: serial, anvil, manager, stop, workers, _dir: dir })
+    let running = support::start(store, &anvil, signer, options);
+    Some(Rig { _serial: serial, anvil, running, _dir: dir })
 }
 
 impl Rig {
@@ -76,14 +59,14 @@ impl Rig {
     }
 
     async fn submit(&self, key: &str) -> TxRecord {
-        match self.manager.submit(self.request(key, None)).await.unwrap() {
+        match self.manager().submit(self.request(key, None)).await.unwrap() {
             Submitted::New(r) => r,
             Submitted::Existing(r) => panic!("not new: {r:?}"),
         }
     }
 
     async fn record(&self, id: &str) -> TxRecord {
-        self.manager.store.transaction(id).await.unwrap().unwrap()
+        self.manager().store.transaction(id).await.unwrap().unwrap()
     }
 
     /// Waits until the request is in one of `states`.
@@ -95,7 +78,7 @@ impl Rig {
                 return record;
             }
             if tokio::time::Instant::now() >= deadline {
-                let attempts = self.manager.store.attempts(id).await.unwrap();
+                let attempts = self.manager().store.attempts(id).await.unwrap();
                 let sender: Address = record.sender.parse().unwrap();
                 let mined = self.anvil.provider().get_transaction_count(sender).await.unwrap();
                 panic!(
@@ -109,7 +92,7 @@ impl Rig {
 
     /// The `transaction.<state>` messages of a request, in outbox order.
     async fn announced(&self, id: &str) -> Vec<String> {
-        let entries = self.manager.store.outbox_after(0, 100_000).await.unwrap();
+        let entries = self.manager().store.outbox_after(0, 100_000).await.unwrap();
         entries
             .into_iter()
             .filter_map(|e| match e {
@@ -119,12 +102,14 @@ impl Rig {
             .collect()
     }
 
+    fn manager(&self) -> &TxManager {
+        &self.running.manager
+    }
+
     async fn stop(self) {
-        self.stop.send(true).unwrap();
-        for worker in self.workers {
-            worker.await.unwrap();
-        }
-        self.manager.store.close().await;
+        let manager = self.running.manager.clone();
+        self.running.stop().await;
+        manager.store.close().await;
     }
 }
 
@@ -151,7 +136,7 @@ async fn two_thousand_requests(test: &str, db_url: Option<&str>) {
                     // Half with a gas limit given, half estimated (+20%).
                     let gas = (i % 2 == 0).then_some(21_000);
                     let key = format!("c{client}-{i}");
-                    let accepted = rig.manager.submit(rig.request(&key, gas)).await.unwrap();
+                    let accepted = rig.manager().submit(rig.request(&key, gas)).await.unwrap();
                     ids.push(accepted.record().id.clone());
                 }
                 ids
@@ -235,7 +220,7 @@ async fn a_transaction_dropped_from_the_pool_is_sent_again_and_included(db_url: 
     let Some(rig) = rig(test, db_url, manual_mining(), quick()).await else { return };
     let id = rig.submit("drop-me").await.id;
     let submitted = rig.until(&id, &[TxState::Submitted], Duration::from_secs(30)).await;
-    let attempts = rig.manager.store.attempts(&id).await.unwrap();
+    let attempts = rig.manager().store.attempts(&id).await.unwrap();
     let hash = attempts[0].hash.parse().unwrap();
     rig.anvil.drop_transaction(hash).await.unwrap();
     let provider = rig.anvil.provider();
@@ -280,7 +265,7 @@ async fn a_base_fee_spike_is_outbid_by_re_pricing(db_url: Option<&str>) {
         rig.until(id, &[TxState::Submitted], Duration::from_secs(30)).await;
     }
     let first_fee: u128 =
-        rig.manager.store.attempts(&ids[0]).await.unwrap()[0].max_fee_per_gas.parse().unwrap();
+        rig.manager().store.attempts(&ids[0]).await.unwrap()[0].max_fee_per_gas.parse().unwrap();
     // The next block's base fee jumps a hundredfold: our fee caps are far below it.
     let spiked = U256::from(first_fee * 100);
     rig.anvil
@@ -306,7 +291,7 @@ async fn a_base_fee_spike_is_outbid_by_re_pricing(db_url: Option<&str>) {
     }
     for id in &ids {
         let record = rig.record(id).await;
-        let attempts = rig.manager.store.attempts(id).await.unwrap();
+        let attempts = rig.manager().store.attempts(id).await.unwrap();
         assert!(attempts.len() >= 2, "{id} was re-priced");
         // A re-priced attempt was included (a later one may have been stored just as the block was mined).
         let included = attempts.iter().position(|a| Some(a.hash.as_str()) == record.tx_hash.as_deref());
@@ -348,11 +333,11 @@ async fn a_transaction_the_node_keeps_but_never_mines_is_re_priced(db_url: Optio
     let Some(rig) = rig(test, db_url, manual_mining(), quick()).await else { return };
     let id = rig.submit("kept").await.id;
     rig.until(&id, &[TxState::Submitted], Duration::from_secs(30)).await;
-    let first = rig.manager.store.attempts(&id).await.unwrap()[0].clone();
+    let first = rig.manager().store.attempts(&id).await.unwrap()[0].clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let attempts = loop {
         // Re-priced and the replacement broadcast (it is stored one pass before it goes out).
-        let attempts = rig.manager.store.attempts(&id).await.unwrap();
+        let attempts = rig.manager().store.attempts(&id).await.unwrap();
         if attempts.len() >= 2 && attempts.last().is_some_and(|a| a.sent_ms.is_some()) {
             break attempts;
         }
@@ -365,7 +350,7 @@ async fn a_transaction_the_node_keeps_but_never_mines_is_re_priced(db_url: Optio
     assert_eq!(attempts[0].sent_ms, first.sent_ms, "sending the same bytes again keeps the first send time");
     rig.anvil.mine(1).await.unwrap();
     let included = rig.until(&id, &DONE, Duration::from_secs(30)).await;
-    let attempts = rig.manager.store.attempts(&id).await.unwrap();
+    let attempts = rig.manager().store.attempts(&id).await.unwrap();
     assert_ne!(included.tx_hash.as_deref(), Some(first.hash.as_str()), "a replacement was included");
     assert!(attempts.iter().any(|a| Some(a.hash.as_str()) == included.tx_hash.as_deref()));
     rig.stop().await;
@@ -450,9 +435,9 @@ async fn cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_thr
     let text =
         humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(until_ms)).to_string();
     expiring.valid_until = Some((text, until_ms));
-    let expiring = rig.manager.submit(expiring).await.unwrap().record().id.clone();
+    let expiring = rig.manager().submit(expiring).await.unwrap().record().id.clone();
     let after = rig.submit("after").await.id;
-    rig.manager.cancel(&cancelled).await.unwrap();
+    rig.manager().cancel(&cancelled).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -471,7 +456,7 @@ async fn cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_thr
     // The no-ops are zero-value self-transfers at the requests' nonces.
     for id in [&cancelled, &expiring] {
         let record = rig.record(id).await;
-        let attempts = rig.manager.store.attempts(id).await.unwrap();
+        let attempts = rig.manager().store.attempts(id).await.unwrap();
         let noop = attempts.iter().find(|a| Some(a.hash.as_str()) == record.tx_hash.as_deref()).unwrap();
         assert_eq!(noop.purpose, "noop");
         let tx =

@@ -1,0 +1,49 @@
+//! What the transaction manager's tests share: a ledger, and a manager with its workers running on anvil.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gemgate_chain::{RetryPolicy, TxRpc};
+use gemgate_projections::ProjectionSet;
+use gemgate_store::SqlStore;
+use gemgate_testkit::Anvil;
+use gemgate_txm::{NamedSigner, TxManager, TxmOptions, worker};
+
+/// A migrated ledger at `url`, or in a SQLite file in `dir`.
+pub async fn ledger(url: Option<&str>, dir: &std::path::Path) -> SqlStore {
+    let url = url.map(str::to_string).unwrap_or_else(|| format!("sqlite://{}", dir.join("txm.db").display()));
+    let store = SqlStore::connect(&url, 8, ProjectionSet::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+/// A manager sending with `signer` on anvil, its workers running until `stop` is sent `true`.
+pub struct Running {
+    pub manager: Arc<TxManager>,
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub fn start(store: SqlStore, anvil: &Anvil, signer: NamedSigner, options: TxmOptions) -> Running {
+    let rpc_url: url::Url = anvil.endpoint().parse().unwrap();
+    let rpc = Arc::new(TxRpc::new(anvil.chain_id(), vec![(rpc_url, "anvil".into())], RetryPolicy::default()));
+    let manager = Arc::new(TxManager::new(
+        store,
+        HashMap::from([(anvil.chain_id(), rpc)]),
+        HashMap::from([(signer.name.clone(), signer)]),
+        options,
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = worker::spawn_all(&manager, "test", &stopped);
+    Running { manager, stop, workers }
+}
+
+impl Running {
+    /// Stops the workers and waits for them (a worker that panicked fails the test here).
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+    }
+}
