@@ -7,7 +7,7 @@
 //! returns the original request without spending a nonce. Every lifecycle write is a compare-and-set on the
 //! request's `revision`, and a worker's writes also check its lease's fencing token in the same transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use alloy_primitives::U256;
 use gemgate_domain::{StoreError, TxState};
@@ -348,13 +348,7 @@ fn attempt_binds(request_id: &str, a: &Attempt) -> Vec<Bind> {
 }
 
 async fn find_by_key(tx: &mut dyn Tx, key: &str) -> Result<Option<(TxRecord, String)>, StoreError> {
-    let sql = format!(
-        "SELECT {} FROM tx_requests WHERE idempotency_key = {}",
-        columns(tx.dialect()),
-        tx.dialect().param(1)
-    );
-    let rows = tx.fetch(&sql, vec![Bind::text(key)], &kinds(&RECORD)).await?;
-    rows.first().map(|row| Ok((record(row)?, text(row, RECORD.len() - 1).unwrap_or_default()))).transpose()
+    Ok(find_by_keys(tx, &[key]).await?.remove(key))
 }
 
 /// The outbox row announcing a request's state (`transaction.<state>`); its id is unique per change.
@@ -408,26 +402,22 @@ impl SqlStore {
         payload: impl Fn(&TxRecord) -> String,
     ) -> Result<Vec<Accepted>, StoreError> {
         let mut owned = self.begin().await?;
-        let tx = owned.tx();
-        let mut answers = Vec::with_capacity(requests.len());
-        let mut outbox = Vec::new();
-        // The cost of what each sender has pending, read once per batch and kept up to date in it.
-        let mut pending: HashMap<(u64, String), U256> = HashMap::new();
-        for (request, chain_nonce) in requests {
-            let answer = accept_one(tx, request, *chain_nonce, &mut pending).await?;
-            if let Accepted::New(record) = &answer {
-                outbox.push(outbox_row(
+        let answers = accept_all(owned.tx(), requests).await?;
+        let outbox: Vec<OutboxRow> = answers
+            .iter()
+            .filter_map(|answer| match answer {
+                Accepted::New(record) => Some(outbox_row(
                     &record.id,
                     0,
                     TxState::Queued,
                     record.chain_id,
                     &ordering_key(record.chain_id, &record.sender),
                     payload(record),
-                ));
-            }
-            answers.push(answer);
-        }
-        tx.insert_outbox(&outbox).await?;
+                )),
+                _ => None,
+            })
+            .collect();
+        owned.tx().insert_outbox(&outbox).await?;
         owned.commit().await?;
         Ok(answers)
     }
@@ -459,7 +449,7 @@ impl SqlStore {
             speed: raw.speed.clone(),
             ..TxRecord::new(raw.chain_id, &raw.sender, raw.nonce, "raw", TxState::Signed)
         };
-        insert_request(tx, &record, Some(&key), &raw.attempt.hash).await?;
+        insert_requests(tx, &[(record.clone(), Some(&key), &raw.attempt.hash)]).await?;
         insert_attempts(tx, &[(record.id.as_str(), &raw.attempt)]).await?;
         let row = outbox_row(
             &record.id,
@@ -677,20 +667,25 @@ impl SqlStore {
     }
 }
 
-/// One request inside an accepting transaction (see `SqlStore::accept_transactions`).
-async fn accept_one(
+/// Requests accepted together (see `SqlStore::accept_transactions`), in a few statements whatever their
+/// number: each sender's nonce row is locked once (senders in a fixed order, so two accepting processes
+/// cannot deadlock) and caught up to the chain, known idempotency keys are read in one query, nonces are
+/// handed out in request order, and the new requests are inserted many rows a statement.
+async fn accept_all(
     tx: &mut dyn Tx,
-    request: &NewTransaction,
-    chain_nonce: u64,
-    pending: &mut HashMap<(u64, String), U256>,
-) -> Result<Accepted, StoreError> {
+    requests: &[(NewTransaction, u64)],
+) -> Result<Vec<Accepted>, StoreError> {
     let d = tx.dialect();
     let p = |n| d.param(n);
     let greatest = match d {
         Dialect::Sqlite => "max",
         Dialect::Postgres => "GREATEST",
     };
-    let key = vec![Bind::int(request.chain_id), Bind::text(&request.sender)];
+    let mut next: BTreeMap<(u64, String), u64> = BTreeMap::new();
+    for (request, chain_nonce) in requests {
+        let seen = next.entry((request.chain_id, request.sender.clone())).or_default();
+        *seen = (*seen).max(*chain_nonce);
+    }
     let lock = format!(
         "INSERT INTO tx_nonces (chain_id, sender, next_nonce) VALUES ({}, {}, {}) \
          ON CONFLICT (chain_id, sender) DO UPDATE SET next_nonce = {greatest}(tx_nonces.next_nonce, excluded.next_nonce) \
@@ -699,24 +694,19 @@ async fn accept_one(
         p(2),
         p(3)
     );
-    let mut binds = key.clone();
-    binds.push(Bind::int(chain_nonce));
-    let rows = tx.fetch(&lock, binds, &[ColumnKind::Int]).await?;
-    let nonce = match rows.first().map(|r| &r[0]) {
-        Some(Cell::Int(n)) => *n as u64,
-        _ => return Err(StoreError::Database { message: "no nonce row".into() }),
-    };
-
-    if let Some(idempotency_key) = &request.idempotency_key
-        && let Some((existing, body)) = find_by_key(tx, idempotency_key).await?
-    {
-        // No nonce spent: the upsert above only caught the row up to the chain.
-        return Ok(if body == request.body_sha256 {
-            Accepted::Existing(existing)
-        } else {
-            Accepted::Conflict { id: existing.id }
-        });
+    for ((chain_id, sender), nonce) in next.iter_mut() {
+        let binds = vec![Bind::int(*chain_id), Bind::text(sender), Bind::int(*nonce)];
+        *nonce = match tx.fetch(&lock, binds, &[ColumnKind::Int]).await?.first().map(|r| &r[0]) {
+            Some(Cell::Int(n)) => *n as u64,
+            _ => return Err(StoreError::Database { message: "no nonce row".into() }),
+        };
     }
+    let allocated_from = next.clone();
+
+    // Known keys (no nonce spent on them: the upserts above only caught the rows up to the chain), and
+    // the keys of this batch as they are accepted.
+    let keys: Vec<&str> = requests.iter().filter_map(|(r, _)| r.idempotency_key.as_deref()).collect();
+    let mut known: HashMap<String, (TxRecord, String)> = find_by_keys(tx, &keys).await?;
 
     let fee_cost = |funds: &Funds, value: &str, gas: Option<u64>| {
         let value = value.parse::<U256>().unwrap_or_default();
@@ -724,87 +714,150 @@ async fn accept_one(
             U256::from(funds.max_fee_per_gas).saturating_mul(U256::from(gas.unwrap_or_default())),
         )
     };
-    if let Some(funds) = &request.funds {
-        let sender_key = (request.chain_id, request.sender.clone());
-        let already = match pending.get(&sender_key) {
-            Some(cost) => *cost,
-            None => {
-                let sql = format!(
-                    "SELECT value, gas_limit FROM tx_requests WHERE chain_id = {} AND sender = {} AND state IN ({PENDING_STATES})",
-                    p(1),
-                    p(2)
-                );
-                let rows = tx.fetch(&sql, key.clone(), &[ColumnKind::Text, ColumnKind::Int]).await?;
-                rows.iter()
-                    .map(|r| fee_cost(funds, r[0].as_text().unwrap_or("0"), int(r, 1)))
-                    .fold(U256::ZERO, U256::saturating_add)
-            }
-        };
-        let needed = already.saturating_add(fee_cost(funds, &request.value, request.gas_limit));
-        if needed > funds.balance {
-            pending.insert(sender_key, already);
-            return Ok(Accepted::InsufficientFunds { balance: funds.balance, needed });
+    // The cost of what each sender has pending, read once and kept up to date.
+    let mut pending: HashMap<(u64, String), U256> = HashMap::new();
+    let mut answers = Vec::with_capacity(requests.len());
+    let mut new = Vec::new();
+    for (request, _) in requests {
+        if let Some(key) = &request.idempotency_key
+            && let Some((existing, body)) = known.get(key)
+        {
+            answers.push(if *body == request.body_sha256 {
+                Accepted::Existing(existing.clone())
+            } else {
+                Accepted::Conflict { id: existing.id.clone() }
+            });
+            continue;
         }
-        pending.insert(sender_key, needed);
+        let sender_key = (request.chain_id, request.sender.clone());
+        if let Some(funds) = &request.funds {
+            let already = match pending.get(&sender_key) {
+                Some(cost) => *cost,
+                None => {
+                    let sql = format!(
+                        "SELECT value, gas_limit FROM tx_requests WHERE chain_id = {} AND sender = {} AND state IN ({PENDING_STATES})",
+                        p(1),
+                        p(2)
+                    );
+                    let binds = vec![Bind::int(request.chain_id), Bind::text(&request.sender)];
+                    let rows = tx.fetch(&sql, binds, &[ColumnKind::Text, ColumnKind::Int]).await?;
+                    rows.iter()
+                        .map(|r| fee_cost(funds, r[0].as_text().unwrap_or("0"), int(r, 1)))
+                        .fold(U256::ZERO, U256::saturating_add)
+                }
+            };
+            let needed = already.saturating_add(fee_cost(funds, &request.value, request.gas_limit));
+            if needed > funds.balance {
+                pending.insert(sender_key, already);
+                answers.push(Accepted::InsufficientFunds { balance: funds.balance, needed });
+                continue;
+            }
+            pending.insert(sender_key.clone(), needed);
+        }
+        let nonce = next.get_mut(&sender_key).expect("every sender's row was locked above");
+        let record = TxRecord {
+            signer: request.signer.clone(),
+            to: request.to.clone(),
+            value: request.value.clone(),
+            data: request.data.clone(),
+            gas_limit: request.gas_limit,
+            speed: request.speed.clone(),
+            valid_until: request.valid_until.clone(),
+            valid_until_ms: request.valid_until_ms,
+            ..TxRecord::new(request.chain_id, &request.sender, *nonce, "api", TxState::Queued)
+        };
+        *nonce += 1;
+        if let Some(key) = &request.idempotency_key {
+            known.insert(key.clone(), (record.clone(), request.body_sha256.clone()));
+        }
+        new.push((record.clone(), request.idempotency_key.as_deref(), request.body_sha256.as_str()));
+        answers.push(Accepted::New(record));
     }
 
     let advance =
         format!("UPDATE tx_nonces SET next_nonce = {} WHERE chain_id = {} AND sender = {}", p(1), p(2), p(3));
-    let mut binds = vec![Bind::int(nonce + 1)];
-    binds.extend(key);
-    tx.execute(&advance, binds).await?;
-
-    let record = TxRecord {
-        signer: request.signer.clone(),
-        to: request.to.clone(),
-        value: request.value.clone(),
-        data: request.data.clone(),
-        gas_limit: request.gas_limit,
-        speed: request.speed.clone(),
-        valid_until: request.valid_until.clone(),
-        valid_until_ms: request.valid_until_ms,
-        ..TxRecord::new(request.chain_id, &request.sender, nonce, "api", TxState::Queued)
-    };
-    insert_request(tx, &record, request.idempotency_key.as_deref(), &request.body_sha256).await?;
-    Ok(Accepted::New(record))
+    for ((chain_id, sender), nonce) in &next {
+        if allocated_from[&(*chain_id, sender.clone())] != *nonce {
+            tx.execute(&advance, vec![Bind::int(*nonce), Bind::int(*chain_id), Bind::text(sender)]).await?;
+        }
+    }
+    for chunk in new.chunks(INSERT_CHUNK) {
+        insert_requests(tx, chunk).await?;
+    }
+    Ok(answers)
 }
 
-async fn insert_request(
+/// New requests a statement: 16 values each, well under SQLite's and Postgres's parameter limits.
+const INSERT_CHUNK: usize = 100;
+
+/// The requests holding any of `keys`, with their body hashes, by key.
+async fn find_by_keys(
     tx: &mut dyn Tx,
-    r: &TxRecord,
-    idempotency_key: Option<&str>,
-    body_sha256: &str,
-) -> Result<(), StoreError> {
+    keys: &[&str],
+) -> Result<HashMap<String, (TxRecord, String)>, StoreError> {
+    let mut found = HashMap::new();
+    let mut kinds = kinds(&RECORD);
+    kinds.push(ColumnKind::Text);
+    for chunk in keys.chunks(500) {
+        let sql = format!(
+            "SELECT {}, idempotency_key FROM tx_requests WHERE idempotency_key IN ({})",
+            columns(tx.dialect()),
+            params(tx.dialect(), 1, chunk.len())
+        );
+        let rows = tx.fetch(&sql, chunk.iter().map(|k| Bind::text(*k)).collect(), &kinds).await?;
+        for row in rows {
+            let key = text(&row, RECORD.len()).unwrap_or_default().to_string();
+            found.insert(key, (record(&row)?, text(&row, RECORD.len() - 1).unwrap_or_default().to_string()));
+        }
+    }
+    Ok(found)
+}
+
+/// Inserts new requests in one statement, each with its idempotency key and body hash.
+async fn insert_requests(tx: &mut dyn Tx, rows: &[(TxRecord, Option<&str>, &str)]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let d = tx.dialect();
-    let valid_until = match d {
-        Dialect::Sqlite => d.param(12),
-        Dialect::Postgres => format!("{}::timestamptz", d.param(12)),
-    };
+    const COLUMNS: usize = 16;
+    let values = (0..rows.len())
+        .map(|i| {
+            let first = i * COLUMNS + 1;
+            let valid_until = match d {
+                Dialect::Sqlite => d.param(first + 11),
+                Dialect::Postgres => format!("{}::timestamptz", d.param(first + 11)),
+            };
+            format!("({}, {valid_until}, {})", params(d, first, 11), params(d, first + 12, 4))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "INSERT INTO tx_requests (id, idempotency_key, body_sha256, chain_id, signer, sender, nonce, to_address, \
-         value, data, gas_limit, valid_until, speed, state, origin, valid_until_ms) \
-         VALUES ({}, {valid_until}, {})",
-        params(d, 1, 11),
-        params(d, 13, 4)
+         value, data, gas_limit, valid_until, speed, state, origin, valid_until_ms) VALUES {values}"
     );
-    let binds = vec![
-        Bind::text(&r.id),
-        Bind::Text(idempotency_key.map(str::to_string)),
-        Bind::text(body_sha256),
-        Bind::int(r.chain_id),
-        Bind::text(&r.signer),
-        Bind::text(&r.sender),
-        Bind::int(r.nonce),
-        Bind::Text(r.to.clone()),
-        Bind::text(&r.value),
-        Bind::text(&r.data),
-        Bind::Int(r.gas_limit.map(|g| g as i64)),
-        Bind::Text(r.valid_until.clone()),
-        Bind::text(&r.speed),
-        Bind::text(state_text(r.state)),
-        Bind::text(&r.origin),
-        Bind::Int(r.valid_until_ms.map(|m| m as i64)),
-    ];
+    let binds = rows
+        .iter()
+        .flat_map(|(r, idempotency_key, body_sha256)| {
+            [
+                Bind::text(&r.id),
+                Bind::Text(idempotency_key.map(str::to_string)),
+                Bind::text(*body_sha256),
+                Bind::int(r.chain_id),
+                Bind::text(&r.signer),
+                Bind::text(&r.sender),
+                Bind::int(r.nonce),
+                Bind::Text(r.to.clone()),
+                Bind::text(&r.value),
+                Bind::text(&r.data),
+                Bind::Int(r.gas_limit.map(|g| g as i64)),
+                Bind::Text(r.valid_until.clone()),
+                Bind::text(&r.speed),
+                Bind::text(state_text(r.state)),
+                Bind::text(&r.origin),
+                Bind::Int(r.valid_until_ms.map(|m| m as i64)),
+            ]
+        })
+        .collect();
     tx.execute(&sql, binds).await?;
     Ok(())
 }

@@ -272,3 +272,91 @@ async fn nonces_are_contiguous_and_idempotency_keys_hold_on_postgres() {
     ledger_holds(&db.url).await;
     db.drop().await;
 }
+
+/// One accepting transaction for many requests answers each exactly as one at a time would: keys known
+/// before the batch and keys first seen in it, conflicts, a refusal for funds that spends no nonce, several
+/// senders each caught up to its chain count.
+async fn a_batch_answers_like_requests_one_at_a_time(url: &str) {
+    let store = SqlStore::connect(url, 4, ProjectionSet::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let known = new(store.accept_transaction(&request(Some("known"), "known"), 0, payload).await.unwrap());
+    let other_sender = |body: &str| NewTransaction {
+        sender: "0x70997970c51812dc3a010c7d01b50e0d17dc79c8".into(),
+        ..request(None, body)
+    };
+    let mut unpayable = request(Some("poor"), "poor");
+    unpayable.gas_limit = Some(21_000);
+    unpayable.funds = Some(Funds { balance: U256::from(1u64), max_fee_per_gas: 1 });
+    let batch = [
+        (request(Some("b-1"), "b-1"), 0),
+        (request(Some("known"), "known"), 0),
+        (request(Some("b-1"), "b-1"), 0),
+        (request(Some("b-1"), "another body"), 0),
+        (request(Some("known"), "another body"), 0),
+        (unpayable, 0),
+        (other_sender("elsewhere"), 7),
+        (request(None, "b-2"), 0),
+        (other_sender("elsewhere, next"), 3),
+    ];
+    let answers = store.accept_transactions(&batch, payload).await.unwrap();
+    let first = match &answers[0] {
+        Accepted::New(record) => record.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first.nonce, 1, "after the request accepted before the batch");
+    assert_eq!(answers[1], Accepted::Existing(known.clone()));
+    assert_eq!(answers[2], Accepted::Existing(first.clone()), "a key first seen earlier in the same batch");
+    assert_eq!(answers[3], Accepted::Conflict { id: first.id.clone() });
+    assert_eq!(answers[4], Accepted::Conflict { id: known.id.clone() });
+    assert!(matches!(answers[5], Accepted::InsufficientFunds { .. }), "{:?}", answers[5]);
+    let nonces: Vec<(String, u64)> = answers[6..]
+        .iter()
+        .map(|a| match a {
+            Accepted::New(r) => (r.sender.clone(), r.nonce),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        nonces,
+        [
+            ("0x70997970c51812dc3a010c7d01b50e0d17dc79c8".to_string(), 7),
+            (SENDER.to_string(), 2),
+            ("0x70997970c51812dc3a010c7d01b50e0d17dc79c8".to_string(), 8)
+        ],
+        "the refused request spent no nonce; the other sender starts at its chain count"
+    );
+    // Stored as answered, each announced once.
+    assert_eq!(store.transaction(&first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.transactions_of(31337, SENDER).await.unwrap().len(), 3);
+    let queued = store
+        .outbox_after(0, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e, OutboxEntry::Message(m) if m.kind == "transaction.queued"))
+        .count();
+    assert_eq!(queued, 5, "the request before the batch and the four new in it");
+    // The next request carries on from the batch.
+    assert_eq!(new(store.accept_transaction(&request(None, "after"), 0, payload).await.unwrap()).nonce, 3);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_like_requests_one_at_a_time_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_batch_answers_like_requests_one_at_a_time(&format!(
+        "sqlite://{}",
+        dir.path().join("batch.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_like_requests_one_at_a_time_on_postgres() {
+    let Some(db) = common::postgres("a_batch_answers_like_requests_one_at_a_time_on_postgres", "batch").await
+    else {
+        return;
+    };
+    a_batch_answers_like_requests_one_at_a_time(&db.url).await;
+    db.drop().await;
+}
