@@ -199,6 +199,27 @@ pub struct TxChange {
     pub ordering_key: String,
 }
 
+impl TxChange {
+    /// No change yet to request `id` (at `revision`, in `state`): set what changes on the result.
+    pub fn new(id: &str, revision: u64, state: TxState, chain_id: u64, ordering_key: String) -> Self {
+        Self {
+            id: id.to_string(),
+            revision,
+            from: state,
+            to: state,
+            attempt: None,
+            sent: None,
+            inclusion: None,
+            gas_limit: None,
+            error: None,
+            ending: None,
+            payload: None,
+            chain_id,
+            ordering_key,
+        }
+    }
+}
+
 /// Where a transaction was included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inclusion {
@@ -449,7 +470,7 @@ impl SqlStore {
             speed: raw.speed.clone(),
             ..TxRecord::new(raw.chain_id, &raw.sender, raw.nonce, "raw", TxState::Signed)
         };
-        insert_requests(tx, &[(record.clone(), Some(&key), &raw.attempt.hash)]).await?;
+        insert_requests(tx, &[(&record, Some(&key), &raw.attempt.hash)]).await?;
         insert_attempts(tx, &[(record.id.as_str(), &raw.attempt)]).await?;
         let row = outbox_row(
             &record.id,
@@ -681,9 +702,10 @@ async fn accept_all(
         Dialect::Sqlite => "max",
         Dialect::Postgres => "GREATEST",
     };
-    let mut next: BTreeMap<(u64, String), u64> = BTreeMap::new();
+    // Per sender: (the nonce its row held once locked, the next nonce to hand out); chain counts first.
+    let mut next: BTreeMap<(u64, String), (u64, u64)> = BTreeMap::new();
     for (request, chain_nonce) in requests {
-        let seen = next.entry((request.chain_id, request.sender.clone())).or_default();
+        let (seen, _) = next.entry((request.chain_id, request.sender.clone())).or_default();
         *seen = (*seen).max(*chain_nonce);
     }
     let lock = format!(
@@ -694,14 +716,14 @@ async fn accept_all(
         p(2),
         p(3)
     );
-    for ((chain_id, sender), nonce) in next.iter_mut() {
-        let binds = vec![Bind::int(*chain_id), Bind::text(sender), Bind::int(*nonce)];
-        *nonce = match tx.fetch(&lock, binds, &[ColumnKind::Int]).await?.first().map(|r| &r[0]) {
+    for ((chain_id, sender), (locked, nonce)) in next.iter_mut() {
+        let binds = vec![Bind::int(*chain_id), Bind::text(sender), Bind::int(*locked)];
+        *locked = match tx.fetch(&lock, binds, &[ColumnKind::Int]).await?.first().map(|r| &r[0]) {
             Some(Cell::Int(n)) => *n as u64,
             _ => return Err(StoreError::Database { message: "no nonce row".into() }),
         };
+        *nonce = *locked;
     }
-    let allocated_from = next.clone();
 
     // Known keys (no nonce spent on them: the upserts above only caught the rows up to the chain), and
     // the keys of this batch as they are accepted.
@@ -717,7 +739,6 @@ async fn accept_all(
     // The cost of what each sender has pending, read once and kept up to date.
     let mut pending: HashMap<(u64, String), U256> = HashMap::new();
     let mut answers = Vec::with_capacity(requests.len());
-    let mut new = Vec::new();
     for (request, _) in requests {
         if let Some(key) = &request.idempotency_key
             && let Some((existing, body)) = known.get(key)
@@ -754,7 +775,7 @@ async fn accept_all(
             }
             pending.insert(sender_key.clone(), needed);
         }
-        let nonce = next.get_mut(&sender_key).expect("every sender's row was locked above");
+        let (_, nonce) = next.get_mut(&sender_key).expect("every sender's row was locked above");
         let record = TxRecord {
             signer: request.signer.clone(),
             to: request.to.clone(),
@@ -770,17 +791,26 @@ async fn accept_all(
         if let Some(key) = &request.idempotency_key {
             known.insert(key.clone(), (record.clone(), request.body_sha256.clone()));
         }
-        new.push((record.clone(), request.idempotency_key.as_deref(), request.body_sha256.as_str()));
         answers.push(Accepted::New(record));
     }
 
     let advance =
         format!("UPDATE tx_nonces SET next_nonce = {} WHERE chain_id = {} AND sender = {}", p(1), p(2), p(3));
-    for ((chain_id, sender), nonce) in &next {
-        if allocated_from[&(*chain_id, sender.clone())] != *nonce {
+    for ((chain_id, sender), (locked, nonce)) in &next {
+        if nonce != locked {
             tx.execute(&advance, vec![Bind::int(*nonce), Bind::int(*chain_id), Bind::text(sender)]).await?;
         }
     }
+    let new: Vec<(&TxRecord, Option<&str>, &str)> = requests
+        .iter()
+        .zip(&answers)
+        .filter_map(|((request, _), answer)| match answer {
+            Accepted::New(record) => {
+                Some((record, request.idempotency_key.as_deref(), request.body_sha256.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
     for chunk in new.chunks(INSERT_CHUNK) {
         insert_requests(tx, chunk).await?;
     }
@@ -814,23 +844,19 @@ async fn find_by_keys(
 }
 
 /// Inserts new requests in one statement, each with its idempotency key and body hash.
-async fn insert_requests(tx: &mut dyn Tx, rows: &[(TxRecord, Option<&str>, &str)]) -> Result<(), StoreError> {
+async fn insert_requests(
+    tx: &mut dyn Tx,
+    rows: &[(&TxRecord, Option<&str>, &str)],
+) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
     let d = tx.dialect();
-    const COLUMNS: usize = 16;
-    let values = (0..rows.len())
-        .map(|i| {
-            let first = i * COLUMNS + 1;
-            let valid_until = match d {
-                Dialect::Sqlite => d.param(first + 11),
-                Dialect::Postgres => format!("{}::timestamptz", d.param(first + 11)),
-            };
-            format!("({}, {valid_until}, {})", params(d, first, 11), params(d, first + 12, 4))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    // `valid_until` (the 12th value) is a timestamp on Postgres.
+    let values = value_rows(d, rows.len(), 16, |column, param| match (d, column) {
+        (Dialect::Postgres, 11) => format!("{param}::timestamptz"),
+        _ => param,
+    });
     let sql = format!(
         "INSERT INTO tx_requests (id, idempotency_key, body_sha256, chain_id, signer, sender, nonce, to_address, \
          value, data, gas_limit, valid_until, speed, state, origin, valid_until_ms) VALUES {values}"
@@ -1050,16 +1076,24 @@ async fn update_requests(
     Ok(rows.iter().filter_map(|r| text(r, 0)).collect())
 }
 
+/// `(p1, p2, ...), (...)`: `rows` rows of `width` parameters for a multi-row `INSERT`; `cell` may wrap a
+/// column's parameter (a cast).
+fn value_rows(d: Dialect, rows: usize, width: usize, cell: impl Fn(usize, String) -> String) -> String {
+    (0..rows)
+        .map(|row| {
+            let cells = (0..width).map(|column| cell(column, d.param(row * width + column + 1)));
+            format!("({})", cells.collect::<Vec<_>>().join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Stores new attempts in one statement.
 async fn insert_attempts(tx: &mut dyn Tx, attempts: &[(&str, &Attempt)]) -> Result<(), StoreError> {
     if attempts.is_empty() {
         return Ok(());
     }
-    let d = tx.dialect();
-    let rows = (0..attempts.len())
-        .map(|i| format!("({})", params(d, i * ATTEMPT.len() + 1, ATTEMPT.len())))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let rows = value_rows(tx.dialect(), attempts.len(), ATTEMPT.len(), |_, param| param);
     let sql = format!(
         "INSERT INTO tx_attempts ({}) VALUES {rows}",
         ATTEMPT.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")

@@ -110,19 +110,10 @@ async fn lifecycle_holds(store: &SqlStore) {
 
     let record = store.transaction(&format!("31337-{SENDER}-0")).await.unwrap().unwrap();
     let change = |revision, to| TxChange {
-        id: record.id.clone(),
-        revision,
-        from: TxState::Queued,
         to,
-        attempt: None,
-        sent: None,
-        inclusion: None,
         gas_limit: Some(21_000),
-        error: None,
-        ending: None,
         payload: Some("{}".into()),
-        chain_id: 31337,
-        ordering_key: "k".into(),
+        ..TxChange::new(&record.id, revision, TxState::Queued, 31337, "k".into())
     };
     assert_eq!(
         store.apply_changes(Some(&first), 3_000, 5_000, &[change(0, TxState::Signed)]).await.unwrap(),
@@ -178,19 +169,9 @@ async fn lifecycle_holds(store: &SqlStore) {
 async fn bulk_changes_apply_each_at_its_revision(store: &SqlStore, lease: &Lease) {
     let id = |n: u64| format!("31337-{SENDER}-{n}");
     let change = |n: u64, revision: u64, from: TxState, to: TxState| TxChange {
-        id: id(n),
-        revision,
-        from,
         to,
-        attempt: None,
-        sent: None,
-        inclusion: None,
-        gas_limit: None,
-        error: None,
-        ending: None,
         payload: Some("{}".into()),
-        chain_id: 31337,
-        ordering_key: "k".into(),
+        ..TxChange::new(&id(n), revision, from, 31337, "k".into())
     };
     let mut changes = Vec::new();
     for n in 1..=450u64 {

@@ -67,20 +67,8 @@ impl<'a> Step<'a> {
     /// The change being built (created on first use, in the request's current state).
     fn change(&mut self) -> &mut TxChange {
         let r = &self.live.record;
-        self.change.get_or_insert_with(|| TxChange {
-            id: r.id.clone(),
-            revision: r.revision,
-            from: r.state,
-            to: r.state,
-            attempt: None,
-            sent: None,
-            inclusion: None,
-            gas_limit: None,
-            error: None,
-            ending: None,
-            payload: None,
-            chain_id: r.chain_id,
-            ordering_key: ordering_key(r.chain_id, &r.sender),
+        self.change.get_or_insert_with(|| {
+            TxChange::new(&r.id, r.revision, r.state, r.chain_id, ordering_key(r.chain_id, &r.sender))
         })
     }
 
