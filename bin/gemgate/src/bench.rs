@@ -9,7 +9,6 @@
 mod deliver;
 mod txm;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,7 +16,6 @@ use futures::StreamExt;
 use gemgate_chain::{EvmChain, RetryPolicy};
 use gemgate_domain::BlockRef;
 use gemgate_domain::ports::{Batch, ChainSource, LogQuery, RawLog, Store};
-use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
 use gemgate_projections::{ContractAbi, Decoder, ProjectionSet};
 use gemgate_store::SqlStore;
 use gemgate_store::read::EventQuery;
@@ -182,9 +180,9 @@ async fn index(bench: IndexBench) -> anyhow::Result<()> {
         );
     }
 
-    // 4. Live latency: an in-process indexer on SQLite; block mined (the send returns under automine) to
-    // the event's row committed. Once woken by websocket heads (polling every second as the fallback), once
-    // polling every 100 ms.
+    // 4. Live latency: an indexer on SQLite built by `gemgate run`'s wiring; block mined (the send returns
+    // under automine) to the event's row committed. Once woken by websocket heads (polling every 30 s as the
+    // fallback), once polling every 100 ms.
     for (name, heads) in [("websocket heads", HeadSource::Websocket), ("polling 100 ms", HeadSource::Polling)]
     {
         let latencies =
@@ -395,32 +393,24 @@ async fn live_latency(
     blocks: u32,
     heads: HeadSource,
 ) -> anyhow::Result<Vec<Duration>> {
+    // The indexer is built from a configuration file by the wiring `gemgate run` uses: with `ws`, it
+    // subscribes to heads exactly as `run` does, and polls only every 30 s as the fallback.
     let name = format!("live-{heads:?}");
-    let store =
-        SqlStore::connect(&sqlite_url(dir, &name), 4, ProjectionSet::gemforce_for(Vec::new())).await?;
-    store.migrate().await?;
+    let url = sqlite_url(dir, &name);
     let head = anvil.block_number().await?;
-    let mut settings = IndexerSettings::new(anvil.chain_id(), head + 1);
-    // With websocket heads the poll is only a fallback; a long one shows the heads do the work.
-    settings.poll_interval =
-        if heads == HeadSource::Websocket { Duration::from_secs(1) } else { Duration::from_millis(100) };
-    let source: Arc<dyn ChainSource> = Arc::new(EvmChain::new(
-        anvil.chain_id(),
-        vec![(anvil.endpoint().parse()?, anvil.endpoint())],
-        RetryPolicy::default(),
-    ));
-    let store_port: Arc<dyn Store> = Arc::new(store.clone());
-    let mut indexer = Indexer::new(
-        source.clone(),
-        store_port,
-        Arc::new(decoder(anvil, chain, abi_path)?),
-        settings,
-        IndexerMetrics::default(),
-    );
-    if heads == HeadSource::Websocket {
-        let ws: url::Url = anvil.ws_endpoint().parse()?;
-        indexer = indexer.with_head_notifications(gemgate_chain::subscribe_heads(ws, anvil.ws_endpoint()));
-    }
+    let live_chain = SyntheticChain { start_block: head + 1, ..chain.clone() };
+    let mut config = bench_config(&url, anvil, &live_chain, abi_path);
+    let (ws, poll) = match heads {
+        HeadSource::Websocket => (format!("ws = [\"{}\"]\n", anvil.ws_endpoint()), "30s"),
+        HeadSource::Polling => (String::new(), "100ms"),
+    };
+    config = config.replacen("[[contracts]]", &format!("{ws}poll_interval = \"{poll}\"\n[[contracts]]"), 1);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, config)?;
+    let settings = gemgate_config::load(Some(&path)).context("loading the latency configuration")?;
+    let store = crate::wiring::open_store(&settings).await?;
+    let mut indexers = crate::wiring::indexers(&settings, &store, &gemgate_telemetry::Metrics::new()).await?;
+    let indexer = indexers.pop().context("the latency configuration has a chain with a contract")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(indexer.run(async {
         let _ = stop_rx.await;

@@ -104,7 +104,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let rx = rx.clone();
         tasks.spawn(async move { indexer.run(wiring::stopped(rx)).await.context("indexer") });
     }
-    let txm = wiring::tx_manager(&settings, &store).await?;
+    let txm = wiring::tx_manager(&settings, &store, &metrics).await?;
     if let Some(manager) = &txm {
         for worker in gemgate_txm::worker::spawn_all(manager, &wiring::lease_holder(), &rx) {
             tasks.spawn(async move { worker.await.context("transaction worker") });

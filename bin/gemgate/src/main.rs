@@ -203,9 +203,9 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", settings.api.listen))?;
     tracing::info!(listen = %settings.api.listen, "API listening");
-    let txm = wiring::tx_manager(settings, &store).await?;
-    let router =
-        gemgate_api::router(wiring::app_state(settings, store, gemgate_telemetry::Metrics::new(), txm));
+    let metrics = gemgate_telemetry::Metrics::new();
+    let txm = wiring::tx_manager(settings, &store, &metrics).await?;
+    let router = gemgate_api::router(wiring::app_state(settings, store, metrics, txm));
     gemgate_api::serve(listener, router, wiring::stopped(rx)).await.context("serving the API")
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use gemgate_api::{AppState, GemforceContract, SinkInfo};
-use gemgate_chain::{EvmChain, RetryPolicy, TxRpc};
+use gemgate_chain::{EvmChain, RetryPolicy, RpcMetrics, TxRpc, WsEndpoint};
 use gemgate_config::{ChainSettings, Settings, parse_abi};
 use gemgate_domain::ports::{ChainSource, OutboxStore, Store};
 use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
@@ -53,9 +53,20 @@ pub fn decoder(settings: &Settings, chain_id: u64) -> anyhow::Result<Decoder> {
     Ok(Decoder::new(contracts))
 }
 
-pub fn source(chain: &ChainSettings) -> EvmChain {
+pub fn source(chain: &ChainSettings, metrics: &Metrics) -> EvmChain {
     let urls = chain.rpc.iter().map(|u| (u.expose().clone(), u.redacted())).collect();
-    EvmChain::new(chain.id, urls, RetryPolicy::default())
+    EvmChain::new(chain.id, urls, RetryPolicy::default()).with_metrics(RpcMetrics::register(metrics))
+}
+
+/// Pushed heads from the chain's `ws` URLs, if it has any.
+fn head_notifications(chain: &ChainSettings, metrics: &Metrics) -> Option<tokio::sync::watch::Receiver<u64>> {
+    if chain.ws.is_empty() {
+        return None;
+    }
+    let endpoints =
+        chain.ws.iter().map(|u| WsEndpoint { url: u.expose().clone(), label: u.redacted() }).collect();
+    tracing::info!(chain_id = chain.id, endpoints = chain.ws.len(), "subscribing to websocket heads");
+    Some(gemgate_chain::subscribe_heads(chain.id, endpoints, Some(RpcMetrics::register(metrics))))
 }
 
 /// An indexer per configured chain that has contracts.
@@ -72,7 +83,7 @@ pub async fn indexers(
             tracing::warn!(chain_id = chain.id, "no contracts configured on this chain; not indexing it");
             continue;
         }
-        let source = source(chain);
+        let source = source(chain, metrics);
         let remote = source
             .remote_chain_id()
             .await
@@ -80,6 +91,7 @@ pub async fn indexers(
         if remote != chain.id {
             bail!("chains[{}]: the RPC endpoint serves chain {remote}, not {}", chain.id, chain.id);
         }
+        check_diamonds(settings, chain.id, store, &source, &indexer_metrics).await?;
         let start_block = settings
             .contracts
             .iter()
@@ -93,15 +105,71 @@ pub async fn indexers(
         indexer_settings.sender_topics = gemgate_projections::gemforce::Gemforce::sender_topics();
         let source: Arc<dyn ChainSource> = Arc::new(source);
         let store: Arc<dyn Store> = Arc::new(store.clone());
-        indexers.push(Indexer::new(
-            source,
-            store,
-            Arc::new(decoder),
-            indexer_settings,
-            indexer_metrics.clone(),
-        ));
+        let mut indexer =
+            Indexer::new(source, store, Arc::new(decoder), indexer_settings, indexer_metrics.clone());
+        if let Some(heads) = head_notifications(chain, metrics) {
+            indexer = indexer.with_head_notifications(heads);
+        }
+        indexers.push(indexer);
     }
     Ok(indexers)
+}
+
+/// The loupe check at start: each Gemforce Diamond's `facets()` at the block the indexer stands on (the
+/// block before its start for a chain never indexed), against the facet table built from `DiamondCut`
+/// events. A cut the indexer never saw (made below its start block) is logged, counted in
+/// `gemgate_indexer_loupe_repairs_total` and repaired from the loupe with a `facet_history` row (action
+/// `loupe`). A node that cannot answer for that block (pruned state) only skips the check, loudly.
+async fn check_diamonds(
+    settings: &Settings,
+    chain_id: u64,
+    store: &SqlStore,
+    source: &EvmChain,
+    metrics: &IndexerMetrics,
+) -> anyhow::Result<()> {
+    use gemgate_projections::gemforce::{loupe, tables::DIAMOND_FACETS};
+    let cursor = Store::cursor(store, chain_id).await.context("reading the chain cursor")?;
+    for contract in settings.contracts.iter().filter(|c| c.chain == chain_id && c.diamond && c.gemforce) {
+        let block = match cursor {
+            Some(cursor) => cursor.number,
+            None if contract.start_block > 0 => contract.start_block - 1,
+            None => continue,
+        };
+        let facets = match gemgate_chain::diamond_facets(source, contract.address, Some(block)).await {
+            Ok(facets) => facets,
+            Err(error) => {
+                tracing::warn!(contract = %contract.name, block, %error, "loupe check skipped: facets() unanswered");
+                continue;
+            }
+        };
+        let reported: Vec<_> =
+            facets.iter().map(|(facet, s)| (*facet, s.iter().map(|s| s.0).collect())).collect();
+        let tracked: Vec<(String, String)> = store
+            .contract_rows(&DIAMOND_FACETS, chain_id, contract.address)
+            .await?
+            .into_iter()
+            .map(|(_, row)| {
+                let text = |c: &str| row.get(c).and_then(|v| v.as_text()).unwrap_or_default().to_string();
+                (text("selector"), text("facet"))
+            })
+            .collect();
+        let drift = loupe::facet_drift(&tracked, &reported);
+        if drift.is_empty() {
+            tracing::info!(contract = %contract.name, block, selectors = tracked.len(), "facets match the Diamond's loupe");
+            continue;
+        }
+        tracing::warn!(
+            contract = %contract.name,
+            block,
+            missing = drift.missing.len(),
+            extra = drift.extra.len(),
+            "the facet table differs from the Diamond's loupe; repairing it from the loupe"
+        );
+        let repaired = (drift.missing.len() + drift.extra.len()) as u64;
+        metrics.loupe_repairs.get_or_create(&gemgate_indexer::ChainLabel { chain_id }).inc_by(repaired);
+        store.write_rows(&loupe::facet_repair(chain_id, contract.address, block, &drift)).await?;
+    }
+    Ok(())
 }
 
 pub fn app_state(
@@ -127,6 +195,7 @@ pub fn app_state(
         .collect();
     AppState {
         webhooks: gemgate_api::WebhookMetrics::register(&metrics),
+        http: gemgate_api::HttpMetrics::register(&metrics),
         store,
         metrics,
         settings: Arc::new(settings.api.clone()),
@@ -138,16 +207,22 @@ pub fn app_state(
 
 /// The transaction manager over the configured chains and signers (`None` without chains). Signers are
 /// opened here (keystores decrypted, DFNS sessions checked), so a bad key fails at start.
-pub async fn tx_manager(settings: &Settings, store: &SqlStore) -> anyhow::Result<Option<Arc<TxManager>>> {
+pub async fn tx_manager(
+    settings: &Settings,
+    store: &SqlStore,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Arc<TxManager>>> {
     if settings.chains.is_empty() {
         return Ok(None);
     }
+    let rpc_metrics = RpcMetrics::register(metrics);
     let chains = settings
         .chains
         .iter()
         .map(|chain| {
             let urls = chain.rpc.iter().map(|u| (u.expose().clone(), u.redacted())).collect();
-            (chain.id, Arc::new(TxRpc::new(chain.id, urls, RetryPolicy::default())))
+            let rpc = TxRpc::new(chain.id, urls, RetryPolicy::default()).with_metrics(rpc_metrics.clone());
+            (chain.id, Arc::new(rpc))
         })
         .collect();
     let signers = gemgate_txm::signers::open(&settings.signers).await.context("opening the signers")?;
@@ -168,7 +243,10 @@ pub async fn tx_manager(settings: &Settings, store: &SqlStore) -> anyhow::Result
         raw_max_fee_multiple: u128::from(t.raw_max_fee_multiple),
     };
     let depths = settings.chains.iter().map(|c| (c.id, c.confirmations)).collect();
-    Ok(Some(Arc::new(TxManager::new(store.clone(), chains, signers, options).with_confirmations(depths))))
+    let manager = TxManager::new(store.clone(), chains, signers, options)
+        .with_confirmations(depths)
+        .with_metrics(gemgate_txm::TxmMetrics::register(metrics));
+    Ok(Some(Arc::new(manager)))
 }
 
 /// A name for this process's leases: host and process id.
@@ -227,7 +305,7 @@ pub fn dispatchers(
             let built = gemgate_sinks::build(sink)?;
             let dispatch = DispatchSettings {
                 finality: sink.finality,
-                events: sink.events.clone(),
+                events: gemgate_domain::MessageFilter::new(sink.events.clone()),
                 max_attempts: sink.max_attempts,
                 ..DispatchSettings::new(&sink.name)
             };
@@ -261,7 +339,7 @@ pub async fn run_service(
     let (_keep, rx) = shutdown_channel();
     let indexers = if parts.index { indexers(settings, &store, &metrics).await? } else { Vec::new() };
     let dispatchers = if parts.dispatch { dispatchers(settings, &store, &metrics)? } else { Vec::new() };
-    let txm = if parts.api || parts.txm { tx_manager(settings, &store).await? } else { None };
+    let txm = if parts.api || parts.txm { tx_manager(settings, &store, &metrics).await? } else { None };
     let transacts =
         parts.txm && txm.as_ref().is_some_and(|m| !m.signers.is_empty() || !m.options.raw_allow.is_empty());
     if parts.txm && !parts.index && !transacts {

@@ -395,3 +395,215 @@ async fn the_transaction_api_checks_keys_and_input_and_tracks_requests_and_clien
     }
     assert_eq!(provider.get_transaction_count(client).await.unwrap(), 2);
 }
+
+/// Redis, where the filtered-sink test delivers (`GEMGATE_TEST_REDIS_URL`, default the local server).
+fn redis_url() -> String {
+    std::env::var("GEMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Every entry of a Redis stream: (kind, body).
+async fn stream_entries(
+    connection: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> Vec<(String, serde_json::Value)> {
+    type Entries = Vec<(String, Vec<(String, String)>)>;
+    let entries: Entries =
+        redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query_async(connection).await.unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| {
+            let field =
+                |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+            (field("kind"), serde_json::from_str(&field("body")).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// `GET /v1/transactions` lists requests newest first with filters and cursor pages; sinks whose `events`
+/// name message kinds (`transaction.*`, `transaction.included`, `webhook.gemforce`) receive those and
+/// nothing else, through `gemgate run` into Redis Streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_are_listed_and_sinks_filter_by_message_kind() {
+    let test = "transactions_are_listed_and_sinks_filter_by_message_kind";
+    let Some(anvil) = anvil_or_skip(test, AnvilOptions::default()).await.unwrap() else { return };
+    let client = redis::Client::open(redis_url().as_str()).unwrap();
+    let mut connection = match client.get_multiplexed_async_connection().await {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis unreachable under CI: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: Redis unreachable ({e})");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("sqlite://{}", dir.path().join("list.db").display());
+    let config = config(dir.path(), &anvil, &url, &listen);
+    let tag = format!("{}-{}", std::process::id(), free_port());
+    let streams = [format!("gg-all-tx-{tag}"), format!("gg-included-{tag}"), format!("gg-webhooks-{tag}")];
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace(
+        "public_reads = false",
+        "public_reads = false\ngemforce_webhook_secret_env = \"GEMGATE_TEST_HOOK\"",
+    );
+    for (stream, events) in
+        streams.iter().zip([r#"["transaction.*"]"#, r#"["transaction.included"]"#, r#"["webhook.gemforce"]"#])
+    {
+        text.push_str(&format!(
+            "\n[[sinks]]\nname = \"{stream}\"\nkind = \"redis\"\nurl = \"{}\"\nstream = \"{stream}\"\nevents = {events}\n",
+            redis_url()
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+    let _service = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_gemgate"))
+            .args(["--log-filter", "warn", "run", "--config", config.to_str().unwrap()])
+            .env("GEMGATE_TEST_OPS_KEY", OPS_KEY)
+            .env("GEMGATE_TEST_HOOK", "hook-secret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://{listen}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(&listen).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the API never came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let auth = [("Authorization", "Bearer backend-key")];
+    let to = anvil.accounts()[2];
+    let mut ids = Vec::new();
+    for value in 1..=5u64 {
+        let body = serde_json::json!({"signer": "ops", "chain_id": anvil.chain_id(), "to": to, "value": value.to_string()});
+        let (status, answer) = http("POST", &format!("{base}/v1/transactions"), &auth, Some(&body)).await;
+        assert_eq!(status, 202, "{answer}");
+        ids.push(answer["id"].as_str().unwrap().to_string());
+    }
+    // A signed Gemforce webhook, for the webhook sink.
+    let hook = serde_json::json!({"id": "evt-1", "type": "deal.updated"}).to_string();
+    let signature = {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+        mac.update(hook.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let hook_body: serde_json::Value = serde_json::from_str(&hook).unwrap();
+    let (status, _) = http(
+        "POST",
+        &format!("{base}/v1/webhooks/gemforce"),
+        &[("X-Gemforce-Signature", &signature)],
+        Some(&hook_body),
+    )
+    .await;
+    assert_eq!(status, 202);
+
+    // Every request reaches inclusion.
+    let list = |query: &str| {
+        let url = format!("{base}/v1/transactions{query}");
+        async move { http("GET", &url, &[("Authorization", "Bearer reader-key")], None).await }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, page) = list("?state=included").await;
+        assert_eq!(status, 200, "{page}");
+        let (_, safe) = list("?state=safe").await;
+        let (_, finalized) = list("?state=finalized").await;
+        let done = [&page, &safe, &finalized]
+            .iter()
+            .map(|p| p["transactions"].as_array().unwrap().len())
+            .sum::<usize>();
+        if done == ids.len() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not all included: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Newest first, two a page, every request once.
+    let mut seen = Vec::new();
+    let mut query = "?limit=2".to_string();
+    loop {
+        let (status, page) = list(&query).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["transactions"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        for item in items {
+            assert!(item["created_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{item}");
+            seen.push(item["id"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_str() {
+            Some(next) => query = format!("?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first, "pages cover every request once, newest (highest nonce) first");
+    let (_, by_signer) = list(&format!("?signer=ops&chain_id={}", anvil.chain_id())).await;
+    assert_eq!(by_signer["transactions"].as_array().unwrap().len(), 5);
+    let (_, other_chain) = list("?chain_id=5").await;
+    assert!(other_chain["transactions"].as_array().unwrap().is_empty());
+    let (_, nobody) = list("?signer=nobody").await;
+    assert!(nobody["transactions"].as_array().unwrap().is_empty());
+    let (_, queued) = list("?state=queued").await;
+    assert!(queued["transactions"].as_array().unwrap().is_empty());
+    let (_, future) = list("?from_time=2999-01-01T00:00:00Z").await;
+    assert!(future["transactions"].as_array().unwrap().is_empty());
+    let (_, past) = list("?from_time=2020-01-01T00:00:00Z").await;
+    assert_eq!(past["transactions"].as_array().unwrap().len(), 5);
+    for (bad, says) in [
+        ("?state=mined", "state"),
+        ("?from_time=yesterday", "from_time"),
+        ("?after=zz", "after"),
+        ("?limit=0", "limit"),
+        ("?colour=red", "colour"),
+    ] {
+        let (status, answer) = list(bad).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(says), "{bad}: {answer}");
+    }
+    assert_eq!(
+        http("GET", &format!("{base}/v1/transactions"), &[], None).await.0,
+        401,
+        "reads need a key here"
+    );
+
+    // The sinks got their kinds and nothing else.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (all, included, webhooks) = loop {
+        let all = stream_entries(&mut connection, &streams[0]).await;
+        let included = stream_entries(&mut connection, &streams[1]).await;
+        let webhooks = stream_entries(&mut connection, &streams[2]).await;
+        if included.len() >= ids.len() && !webhooks.is_empty() {
+            break (all, included, webhooks);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sinks incomplete: {} included, {} webhooks",
+            included.len(),
+            webhooks.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(all.iter().all(|(kind, _)| kind.starts_with("transaction.")), "{all:?}");
+    for state in ["queued", "signed", "submitted", "included"] {
+        let kind = format!("transaction.{state}");
+        assert_eq!(all.iter().filter(|(k, _)| *k == kind).count(), ids.len(), "{kind} once per request");
+    }
+    assert!(included.iter().all(|(kind, _)| kind == "transaction.included"), "{included:?}");
+    let mut included_ids: Vec<String> =
+        included.iter().map(|(_, b)| b["id"].as_str().unwrap().to_string()).collect();
+    included_ids.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(included_ids, expected);
+    assert_eq!(webhooks.len(), 1, "{webhooks:?}");
+    assert_eq!(webhooks[0].0, "webhook.gemforce");
+    assert_eq!(webhooks[0].1["id"], "evt-1");
+    let mut cleanup = redis::cmd("DEL");
+    for stream in &streams {
+        cleanup.arg(stream);
+    }
+    let _: Result<(), _> = cleanup.query_async(&mut connection).await;
+}

@@ -17,7 +17,7 @@ use crate::{ApiError, AppState};
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1_000;
 
-fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+pub(crate) fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
     params
         .get(name)
         .map(|v| {
@@ -28,7 +28,7 @@ fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, A
         .transpose()
 }
 
-fn limit(params: &HashMap<String, String>) -> Result<u32, ApiError> {
+pub(crate) fn limit(params: &HashMap<String, String>) -> Result<u32, ApiError> {
     match number(params, "limit")? {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (1..=u64::from(MAX_LIMIT)).contains(&n) => Ok(n as u32),

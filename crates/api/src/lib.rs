@@ -7,8 +7,10 @@
 #![recursion_limit = "256"]
 
 mod auth;
+mod cors;
 mod error;
 mod handlers;
+mod http_metrics;
 mod openapi;
 mod transactions;
 
@@ -21,6 +23,7 @@ use gemgate_store::SqlStore;
 use gemgate_telemetry::Metrics;
 
 pub use error::ApiError;
+pub use http_metrics::HttpMetrics;
 
 /// A Gemforce contract the trade-deal endpoints look up by id.
 #[derive(Debug, Clone)]
@@ -39,6 +42,7 @@ pub struct AppState {
     /// The configured sinks, for status and the sink endpoints.
     pub sinks: Arc<Vec<SinkInfo>>,
     pub webhooks: WebhookMetrics,
+    pub http: HttpMetrics,
     /// The transaction manager's front door (`None` without chains and signers configured).
     pub txm: Option<Arc<gemgate_txm::TxManager>>,
 }
@@ -85,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/projections/{table}/{key}", get(handlers::projection_row))
         .route("/sinks", get(handlers::sinks))
         .route("/stream", get(handlers::stream))
+        .route("/transactions", get(transactions::list))
         .route("/transactions/{id}", get(transactions::get))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = Router::new()
@@ -106,6 +111,9 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
         .route("/metrics", get(handlers::metrics))
+        // Outermost first: CORS answers preflights before anything else runs; metrics see every answer.
+        .layer(axum::middleware::from_fn_with_state(state.http.clone(), http_metrics::track))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(state.settings.cors.clone()), cors::cors))
         .with_state(state)
 }
 

@@ -76,7 +76,17 @@ pub async fn document() -> Json<Value> {
                 "security": [{"bearer": []}],
                 "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "how many were requeued"}, "401": error, "403": error, "404": error}}},
-            "/v1/transactions": {"post": {"summary": "Send a transaction from a configured signer (transact scope)",
+            "/v1/transactions": {"get": {"summary": "Transaction requests, newest first",
+                "parameters": [
+                    {"name": "signer", "in": "query", "schema": {"type": "string"}, "description": "a configured signer's name"},
+                    {"name": "chain_id", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "state", "in": "query", "schema": {"enum": ["queued", "signed", "submitted", "included", "safe", "finalized", "failed", "replaced", "cancelled", "expired"]}},
+                    {"name": "from_time", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "created at or after (RFC 3339, UTC)"},
+                    after, limit
+                ],
+                "responses": {"200": {"description": "a page of requests, each with created_at", "content": {"application/json": {"schema": page("transactions", "#/components/schemas/Transaction")}}},
+                              "400": error}},
+                "post": {"summary": "Send a transaction from a configured signer (transact scope)",
                 "security": [{"bearer": []}],
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 200}}],
                 "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["signer", "chain_id"],
@@ -146,6 +156,7 @@ pub async fn document() -> Json<Value> {
                     "error": {"type": ["string", "null"]}, "origin": {"enum": ["api", "raw"]}, "revision": {"type": "integer"},
                     "tx_hash": {"type": ["string", "null"]}, "block_number": {"type": ["integer", "null"]}, "block_hash": {"type": ["string", "null"]},
                     "receipt": {"type": ["object", "null"]}, "valid_until": {"type": ["string", "null"]},
+                    "created_at": {"type": "string", "format": "date-time", "description": "in list pages"},
                     "attempts": {"type": "array", "items": {"type": "object"}}, "confirmations": {"type": "integer"}}}
             }
         }

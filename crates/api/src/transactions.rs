@@ -2,13 +2,16 @@
 //! broadcast, their state, cancel and speed-up. Every input is checked here, before the manager sees it;
 //! refusals say what is wrong. Writes need a key with the `transact` scope.
 
+use std::collections::HashMap;
+
 use alloy::dyn_abi::{DynSolType, DynSolValue, JsonAbiExt};
 use alloy::json_abi::Function;
 use alloy_primitives::{Address, Bytes, U256};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use gemgate_domain::ChainId;
+use gemgate_domain::{ChainId, TxState};
+use gemgate_store::ledger::TxListQuery;
 use gemgate_txm::fees::Speed;
 use gemgate_txm::view::{AttemptView, TxView};
 use gemgate_txm::{Submit, SubmitError, Submitted, TxManager};
@@ -258,6 +261,79 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
         body["confirmations"] = json!(head.saturating_sub(number) + 1);
     }
     Ok(Json(body))
+}
+
+/// `GET /v1/transactions`: requests newest first; filters `signer`, `chain_id`, `state`, `from_time`
+/// (RFC 3339); cursor pagination with `after` (the previous page's `next`) and `limit`.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    const KNOWN: [&str; 6] = ["signer", "chain_id", "state", "from_time", "after", "limit"];
+    if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::bad(
+            "invalid_parameter",
+            format!("unknown parameter {unknown:?}: expected one of {}", KNOWN.join(", ")),
+        ));
+    }
+    let state_filter = params
+        .get("state")
+        .map(|text| {
+            TxState::parse(text).ok_or_else(|| {
+                ApiError::bad(
+                    "invalid_parameter",
+                    format!("state: {text:?} is not one of {}", TxState::ALL.map(|s| s.as_str()).join(", ")),
+                )
+            })
+        })
+        .transpose()?;
+    let from_time = params
+        .get("from_time")
+        .map(|text| {
+            humantime::parse_rfc3339_weak(text)
+                .map(|t| humantime::format_rfc3339_millis(t).to_string())
+                .map_err(|_| {
+                    ApiError::bad(
+                        "invalid_parameter",
+                        format!("from_time: {text:?} is not an RFC 3339 time such as 2026-12-02T10:00:00Z"),
+                    )
+                })
+        })
+        .transpose()?;
+    let before = params.get("after").map(|cursor| decode_cursor(cursor)).transpose()?;
+    let query = TxListQuery {
+        signer: params.get("signer").cloned(),
+        chain_id: crate::handlers::number(&params, "chain_id")?,
+        state: state_filter,
+        from_time,
+        before,
+        limit: crate::handlers::limit(&params)?,
+    };
+    let page = state.store.list_transactions(&query).await?;
+    let transactions: Vec<Value> = page
+        .items
+        .iter()
+        .map(|(record, created_at)| {
+            let mut item = json!(TxView::of(record));
+            item["created_at"] = json!(created_at);
+            item
+        })
+        .collect();
+    let next = page.next.map(|(created, id)| encode_cursor(&created, &id));
+    Ok(Json(json!({"transactions": transactions, "next": next})))
+}
+
+/// The list cursor: the last item's creation time and id, hex-encoded so clients treat it as opaque.
+fn encode_cursor(created_at: &str, id: &str) -> String {
+    hex::encode(format!("{created_at}|{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(String, String), ApiError> {
+    let bad = || ApiError::bad("invalid_parameter", "after: not a cursor from a previous page's next");
+    let text = hex::decode(cursor).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
+    let (created, id) = text.split_once('|').ok_or_else(bad)?;
+    humantime::parse_rfc3339_weak(created).map_err(|_| bad())?;
+    Ok((created.to_string(), id.to_string()))
 }
 
 /// `POST /v1/transactions/{id}/cancel`

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use gemgate_domain::ChainError;
 
+use crate::metrics::{CallLabels, ErrorLabels, MethodLabels, RpcMetrics};
+
 /// One RPC URL and its health.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -104,6 +106,8 @@ pub struct Endpoints {
     endpoints: Vec<Arc<Endpoint>>,
     policy: RetryPolicy,
     jitter: AtomicU64,
+    /// The chain's id and the process's RPC metrics, when counted.
+    metrics: Option<(u64, RpcMetrics)>,
 }
 
 impl Endpoints {
@@ -112,7 +116,36 @@ impl Endpoints {
             endpoints: endpoints.into_iter().map(Arc::new).collect(),
             policy,
             jitter: AtomicU64::new(0x5EED),
+            metrics: None,
         }
+    }
+
+    /// Counts every attempt of chain `chain_id` in `metrics`.
+    pub fn with_metrics(mut self, chain_id: u64, metrics: RpcMetrics) -> Self {
+        self.metrics = Some((chain_id, metrics));
+        self
+    }
+
+    /// Records one attempt of `method` on `endpoint` that started at `started`.
+    pub fn observe(
+        &self,
+        method: &'static str,
+        endpoint: &Endpoint,
+        started: Instant,
+        error: Option<&ChainError>,
+    ) {
+        let Some((chain_id, metrics)) = &self.metrics else { return };
+        let chain_id = *chain_id;
+        let endpoint = endpoint.label.clone();
+        metrics
+            .latency
+            .get_or_create(&MethodLabels { chain_id, method })
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(error) = error {
+            let labels = ErrorLabels { chain_id, method, endpoint: endpoint.clone(), kind: error.kind() };
+            metrics.errors.get_or_create(&labels).inc();
+        }
+        metrics.calls.get_or_create(&CallLabels { chain_id, method, endpoint }).inc();
     }
 
     pub fn all(&self) -> &[Arc<Endpoint>] {
@@ -142,7 +175,13 @@ impl Endpoints {
     /// Runs `call` on a healthy endpoint, retrying retryable errors on the next endpoint with backoff.
     /// A non-retryable error (a refused range, a bad request) is returned at once.
     /// `needs` is the highest block the call is about (0 when none): endpoints known to have it go first.
-    pub async fn call<T, F, Fut>(&self, needs: u64, mut call: F) -> Result<T, ChainError>
+    /// `method` names the call in metrics (the main JSON-RPC method it makes).
+    pub async fn call<T, F, Fut>(
+        &self,
+        method: &'static str,
+        needs: u64,
+        mut call: F,
+    ) -> Result<T, ChainError>
     where
         F: FnMut(Arc<Endpoint>) -> Fut,
         Fut: Future<Output = Result<T, ChainError>>,
@@ -152,6 +191,7 @@ impl Endpoints {
         loop {
             let index = self.pick(last_failed, needs);
             let endpoint = &self.endpoints[index];
+            let started = Instant::now();
             let outcome = match tokio::time::timeout(self.policy.call_timeout, call(endpoint.clone())).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(ChainError::Transport {
@@ -159,6 +199,7 @@ impl Endpoints {
                     message: format!("no answer within {:?}", self.policy.call_timeout),
                 }),
             };
+            self.observe(method, endpoint, started, outcome.as_ref().err());
             match outcome {
                 Ok(value) => {
                     endpoint.succeeded();
@@ -209,7 +250,7 @@ mod tests {
         let endpoints = Endpoints::new(vec![Endpoint::http(url, "silent".into())], policy);
         let started = Instant::now();
         let outcome = endpoints
-            .call(0, |e| async move {
+            .call("eth_blockNumber", 0, |e| async move {
                 e.provider.get_block_number().await.map_err(|err| ChainError::Transport {
                     endpoint: e.label.clone(),
                     message: err.to_string(),

@@ -17,6 +17,7 @@ use gemgate_domain::{BlockRef, ChainError, ChainId, FinalityLevel};
 
 use crate::classify::classify;
 use crate::endpoints::{Endpoint, Endpoints, RetryPolicy};
+use crate::metrics::RpcMetrics;
 
 /// One EVM chain behind one or more RPC endpoints.
 #[derive(Debug)]
@@ -32,6 +33,12 @@ impl EvmChain {
         Self { chain_id, endpoints: Endpoints::new(endpoints, policy) }
     }
 
+    /// Counts this chain's calls in `metrics`.
+    pub fn with_metrics(mut self, metrics: RpcMetrics) -> Self {
+        self.endpoints = self.endpoints.with_metrics(self.chain_id, metrics);
+        self
+    }
+
     pub fn endpoint_labels(&self) -> Vec<&str> {
         self.endpoints.labels()
     }
@@ -39,7 +46,7 @@ impl EvmChain {
     /// The chain id the endpoints report (to check the configuration at start).
     pub async fn remote_chain_id(&self) -> Result<u64, ChainError> {
         self.endpoints
-            .call(0, |e| async move {
+            .call("eth_chainId", 0, |e| async move {
                 e.provider.get_chain_id().await.map_err(|err| classify(&e.label, &err, None))
             })
             .await
@@ -47,11 +54,23 @@ impl EvmChain {
 
     /// `eth_call` at the latest block (the Diamond loupe, view calls).
     pub async fn call(&self, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
+        self.call_at(to, data, None).await
+    }
+
+    /// `eth_call` at a block (`None`: the latest). A node that has pruned that block's state refuses.
+    pub async fn call_at(&self, to: Address, data: Bytes, block: Option<u64>) -> Result<Bytes, ChainError> {
         let request = TransactionRequest::default().to(to).input(data.into());
+        let at = block.map_or(BlockNumberOrTag::Latest, BlockNumberOrTag::Number);
         self.endpoints
-            .call(0, |e| {
+            .call("eth_call", block.unwrap_or(0), |e| {
                 let request = request.clone();
-                async move { e.provider.call(request).await.map_err(|err| classify(&e.label, &err, None)) }
+                async move {
+                    e.provider
+                        .call(request)
+                        .block(at.into())
+                        .await
+                        .map_err(|err| classify(&e.label, &err, None))
+                }
             })
             .await
     }
@@ -112,7 +131,9 @@ impl ChainSource for EvmChain {
                 let answers = futures::future::join_all(self.endpoints.all().iter().map(|e| {
                     let e: Arc<Endpoint> = e.clone();
                     async move {
+                        let started = std::time::Instant::now();
                         let head = fetch_block(&e, BlockNumberOrTag::Latest).await;
+                        self.endpoints.observe("eth_getBlockByNumber", &e, started, head.as_ref().err());
                         if let Ok(Some(block)) = &head {
                             e.saw_head(block.number);
                         }
@@ -129,7 +150,9 @@ impl ChainSource for EvmChain {
                     // Every endpoint failed: retry through the pool for its backoff and error typing.
                     None => {
                         self.endpoints
-                            .call(0, |e| async move { fetch_block(&e, BlockNumberOrTag::Latest).await })
+                            .call("eth_getBlockByNumber", 0, |e| async move {
+                                fetch_block(&e, BlockNumberOrTag::Latest).await
+                            })
                             .await
                     }
                 }
@@ -140,7 +163,11 @@ impl ChainSource for EvmChain {
                 } else {
                     BlockNumberOrTag::Finalized
                 };
-                match self.endpoints.call(0, |e| async move { fetch_block(&e, tag).await }).await {
+                match self
+                    .endpoints
+                    .call("eth_getBlockByNumber", 0, |e| async move { fetch_block(&e, tag).await })
+                    .await
+                {
                     // Nodes without the tag refuse it (pre-merge chains, some L2s): the caller uses depth instead.
                     Err(ChainError::Rpc { .. }) => Ok(None),
                     other => other,
@@ -150,7 +177,11 @@ impl ChainSource for EvmChain {
     }
 
     async fn block(&self, number: u64) -> Result<Option<BlockRef>, ChainError> {
-        match self.endpoints.call(number, |e| async move { require_block(&e, number).await }).await {
+        match self
+            .endpoints
+            .call("eth_getBlockByNumber", number, |e| async move { require_block(&e, number).await })
+            .await
+        {
             Ok(block) => Ok(Some(block)),
             Err(ChainError::BlockUnavailable { .. }) => Ok(None),
             Err(other) => Err(other),
@@ -163,7 +194,7 @@ impl ChainSource for EvmChain {
     ) -> Result<Option<Address>, ChainError> {
         use alloy::network::TransactionResponse;
         self.endpoints
-            .call(0, |e| async move {
+            .call("eth_getTransactionByHash", 0, |e| async move {
                 let tx = e
                     .provider
                     .get_transaction_by_hash(tx_hash)
@@ -180,7 +211,7 @@ impl ChainSource for EvmChain {
                 let (from, to) = (*from, *to);
                 let filter = Filter::new().address(addresses.clone()).from_block(from).to_block(to);
                 self.endpoints
-                    .call(to, |e| {
+                    .call("eth_getLogs", to, |e| {
                         let filter = filter.clone();
                         async move {
                             let logs = e
@@ -199,7 +230,7 @@ impl ChainSource for EvmChain {
             LogQuery::Block { hash, addresses } => {
                 let filter = Filter::new().address(addresses.clone()).at_block_hash(*hash);
                 self.endpoints
-                    .call(0, |e| {
+                    .call("eth_getLogs", 0, |e| {
                         let filter = filter.clone();
                         async move {
                             let logs = e

@@ -10,6 +10,7 @@ use gemgate_domain::{ChainError, ChainId, SendError};
 
 use crate::classify::classify;
 use crate::endpoints::{Endpoint, Endpoints, RetryPolicy};
+use crate::metrics::RpcMetrics;
 use crate::send_errors::send_error;
 
 /// A refusal or a failure to ask.
@@ -74,6 +75,12 @@ impl TxRpc {
         Self { chain_id, endpoints: Endpoints::new(endpoints, policy) }
     }
 
+    /// Counts this chain's calls in `metrics`.
+    pub fn with_metrics(mut self, metrics: RpcMetrics) -> Self {
+        self.endpoints = self.endpoints.with_metrics(self.chain_id, metrics);
+        self
+    }
+
     pub fn chain_id(&self) -> ChainId {
         self.chain_id
     }
@@ -81,7 +88,7 @@ impl TxRpc {
     /// The sender's transaction count: mined (`pending = false`) or including the node's pool.
     pub async fn nonce(&self, address: Address, pending: bool) -> Result<u64, ChainError> {
         self.endpoints
-            .call(0, |e| async move {
+            .call("eth_getTransactionCount", 0, |e| async move {
                 let call = e.provider.get_transaction_count(address);
                 let call = if pending { call.pending() } else { call.latest() };
                 call.await.map_err(|err| chain_error(&e, &err))
@@ -91,10 +98,9 @@ impl TxRpc {
 
     pub async fn balance(&self, address: Address) -> Result<U256, ChainError> {
         self.endpoints
-            .call(
-                0,
-                |e| async move { e.provider.get_balance(address).await.map_err(|err| chain_error(&e, &err)) },
-            )
+            .call("eth_getBalance", 0, |e| async move {
+                e.provider.get_balance(address).await.map_err(|err| chain_error(&e, &err))
+            })
             .await
     }
 
@@ -103,7 +109,7 @@ impl TxRpc {
     pub async fn fees(&self, blocks: u64, percentiles: &[f64]) -> Result<FeeQuote, ChainError> {
         let history = self
             .endpoints
-            .call(0, |e| async move {
+            .call("eth_feeHistory", 0, |e| async move {
                 e.provider
                     .get_fee_history(blocks, BlockNumberOrTag::Latest, percentiles)
                     .await
@@ -117,7 +123,7 @@ impl TxRpc {
             _ => {
                 let gas_price = self
                     .endpoints
-                    .call(0, |e| async move {
+                    .call("eth_gasPrice", 0, |e| async move {
                         e.provider.get_gas_price().await.map_err(|err| chain_error(&e, &err))
                     })
                     .await?;
@@ -128,7 +134,7 @@ impl TxRpc {
 
     /// `eth_estimateGas`; a revert comes back as `Refused(Reverted)` with the node's reason.
     pub async fn estimate_gas(&self, request: &TransactionRequest) -> Result<u64, SendFailure> {
-        self.refusable(|e| {
+        self.refusable("eth_estimateGas", |e| {
             let request = request.clone();
             async move { e.provider.estimate_gas(request).await }
         })
@@ -139,7 +145,7 @@ impl TxRpc {
     /// `Error(string)` or `Panic(uint256)`, or the node's message.
     pub async fn revert_reason(&self, request: &TransactionRequest, block: u64) -> Option<String> {
         let answer = self
-            .refusable(|e| {
+            .refusable("eth_call", |e| {
                 let request = request.clone();
                 async move { e.provider.call(request).block(block.into()).await }
             })
@@ -153,7 +159,7 @@ impl TxRpc {
 
     /// `eth_sendRawTransaction`: the hash, or the node's typed refusal.
     pub async fn send_raw(&self, raw: &Bytes) -> Result<B256, SendFailure> {
-        self.refusable(|e| {
+        self.refusable("eth_sendRawTransaction", |e| {
             let raw = raw.clone();
             async move { e.provider.raw_request::<_, B256>("eth_sendRawTransaction".into(), (raw,)).await }
         })
@@ -163,7 +169,7 @@ impl TxRpc {
     pub async fn receipt(&self, hash: B256) -> Result<Option<ReceiptSummary>, ChainError> {
         let receipt = self
             .endpoints
-            .call(0, |e| async move {
+            .call("eth_getTransactionReceipt", 0, |e| async move {
                 e.provider.get_transaction_receipt(hash).await.map_err(|err| chain_error(&e, &err))
             })
             .await?;
@@ -175,7 +181,7 @@ impl TxRpc {
     pub async fn block_receipts(&self, number: u64) -> Result<Option<Vec<ReceiptSummary>>, ChainError> {
         let receipts = self
             .endpoints
-            .call(number, |e| async move {
+            .call("eth_getBlockReceipts", number, |e| async move {
                 e.provider.get_block_receipts(number.into()).await.map_err(|err| chain_error(&e, &err))
             })
             .await?;
@@ -185,7 +191,7 @@ impl TxRpc {
     /// Whether the node knows the transaction (pending or mined).
     pub async fn knows(&self, hash: B256) -> Result<bool, ChainError> {
         self.endpoints
-            .call(0, |e| async move {
+            .call("eth_getTransactionByHash", 0, |e| async move {
                 e.provider
                     .raw_request::<_, Option<serde_json::Value>>("eth_getTransactionByHash".into(), (hash,))
                     .await
@@ -199,7 +205,7 @@ impl TxRpc {
     pub async fn block(&self, at: BlockNumberOrTag) -> Result<Option<(u64, B256)>, ChainError> {
         let block = self
             .endpoints
-            .call(0, |e| async move {
+            .call("eth_getBlockByNumber", 0, |e| async move {
                 match e.provider.get_block_by_number(at).await {
                     Ok(block) => Ok(block),
                     // Nodes without safe/finalized tags answer with an error rather than null.
@@ -215,7 +221,7 @@ impl TxRpc {
     }
 
     /// Runs a call whose JSON-RPC error is a refusal to type, not a failure to retry.
-    async fn refusable<T, F, Fut>(&self, call: F) -> Result<T, SendFailure>
+    async fn refusable<T, F, Fut>(&self, method: &'static str, call: F) -> Result<T, SendFailure>
     where
         F: Fn(std::sync::Arc<Endpoint>) -> Fut,
         Fut: std::future::Future<
@@ -224,7 +230,7 @@ impl TxRpc {
     {
         let answer = self
             .endpoints
-            .call(0, |e| {
+            .call(method, 0, |e| {
                 let call = call(e.clone());
                 async move {
                     match call.await {

@@ -64,6 +64,8 @@ pub(crate) struct RawApi {
     pub gemforce_webhook_secret_file: Option<String>,
     #[serde(default)]
     pub keys: Vec<RawApiKey>,
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +91,7 @@ pub(crate) struct RawChain {
     pub name: Option<String>,
     #[serde(default)]
     pub rpc: Vec<String>,
-    pub ws: Option<String>,
+    pub ws: Option<OneOrMany>,
     pub confirmations: Option<u64>,
     pub poll_interval: Option<String>,
 }
@@ -155,4 +157,12 @@ pub(crate) struct RawSigner {
     pub key_id: Option<String>,
     pub region: Option<String>,
     pub endpoint: Option<String>,
+}
+
+/// A key that takes one value or a list (`ws = "ws://..."` or `ws = ["ws://a", "ws://b"]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }

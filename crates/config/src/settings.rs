@@ -109,6 +109,23 @@ pub struct ApiSettings {
     /// `api.gemforce_webhook_secret_env` / `_file`: the shared secret of `POST /v1/webhooks/gemforce`
     /// (the endpoint answers 404 without it).
     pub gemforce_webhook_secret: Option<Secret<String>>,
+    /// `api.cors_origins`: browser origins allowed to call the API. Default: none (no CORS headers).
+    pub cors: CorsSettings,
+}
+
+/// Who may call the API from a browser page of another origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CorsSettings {
+    /// Exact origins (`https://app.example.com`): reads and writes, with the `Authorization` header.
+    pub origins: Vec<String>,
+    /// `*` was given: any other origin may read (GET), never with credentials and never write.
+    pub any_origin_reads: bool,
+}
+
+impl CorsSettings {
+    pub fn is_enabled(&self) -> bool {
+        self.any_origin_reads || !self.origins.is_empty()
+    }
 }
 
 /// One API key, stored as the SHA-256 of the key; the key itself is never in the configuration.
@@ -158,8 +175,8 @@ pub struct ChainSettings {
     pub name: String,
     /// RPC endpoints in order of preference; more than one means failover.
     pub rpc: Vec<SecretUrl>,
-    /// Optional websocket endpoint for pushed heads.
-    pub ws: Option<SecretUrl>,
+    /// `chains.ws`: websocket endpoints for pushed heads (`newHeads`), one or several; empty: polling only.
+    pub ws: Vec<SecretUrl>,
     /// Depth used for `safe`/`finalized` where the node has no such tags. Default 12.
     pub confirmations: u64,
     /// How often to poll for a new head when there is no websocket. Default 1s.

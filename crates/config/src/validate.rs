@@ -10,7 +10,7 @@ use alloy_primitives::Address;
 use gemgate_domain::Finality;
 
 use crate::Problem;
-use crate::raw::{RawApi, RawChain, RawContract, RawSettings, RawSigner, RawSink};
+use crate::raw::{OneOrMany, RawApi, RawChain, RawContract, RawSettings, RawSigner, RawSink};
 use crate::secret::{Secret, SecretUrl};
 use crate::settings::*;
 
@@ -171,9 +171,41 @@ fn api(raw: &RawApi, ctx: &Context<'_>, p: &mut Problems) -> Option<ApiSettings>
         ctx,
         p,
     );
+    let cors = cors(&raw.cors_origins, p);
     let listen = listen?;
     let public_reads = raw.public_reads.unwrap_or(listen.ip().is_loopback());
-    Some(ApiSettings { listen, public_reads, keys, gemforce_webhook_secret })
+    Some(ApiSettings { listen, public_reads, keys, gemforce_webhook_secret, cors })
+}
+
+/// `api.cors_origins`: `*`, or origins as browsers send them (`scheme://host[:port]`, no path).
+fn cors(origins: &[String], p: &mut Problems) -> CorsSettings {
+    let mut cors = CorsSettings::default();
+    for (i, origin) in origins.iter().enumerate() {
+        if origin == "*" {
+            cors.any_origin_reads = true;
+            continue;
+        }
+        let key = format!("api.cors_origins[{i}]");
+        match url::Url::parse(origin) {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && url.host_str().is_some()
+                    && url.username().is_empty()
+                    && url.password().is_none()
+                    && url.path() == "/"
+                    && url.query().is_none()
+                    && !origin.ends_with('/') =>
+            {
+                // Browsers send the serialized origin: lower-case host, default port left out.
+                cors.origins.push(url.origin().ascii_serialization());
+            }
+            _ => p.add(
+                key,
+                format!("{origin:?} is not an origin such as \"https://app.example.com\" (scheme, host, optional port, no path) or \"*\""),
+            ),
+        }
+    }
+    cors
 }
 
 fn telemetry(raw: &RawSettings, p: &mut Problems) -> Option<TelemetrySettings> {
@@ -273,7 +305,17 @@ fn chain(raw: &RawChain, key: &str, p: &mut Problems) -> Option<ChainSettings> {
         .enumerate()
         .filter_map(|(i, u)| parse_url(u, &format!("{key}.rpc[{i}]"), &["http", "https"], p))
         .collect();
-    let ws = raw.ws.as_deref().and_then(|u| parse_url(u, &format!("{key}.ws"), &["ws", "wss"], p));
+    let ws = match &raw.ws {
+        None => Vec::new(),
+        Some(OneOrMany::One(url)) => {
+            parse_url(url, &format!("{key}.ws"), &["ws", "wss"], p).into_iter().collect()
+        }
+        Some(OneOrMany::Many(urls)) => urls
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| parse_url(u, &format!("{key}.ws[{i}]"), &["ws", "wss"], p))
+            .collect(),
+    };
     let poll_interval = match raw.poll_interval.as_deref() {
         None => DEFAULT_POLL_INTERVAL,
         Some(text) => match humantime::parse_duration(text) {
@@ -305,6 +347,9 @@ fn contract(
     p: &mut Problems,
 ) -> Option<ContractSettings> {
     check_name(&raw.name, &format!("{key}.name"), p);
+    if RESERVED_CONTRACT_NAMES.contains(&raw.name.as_str()) {
+        p.add(format!("{key}.name"), format!("{:?} is reserved for message kinds in sinks.events", raw.name));
+    }
     if !chains.contains(&raw.chain) {
         p.add(format!("{key}.chain"), format!("chain {} is not configured in [[chains]]", raw.chain));
     }
@@ -363,13 +408,8 @@ fn sink(
     };
     let events = raw.events.clone().unwrap_or_default();
     for (i, e) in events.iter().enumerate() {
-        match e.split_once('.') {
-            Some((contract, event)) if !event.is_empty() => {
-                if !contracts.contains(contract) {
-                    p.add(format!("{key}.events[{i}]"), format!("contract {contract:?} is not configured"));
-                }
-            }
-            _ => p.add(format!("{key}.events[{i}]"), format!("{e:?} is not of the form contract.Event")),
+        if let Err(problem) = message_pattern(e, contracts) {
+            p.add(format!("{key}.events[{i}]"), problem);
         }
     }
     let required = |name: &str, value: &Option<String>, p: &mut Problems| -> Option<String> {
@@ -636,6 +676,34 @@ fn parse_finality(value: &toml::Value, key: &str, p: &mut Problems) -> Option<Fi
 }
 
 /// Names appear in routing keys, metrics labels and URLs: keep them to a safe alphabet.
+/// Message kinds that are not chain events, by family: what `sinks.events` may name besides
+/// `contract.Event`.
+const WEBHOOK_SOURCES: [&str; 1] = ["gemforce"];
+
+/// Checks one `sinks.events` entry: `contract.Event` or `contract.*` of a configured contract,
+/// `transaction.<state>` or `transaction.*`, `webhook.gemforce` or `webhook.*`.
+fn message_pattern(pattern: &str, contracts: &HashSet<&str>) -> Result<(), String> {
+    let Some((family, name)) = pattern.split_once('.').filter(|(f, n)| !f.is_empty() && !n.is_empty()) else {
+        return Err(format!(
+            "{pattern:?} is not of the form contract.Event, contract.*, transaction.<state>, transaction.* or webhook.gemforce"
+        ));
+    };
+    match family {
+        "transaction" if name == "*" || gemgate_domain::TxState::parse(name).is_some() => Ok(()),
+        "transaction" => Err(format!(
+            "{name:?} is not a transaction state (one of {}, or *)",
+            gemgate_domain::TxState::ALL.map(|s| s.as_str()).join(", ")
+        )),
+        "webhook" if name == "*" || WEBHOOK_SOURCES.contains(&name) => Ok(()),
+        "webhook" => Err(format!("{name:?} is not a webhook source (gemforce, or *)")),
+        contract if !contracts.contains(contract) => Err(format!("contract {contract:?} is not configured")),
+        _ => Ok(()),
+    }
+}
+
+/// Contract names that would make `sinks.events` patterns ambiguous.
+const RESERVED_CONTRACT_NAMES: [&str; 2] = ["transaction", "webhook"];
+
 fn check_name(name: &str, key: &str, p: &mut Problems) {
     let ok = !name.is_empty()
         && name.len() <= 64

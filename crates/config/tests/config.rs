@@ -240,3 +240,84 @@ fn an_aws_kms_signer_takes_a_key_region_and_endpoint_and_no_credentials() {
     ));
     assert!(keys[0].contains("access_key_id"), "{keys:?}");
 }
+
+#[test]
+fn sink_filters_take_events_families_transaction_states_and_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ping.json"), ABI).unwrap();
+    let with_events = |events: &str| {
+        format!(
+            "[[chains]]\nid = 1\nrpc = [\"http://127.0.0.1:8545\"]\n\
+             [[contracts]]\nname = \"ping\"\nchain = 1\naddress = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\nabi = [\"ping.json\"]\n\
+             [[sinks]]\nname = \"s\"\nkind = \"redis\"\nurl = \"redis://127.0.0.1\"\nstream = \"s\"\nevents = {events}\n"
+        )
+    };
+    let good = r#"["ping.Ping", "ping.*", "transaction.*", "transaction.included", "webhook.gemforce", "webhook.*"]"#;
+    let settings = load_str(&with_events(good), Path::new("x"), dir.path(), &env(&[])).unwrap();
+    assert_eq!(settings.sinks[0].events.len(), 6);
+
+    let bad = r#"["transaction.mined", "webhook.github", "pong.*", "nodot", "transaction."]"#;
+    let found = problems(load_str(&with_events(bad), Path::new("x"), dir.path(), &env(&[])));
+    assert!(found[0].starts_with("sinks[0].events[0]: \"mined\" is not a transaction state"), "{found:?}");
+    assert!(found[0].contains("included"), "the valid states are listed: {found:?}");
+    assert!(found[1].starts_with("sinks[0].events[1]: \"github\" is not a webhook source"), "{found:?}");
+    assert!(found[2].starts_with("sinks[0].events[2]: contract \"pong\" is not configured"), "{found:?}");
+    assert!(found[3].starts_with("sinks[0].events[3]: \"nodot\" is not of the form"), "{found:?}");
+    assert!(found[4].starts_with("sinks[0].events[4]"), "{found:?}");
+    assert_eq!(found.len(), 5, "{found:?}");
+
+    let reserved = with_events("[]").replace("name = \"ping\"", "name = \"transaction\"");
+    let found = problems(load_str(&reserved, Path::new("x"), dir.path(), &env(&[])));
+    assert!(
+        found.iter().any(|p| p.starts_with("contracts[0].name: \"transaction\" is reserved")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn cors_origins_and_websocket_lists_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+        [api]
+        cors_origins = ["https://App.example.com", "http://127.0.0.1:5173", "https://example.org:443", "*"]
+        [[chains]]
+        id = 1
+        rpc = ["http://127.0.0.1:8545"]
+        ws = ["ws://127.0.0.1:8545", "wss://node.example.com/ws"]
+    "#;
+    let settings = load_str(text, Path::new("x"), dir.path(), &env(&[])).unwrap();
+    assert_eq!(
+        settings.api.cors.origins,
+        ["https://app.example.com", "http://127.0.0.1:5173", "https://example.org"],
+        "origins are kept as browsers send them"
+    );
+    assert!(settings.api.cors.any_origin_reads);
+    assert_eq!(settings.chains[0].ws.len(), 2);
+
+    let one = load_str(
+        "[[chains]]\nid = 1\nrpc = [\"http://127.0.0.1:8545\"]\nws = \"ws://127.0.0.1:8545\"\n",
+        Path::new("x"),
+        dir.path(),
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(one.chains[0].ws.len(), 1, "a single URL is a list of one");
+    assert!(load_with_env(None, &BTreeMap::new()).unwrap().chains.is_empty());
+    assert!(!load_with_env(None, &BTreeMap::new()).unwrap().api.cors.is_enabled(), "CORS is off by default");
+
+    let bad = r#"
+        [api]
+        cors_origins = ["https://app.example.com/", "app.example.com", "https://app.example.com/path", "ftp://x"]
+        [[chains]]
+        id = 1
+        rpc = ["http://127.0.0.1:8545"]
+        ws = ["http://127.0.0.1:8545"]
+    "#;
+    let found = problems(load_str(bad, Path::new("x"), dir.path(), &env(&[])));
+    for i in 0..4 {
+        let key = format!("api.cors_origins[{i}]: ");
+        assert!(found.iter().any(|p| p.starts_with(&key)), "{key} in {found:#?}");
+    }
+    assert!(found.iter().any(|p| p.starts_with("chains[0].ws[0]: scheme \"http\"")), "{found:#?}");
+    assert_eq!(found.len(), 5, "{found:#?}");
+}

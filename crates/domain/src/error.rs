@@ -32,6 +32,18 @@ pub enum ChainError {
 }
 
 impl ChainError {
+    /// A short stable name of the failure, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Transport { .. } => "transport",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::RangeTooLarge { .. } => "range_too_large",
+            Self::BlockUnavailable { .. } => "block_unavailable",
+            Self::Rpc { .. } => "rpc",
+            Self::InvalidResponse { .. } => "invalid_response",
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Transport { .. } | Self::RateLimited { .. } | Self::BlockUnavailable { .. })
     }

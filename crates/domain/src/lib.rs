@@ -18,5 +18,5 @@ pub use block::{BlockRef, ChainId};
 pub use error::{ChainError, RangeHint, SendError, SignerError, SinkError, StoreError};
 pub use event::{ChainEvent, ENVELOPE_SCHEMA, EventId, EventStatus};
 pub use finality::{Finality, FinalityLevel};
-pub use outbox::OutboxMessage;
+pub use outbox::{MessageFilter, OutboxMessage};
 pub use tx::TxState;

@@ -39,3 +39,90 @@ impl OutboxMessage {
         serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null)
     }
 }
+
+impl OutboxMessage {
+    /// The name sink filters match: `contract.Event` for a chain event (or its retraction), else the kind
+    /// (`transaction.included`, `webhook.gemforce`).
+    pub fn filter_name(&self) -> std::borrow::Cow<'_, str> {
+        if self.kind == "event" {
+            format!("{}.{}", self.contract, self.event).into()
+        } else {
+            self.kind.as_str().into()
+        }
+    }
+}
+
+/// Which messages a sink takes (`sinks.events`): exact names (`gemforce.TradeDealCreated`,
+/// `transaction.included`, `webhook.gemforce`) or a family ending in `.*` (`transaction.*`, `gemforce.*`).
+/// An empty filter takes everything. Patterns are validated by the config crate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    patterns: Vec<String>,
+}
+
+impl MessageFilter {
+    pub fn new(patterns: Vec<String>) -> Self {
+        Self { patterns }
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub fn matches(&self, message: &OutboxMessage) -> bool {
+        self.patterns.is_empty() || self.matches_name(&message.filter_name())
+    }
+
+    fn matches_name(&self, name: &str) -> bool {
+        self.patterns.iter().any(|pattern| match pattern.strip_suffix(".*") {
+            Some(family) => name.strip_prefix(family).is_some_and(|rest| rest.starts_with('.')),
+            None => pattern == name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: &str, contract: &str, event: &str) -> OutboxMessage {
+        OutboxMessage {
+            seq: 1,
+            id: "id".into(),
+            kind: kind.into(),
+            chain_id: 1,
+            block_number: None,
+            ordering_key: "k".into(),
+            status: EventStatus::Canonical,
+            contract: contract.into(),
+            event: event.into(),
+            payload: Arc::from("{}"),
+        }
+    }
+
+    #[test]
+    fn filters_match_events_kinds_and_families() {
+        let deal = message("event", "gemforce", "TradeDealCreated");
+        let included = message("transaction.included", "", "");
+        let queued = message("transaction.queued", "", "");
+        let webhook = message("webhook.gemforce", "", "");
+        let filter = |p: &[&str]| MessageFilter::new(p.iter().map(|s| s.to_string()).collect());
+
+        assert!(filter(&[]).matches(&deal) && filter(&[]).matches(&webhook), "empty takes everything");
+        let events = filter(&["gemforce.TradeDealCreated"]);
+        assert!(events.matches(&deal));
+        assert!(!events.matches(&included) && !events.matches(&webhook));
+        let family = filter(&["transaction.*"]);
+        assert!(family.matches(&included) && family.matches(&queued));
+        assert!(!family.matches(&deal) && !family.matches(&webhook));
+        let exact = filter(&["transaction.included", "webhook.gemforce"]);
+        assert!(exact.matches(&included) && exact.matches(&webhook));
+        assert!(!exact.matches(&queued));
+        assert!(filter(&["gemforce.*"]).matches(&deal));
+        assert!(!filter(&["gem.*"]).matches(&deal), "a family matches whole name parts only");
+    }
+}

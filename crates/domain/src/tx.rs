@@ -30,6 +30,41 @@ pub enum TxState {
 }
 
 impl TxState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [TxState; 10] = [
+        TxState::Queued,
+        TxState::Signed,
+        TxState::Submitted,
+        TxState::Included,
+        TxState::Safe,
+        TxState::Finalized,
+        TxState::Failed,
+        TxState::Replaced,
+        TxState::Cancelled,
+        TxState::Expired,
+    ];
+
+    /// The state's name as the API, the ledger and message kinds (`transaction.<state>`) spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxState::Queued => "queued",
+            TxState::Signed => "signed",
+            TxState::Submitted => "submitted",
+            TxState::Included => "included",
+            TxState::Safe => "safe",
+            TxState::Finalized => "finalized",
+            TxState::Failed => "failed",
+            TxState::Replaced => "replaced",
+            TxState::Cancelled => "cancelled",
+            TxState::Expired => "expired",
+        }
+    }
+
+    /// The state named `text` (as `as_str` spells it).
+    pub fn parse(text: &str) -> Option<TxState> {
+        TxState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     /// No further change can happen.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -58,8 +93,16 @@ mod tests {
     use super::TxState::*;
     use super::*;
 
-    const ALL: [TxState; 10] =
-        [Queued, Signed, Submitted, Included, Safe, Finalized, Failed, Replaced, Cancelled, Expired];
+    const ALL: [TxState; 10] = TxState::ALL;
+
+    #[test]
+    fn names_match_the_serde_spelling_and_parse_back() {
+        for state in ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(TxState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(TxState::parse("mined"), None);
+    }
 
     #[test]
     fn terminal_states_never_move() {

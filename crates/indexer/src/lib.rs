@@ -14,6 +14,6 @@ mod window;
 
 pub use engine::{Indexer, IndexerSettings, StepOutcome};
 pub use error::IndexerError;
-pub use metrics::IndexerMetrics;
+pub use metrics::{ChainLabel, IndexerMetrics};
 pub use span::SpanController;
 pub use window::{Link, link};

@@ -22,6 +22,8 @@ pub struct IndexerMetrics {
     pub head_block: Family<ChainLabel, Gauge>,
     /// 1 while a chain is halted (a reorg below finality).
     pub halted: Family<ChainLabel, Gauge>,
+    /// Diamond selectors the start-up loupe check found wrong in the facet table (and repaired).
+    pub loupe_repairs: Family<ChainLabel, Counter>,
 }
 
 impl IndexerMetrics {
@@ -40,6 +42,11 @@ impl IndexerMetrics {
             r.register("indexed_block", "last committed block", m.indexed_block.clone());
             r.register("head_block", "latest block seen on the chain", m.head_block.clone());
             r.register("halted", "1 when indexing of the chain is halted", m.halted.clone());
+            r.register(
+                "loupe_repairs",
+                "Diamond selectors the loupe check at start found wrong in the facet table and repaired",
+                m.loupe_repairs.clone(),
+            );
         });
         m
     }

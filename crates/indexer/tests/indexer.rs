@@ -350,8 +350,11 @@ async fn websocket_heads_wake_the_indexer() {
     settings.poll_interval = Duration::from_secs(30);
     let source: Arc<dyn ChainSource> = Arc::new(source(&[chain.anvil.endpoint()]));
     let store_port: Arc<dyn Store> = Arc::new(db.store.clone());
-    let heads =
-        gemgate_chain::subscribe_heads(chain.anvil.ws_endpoint().parse().unwrap(), chain.anvil.ws_endpoint());
+    let ws = gemgate_chain::WsEndpoint {
+        url: chain.anvil.ws_endpoint().parse().unwrap(),
+        label: chain.anvil.ws_endpoint(),
+    };
+    let heads = gemgate_chain::subscribe_heads(31337, vec![ws], None);
     let indexer = gemgate_indexer::Indexer::new(
         source,
         store_port,
@@ -397,9 +400,10 @@ async fn tracked_facets_equal_the_loupe() {
     let Some(db) = store(Backend::Sqlite, test).await else { return };
     let mut indexer = indexer(&chain, &db.store, &[chain.anvil.endpoint()]);
     catch_up(&mut indexer).await;
-    let loupe = gemgate_chain::diamond_facets(&source(&[chain.anvil.endpoint()]), chain.deployment.diamond)
-        .await
-        .unwrap();
+    let loupe =
+        gemgate_chain::diamond_facets(&source(&[chain.anvil.endpoint()]), chain.deployment.diamond, None)
+            .await
+            .unwrap();
     let from_loupe: BTreeSet<(String, String)> = loupe
         .iter()
         .flat_map(|(facet, selectors)| {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use gemgate_domain::backoff::backoff_delay;
 use gemgate_domain::ports::{Heads, OutboxEntry, OutboxStore, Sink, SinkFailure};
-use gemgate_domain::{ChainId, EventStatus, Finality, OutboxMessage, SinkError, StoreError};
+use gemgate_domain::{ChainId, EventStatus, Finality, MessageFilter, OutboxMessage, SinkError, StoreError};
 use tokio::time::Instant;
 
 pub use metrics::{DispatchMetrics, SinkLabel};
@@ -27,8 +27,8 @@ pub use metrics::{DispatchMetrics, SinkLabel};
 pub struct DispatchSettings {
     pub sink: String,
     pub finality: Finality,
-    /// `contract.Event` names to deliver; empty means every message.
-    pub events: Vec<String>,
+    /// The messages to deliver (`sinks.events`); empty means every message.
+    pub events: MessageFilter,
     /// Refusals before a message is dead-lettered.
     pub max_attempts: u32,
     /// Outbox rows read per round.
@@ -47,7 +47,7 @@ impl DispatchSettings {
         Self {
             sink: sink.to_string(),
             finality: Finality::Latest,
-            events: Vec::new(),
+            events: MessageFilter::default(),
             max_attempts: 10,
             page: 2_000,
             window: 20_000,
@@ -337,11 +337,7 @@ impl Dispatcher {
 
     /// Whether the sink's event filter lets this message through.
     fn wanted(&self, message: &OutboxMessage) -> bool {
-        if self.settings.events.is_empty() {
-            return true;
-        }
-        let full = format!("{}.{}", message.contract, message.event);
-        self.settings.events.contains(&full)
+        self.settings.events.matches(message)
     }
 
     fn done(&mut self, seq: u64) {

@@ -204,7 +204,7 @@ async fn a_finalized_sink_waits_for_finality_and_never_sees_retractions() {
 #[tokio::test]
 async fn the_event_filter_skips_other_events_but_moves_the_position() {
     let rows = vec![message(1, "a1", "a", 1, Canonical), message(2, "b1", "b", 1, Canonical)];
-    let settings = DispatchSettings { events: vec!["gemforce.B".into()], ..fast("s") };
+    let settings = DispatchSettings { events: MessageFilter::new(vec!["gemforce.B".into()]), ..fast("s") };
     let (store, sink, mut dispatcher) = setup(rows, settings);
     dispatcher.round().await.unwrap();
     assert_eq!(*sink.accepted.lock().unwrap(), vec!["b1:c"]);

@@ -138,6 +138,8 @@ pub struct Attempt {
 pub struct LiveTx {
     pub record: TxRecord,
     pub attempts: Vec<Attempt>,
+    /// When the request was accepted, Unix milliseconds (for the queued-to-included time).
+    pub created_ms: u64,
 }
 
 /// What accepting a request did.
@@ -220,6 +222,26 @@ impl TxChange {
     }
 }
 
+/// Which requests `list_transactions` returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxListQuery {
+    pub signer: Option<String>,
+    pub chain_id: Option<u64>,
+    pub state: Option<TxState>,
+    /// Created at or after this time: RFC 3339 in UTC with milliseconds (`2026-12-02T10:00:00.000Z`).
+    pub from_time: Option<String>,
+    /// The cursor: requests created before this (creation time, id) pair.
+    pub before: Option<(String, String)>,
+    pub limit: u32,
+}
+
+/// A page of requests, each with its creation time, and the cursor of the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxPage {
+    pub items: Vec<(TxRecord, String)>,
+    pub next: Option<(String, String)>,
+}
+
 /// Where a transaction was included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inclusion {
@@ -274,12 +296,12 @@ const ATTEMPT: [(&str, ColumnKind); 9] = [
 ];
 
 fn parse_state(text: &str) -> Result<TxState, StoreError> {
-    serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|_| StoreError::Database { message: format!("unknown transaction state {text:?}") })
+    TxState::parse(text)
+        .ok_or_else(|| StoreError::Database { message: format!("unknown transaction state {text:?}") })
 }
 
 fn state_text(state: TxState) -> String {
-    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    state.as_str().to_string()
 }
 
 fn text(row: &[Cell], i: usize) -> Option<String> {
@@ -557,8 +579,17 @@ impl SqlStore {
                     None => (format!("chain_id = {} AND origin = 'raw'", d.param(1)), vec![Bind::int(chain_id)]),
                 };
                 let where_clause = format!("{filter} AND state IN ({live})");
-                let sql = format!("SELECT {} FROM tx_requests WHERE {where_clause} ORDER BY sender, nonce", columns(d));
-                let records = tx.fetch(&sql, binds.clone(), &kinds(&RECORD)).await?;
+                let created_ms = match d {
+                    Dialect::Postgres => "(extract(epoch FROM created_at) * 1000)::bigint",
+                    Dialect::Sqlite => "CAST(ROUND((julianday(created_at) - 2440587.5) * 86400000) AS INTEGER)",
+                };
+                let sql = format!(
+                    "SELECT {}, {created_ms} FROM tx_requests WHERE {where_clause} ORDER BY sender, nonce",
+                    columns(d)
+                );
+                let mut record_kinds = kinds(&RECORD);
+                record_kinds.push(ColumnKind::Int);
+                let records = tx.fetch(&sql, binds.clone(), &record_kinds).await?;
                 let sql = format!(
                     "SELECT {} FROM tx_attempts WHERE request_id IN (SELECT id FROM tx_requests WHERE {where_clause}) \
                      ORDER BY request_id, attempt",
@@ -574,7 +605,7 @@ impl SqlStore {
                     .map(|row| {
                         let record = record(row)?;
                         let attempts = by_id.remove(&record.id).unwrap_or_default();
-                        Ok(LiveTx { record, attempts })
+                        Ok(LiveTx { record, attempts, created_ms: int(row, RECORD.len()).unwrap_or_default() })
                     })
                     .collect()
             })
@@ -665,6 +696,79 @@ impl SqlStore {
             let rows = tx.fetch(&sql, vec![Bind::text(id.clone())], &kinds(&RECORD)).await?;
             rows.first().map(|r| record(r)).transpose()
         })
+    }
+
+    /// Requests newest first, filtered, a page at a time (`GET /v1/transactions`). Each comes with its
+    /// creation time (RFC 3339, UTC); `next` is the cursor of the following page when there may be one.
+    pub async fn list_transactions(&self, query: &TxListQuery) -> Result<TxPage, StoreError> {
+        let query = query.clone();
+        self.with_tx(move |tx| {
+            Box::pin(async move {
+                let d = tx.dialect();
+                let mut filters = Vec::new();
+                let mut binds = Vec::new();
+                let bind = |b: Bind, binds: &mut Vec<Bind>| {
+                    binds.push(b);
+                    binds.len()
+                };
+                let time = |n: usize| match d {
+                    Dialect::Postgres => format!("${n}::timestamptz"),
+                    Dialect::Sqlite => d.param(n),
+                };
+                if let Some(signer) = &query.signer {
+                    filters
+                        .push(format!("signer = {}", d.param(bind(Bind::text(signer.clone()), &mut binds))));
+                }
+                if let Some(chain_id) = query.chain_id {
+                    filters.push(format!("chain_id = {}", d.param(bind(Bind::int(chain_id), &mut binds))));
+                }
+                if let Some(state) = query.state {
+                    filters
+                        .push(format!("state = {}", d.param(bind(Bind::text(state.as_str()), &mut binds))));
+                }
+                if let Some(from) = &query.from_time {
+                    filters
+                        .push(format!("created_at >= {}", time(bind(Bind::text(from.clone()), &mut binds))));
+                }
+                if let Some((created, id)) = &query.before {
+                    let t = bind(Bind::text(created.clone()), &mut binds);
+                    let i = bind(Bind::text(id.clone()), &mut binds);
+                    filters.push(format!("(created_at, id) < ({}, {})", time(t), d.param(i)));
+                }
+                let created = match d {
+                    // Microseconds, so the cursor compares equal to the stored value.
+                    Dialect::Postgres => {
+                        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+                    }
+                    Dialect::Sqlite => "created_at",
+                };
+                let sql = format!(
+                    "SELECT {}, {created} FROM tx_requests {} ORDER BY created_at DESC, id DESC LIMIT {}",
+                    columns(d),
+                    if filters.is_empty() {
+                        String::new()
+                    } else {
+                        format!("WHERE {}", filters.join(" AND "))
+                    },
+                    query.limit + 1
+                );
+                let mut kinds = kinds(&RECORD);
+                kinds.push(ColumnKind::Text);
+                let rows = tx.fetch(&sql, binds, &kinds).await?;
+                let more = rows.len() > query.limit as usize;
+                let mut items = Vec::new();
+                for row in rows.iter().take(query.limit as usize) {
+                    items.push((record(row)?, text(row, RECORD.len()).unwrap_or_default()));
+                }
+                let next = if more {
+                    items.last().map(|(r, created)| (created.clone(), r.id.clone()))
+                } else {
+                    None
+                };
+                Ok(TxPage { items, next })
+            })
+        })
+        .await
     }
 
     /// The number of requests per state (tests, status).

@@ -127,6 +127,18 @@ impl SqlStore {
         &self.projections
     }
 
+    /// Writes projection rows outside any batch, in one transaction and without journal entries: for state
+    /// read from the chain itself that no event explains (the Diamond loupe repair), which a reorg of
+    /// later blocks must not undo.
+    pub async fn write_rows(&self, writes: &[gemgate_projections::RowWrite]) -> Result<(), StoreError> {
+        in_tx!(self, tx => {
+            for w in writes {
+                write::write_row(tx, w.table, &w.key, w.row.as_ref()).await?;
+            }
+            Ok::<(), StoreError>(())
+        })
+    }
+
     /// Applies the SQL migrations and creates missing projection tables.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let migrated = match &self.pool {

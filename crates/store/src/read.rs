@@ -196,6 +196,44 @@ impl SqlStore {
         Ok(EventPage { events, next })
     }
 
+    /// The rows of one contract in a projection table (its `chain_id` and `contract` columns), by key.
+    pub async fn contract_rows(
+        &self,
+        table: &'static TableDef,
+        chain_id: ChainId,
+        contract: Address,
+    ) -> Result<Vec<(String, gemgate_projections::Row)>, StoreError> {
+        let contract = contract.to_checksum(None);
+        let rows = self
+            .with_tx(move |tx| {
+                Box::pin(async move {
+                    let d = tx.dialect();
+                    let mut columns = vec!["key".to_string()];
+                    columns.extend(table.columns.iter().map(|c| d.read(c.name, c.kind)));
+                    let mut kinds = vec![ColumnKind::Text];
+                    kinds.extend(table.columns.iter().map(|c| c.kind));
+                    let sql = format!(
+                        "SELECT {} FROM {} WHERE chain_id = {} AND contract = {} ORDER BY key",
+                        columns.join(", "),
+                        table.name,
+                        d.param(1),
+                        d.param(2)
+                    );
+                    tx.fetch(&sql, vec![Bind::int(chain_id), Bind::text(contract)], &kinds).await
+                })
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|cells| {
+                let mut cells = cells.into_iter();
+                let key = cells.next().and_then(|c| c.as_text().map(str::to_string)).unwrap_or_default();
+                let row = table.columns.iter().map(|c| c.name.to_string()).zip(cells).collect();
+                (key, row)
+            })
+            .collect())
+    }
+
     /// Rows of a projection table as JSON objects (U256 as decimal strings), ordered by key.
     pub async fn projection_rows(
         &self,

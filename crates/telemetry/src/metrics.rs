@@ -1,6 +1,8 @@
 //! The Prometheus registry. Components register their own metrics under a sub-registry with their prefix
 //! (`gemgate_indexer_...`); `/metrics` encodes the whole tree in the text exposition format.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
@@ -12,6 +14,8 @@ use prometheus_client::registry::Registry;
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    /// Metric sets registered through `shared`, by prefix: one per process however many parts use them.
+    shared: Arc<Mutex<HashMap<String, Box<dyn Any + Send>>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -38,7 +42,26 @@ impl Metrics {
         let up = Gauge::<i64>::default();
         up.set(1);
         registry.register("up", "1 while the process runs", up);
-        Self { registry: Arc::new(Mutex::new(registry)) }
+        Self { registry: Arc::new(Mutex::new(registry)), shared: Arc::default() }
+    }
+
+    /// The metric set registered under `gemgate_<prefix>_`, registered by `register` on first use. Parts
+    /// that share one set (every chain's RPC calls, say) get the same handles instead of registering the
+    /// same families twice, which would corrupt the exposition.
+    pub fn shared<T: Clone + Send + 'static>(
+        &self,
+        prefix: &str,
+        register: impl FnOnce(&mut Registry) -> T,
+    ) -> T {
+        let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(existing) = shared.get(prefix).and_then(|set| set.downcast_ref::<T>()) {
+            return existing.clone();
+        }
+        let mut set = None;
+        self.register_with(prefix, |r| set = Some(register(r)));
+        let set = set.expect("register_with runs its closure");
+        shared.insert(prefix.to_string(), Box::new(set.clone()));
+        set
     }
 
     /// Lets a component add its metrics under `gemgate_<prefix>_`.
@@ -74,5 +97,22 @@ mod tests {
         let text = metrics.encode();
         assert!(text.contains("gemgate_indexer_events_total 3"), "{text}");
         assert!(text.contains("gemgate_build_info"), "{text}");
+    }
+
+    #[test]
+    fn a_shared_set_is_registered_once() {
+        let metrics = Metrics::new();
+        let register = |r: &mut Registry| {
+            let calls = Counter::<u64>::default();
+            r.register("calls", "calls", calls.clone());
+            calls
+        };
+        let first = metrics.shared("rpc", register);
+        let second = metrics.shared("rpc", register);
+        first.inc();
+        second.inc();
+        let text = metrics.encode();
+        assert_eq!(text.matches("# TYPE gemgate_rpc_calls counter").count(), 1, "{text}");
+        assert!(text.contains("gemgate_rpc_calls_total 2"), "{text}");
     }
 }

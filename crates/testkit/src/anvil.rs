@@ -207,6 +207,19 @@ impl Anvil {
         Ok(())
     }
 
+    /// Stops the node as an operator would (SIGTERM) and waits for it to exit: started with
+    /// `--state FILE`, anvil writes its chain there first, and a node started later with the same file
+    /// and port carries on with the same blocks.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        }
+        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
+            Ok(exited) => exited.map(|_| ()).map_err(TestkitError::io("waiting for anvil to exit")),
+            Err(_) => self.child.kill().await.map_err(TestkitError::io("killing anvil")),
+        }
+    }
+
     /// Kills the node now (as a crash would) and waits for it to exit.
     pub async fn kill(mut self) -> Result<()> {
         self.child.kill().await.map_err(TestkitError::io("killing anvil"))

@@ -64,6 +64,26 @@ pub async fn deploy_artifact(
     })
 }
 
+/// Deploys a fresh copy of the facet `name` and points every one of its functions at it with a
+/// `diamondCut` replace from `owner`, as an upgrade does. Returns the new facet and the cut's block.
+pub async fn replace_facet(
+    provider: &DynProvider,
+    diamond: Address,
+    owner: Address,
+    name: &str,
+) -> Result<(Address, u64)> {
+    let facet = deploy_artifact(provider, owner, name, Vec::new()).await?;
+    let cuts = add_cuts(&[(name.to_string(), facet)], 1)?;
+    let pending = DiamondCutFacet::new(diamond, provider.clone())
+        .diamondCut(cuts, Address::ZERO, Bytes::new())
+        .from(owner)
+        .send()
+        .await
+        .map_err(TestkitError::contract("diamondCut"))?;
+    let receipt = confirm(provider, pending, "diamondCut (replace)").await?;
+    Ok((facet, receipt.block_number.unwrap_or_default()))
+}
+
 /// Facet cuts that add every function of the named facets, deployed at the given addresses.
 pub(crate) fn add_cuts(
     facets: &[(String, Address)],

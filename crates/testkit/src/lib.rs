@@ -17,7 +17,7 @@ mod send;
 mod synthetic;
 
 pub use anvil::{ANVIL_VERSION, Anvil, AnvilOptions, anvil_or_skip, find_anvil};
-pub use deploy::{Deployment, deploy_gemforce};
+pub use deploy::{Deployment, deploy_gemforce, replace_facet};
 pub use error::TestkitError;
 pub use proxy::TcpProxy;
 pub use rng::SplitMix64;

@@ -10,9 +10,11 @@ pub mod keys;
 #[cfg(feature = "aws-kms")]
 pub mod kms;
 pub mod manager;
+pub mod metrics;
 pub mod signers;
 pub mod view;
 pub mod worker;
 
 pub use manager::{RawAllow, Submit, SubmitError, Submitted, TxManager, TxmOptions};
+pub use metrics::TxmMetrics;
 pub use signers::NamedSigner;

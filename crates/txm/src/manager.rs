@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::draft::{self, Price};
 use crate::fees::{self, Speed};
+use crate::metrics::{ChainLabel, TxmMetrics};
 use crate::signers::NamedSigner;
 use crate::view;
 
@@ -161,6 +162,8 @@ pub struct TxManager {
     acceptor: std::sync::OnceLock<tokio::sync::mpsc::Sender<Pending>>,
     /// Per chain, the depth standing in for `safe` and `finalized` where the node has no such tags.
     depths: HashMap<ChainId, u64>,
+    /// Counted here and by the workers (unregistered, so invisible, unless `with_metrics` is called).
+    pub metrics: TxmMetrics,
 }
 
 /// Values read from a node and shared for a while (fee quotes, balances): at most one read per key per `ttl`.
@@ -244,7 +247,14 @@ impl TxManager {
             accounts: Shared::new(ACCOUNT_TTL),
             acceptor: std::sync::OnceLock::new(),
             depths: HashMap::new(),
+            metrics: TxmMetrics::default(),
         }
+    }
+
+    /// Counts into the process's registered transaction metrics.
+    pub fn with_metrics(mut self, metrics: TxmMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Sets each chain's depth for `safe` and `finalized` on nodes without those tags (`chains.confirmations`).
@@ -366,6 +376,7 @@ impl TxManager {
         let accepted = self.accept(new, chain_nonce).await?;
         match accepted {
             Accepted::New(record) => {
+                self.metrics.accepted.get_or_create(&ChainLabel { chain_id: record.chain_id }).inc();
                 self.wake.notify_waiters();
                 Ok(Submitted::New(record))
             }
@@ -468,6 +479,7 @@ impl TxManager {
         };
         match self.store.accept_raw(&submission, view::payload).await? {
             Accepted::New(record) => {
+                self.metrics.accepted.get_or_create(&ChainLabel { chain_id: record.chain_id }).inc();
                 self.wake.notify_waiters();
                 Ok(Submitted::New(record))
             }

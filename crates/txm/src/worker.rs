@@ -30,6 +30,7 @@ use gemgate_store::ledger::{Attempt, Inclusion, Lease, LiveTx, TxChange, TxRecor
 use crate::draft::{Draft, Price, Signing};
 use crate::fees::{self, Speed};
 use crate::manager::TxManager;
+use crate::metrics::{GapLabels, SignerLabels, StateLabel};
 use crate::signers::NamedSigner;
 use crate::view;
 
@@ -44,6 +45,8 @@ const REPLACED_AFTER: Duration = Duration::from_secs(5);
 const SIGN_BATCH: usize = 500;
 /// Receipts are read a block at a time for at most this many blocks back.
 const SCAN_DEPTH: u64 = 64;
+/// How often a signer's balance and the ledger's counts by state are read for the metrics.
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
@@ -172,6 +175,8 @@ struct SenderWorker {
     scanned: std::sync::Mutex<Option<u64>>,
     /// Set when the node answered `eth_getBlockReceipts` with an error: receipts by hash only.
     no_block_receipts: std::sync::atomic::AtomicBool,
+    /// When the signer's balance gauge was last read.
+    last_gauges: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl SenderWorker {
@@ -195,6 +200,7 @@ impl SenderWorker {
             resent: std::sync::Mutex::new(HashMap::new()),
             scanned: std::sync::Mutex::new(None),
             no_block_receipts: std::sync::atomic::AtomicBool::new(false),
+            last_gauges: std::sync::Mutex::new(None),
         })
     }
 
@@ -254,6 +260,30 @@ impl SenderWorker {
         }
     }
 
+    /// The signer's pending count (every pass) and balance (at most every `GAUGE_EVERY`).
+    async fn signer_gauges(&self, live: &[LiveTx]) {
+        let Some(signer) = &self.signer else { return };
+        let labels = SignerLabels { chain_id: self.chain_id, signer: signer.name.clone() };
+        let pending = live
+            .iter()
+            .filter(|l| matches!(l.record.state, TxState::Queued | TxState::Signed | TxState::Submitted))
+            .count();
+        self.manager.metrics.signer_pending.get_or_create(&labels).set(pending as i64);
+        let due = self.last_gauges.lock().map(|mut last| {
+            let due = last.is_none_or(|at| at.elapsed() >= GAUGE_EVERY);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        });
+        if due.unwrap_or(false)
+            && let Ok(balance) = self.rpc.balance(signer.address).await
+        {
+            let ether = balance.to_string().parse::<f64>().unwrap_or(f64::MAX) / 1e18;
+            self.manager.metrics.signer_balance.get_or_create(&labels).set(ether);
+        }
+    }
+
     /// One pass over the live requests. `Ok(true)` when it changed something (another pass follows at once).
     async fn pass(&self, lease: &Lease) -> Result<bool, PassError> {
         let store = &self.manager.store;
@@ -281,6 +311,7 @@ impl SenderWorker {
             signed = changes.len();
             if !changes.is_empty() {
                 let applied = store.apply_changes(Some(lease), now_ms(), ttl, &changes).await?;
+                self.manager.metrics.committed(self.chain_id, &live, &changes, now_ms());
                 // Every change applied: the list in hand is brought up to date; else it is read again.
                 live = if applied == changes.len() {
                     with_changes(live, &changes)
@@ -333,6 +364,8 @@ impl SenderWorker {
         }
         // Renews the lease even with nothing to write.
         store.apply_changes(Some(lease), now_ms(), ttl, &changes).await?;
+        self.manager.metrics.committed(self.chain_id, &live, &changes, now_ms());
+        self.signer_gauges(&live).await;
         tracing::debug!(
             sender = %self.sender,
             live = live.len(),
@@ -774,6 +807,8 @@ impl SenderWorker {
                         last.hash.parse().map_err(|_| PassError::Ledger(format!("bad hash in {}", r.id)))?;
                     if !self.rpc.knows(hash).await? {
                         tracing::info!(id = %r.id, hash = %last.hash, "dropped by the node; sending again");
+                        let labels = GapLabels { chain_id: self.chain_id, how: "rebroadcast" };
+                        self.manager.metrics.gaps_repaired.get_or_create(&labels).inc();
                     }
                     // Sent again either way: a node that knows it answers "already known".
                     let outcome = self.broadcast(live).await;
@@ -926,5 +961,26 @@ pub fn spawn_all(
     for chain_id in manager.chains.keys() {
         tasks.push(tokio::spawn(run_raw(manager.clone(), *chain_id, holder.to_string(), shutdown.clone())));
     }
+    tasks.push(tokio::spawn(count_states(manager.clone(), shutdown.clone())));
     tasks
+}
+
+/// Keeps the `requests` gauge (requests in the ledger by state) current until shutdown.
+async fn count_states(manager: Arc<TxManager>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        match manager.store.transaction_states().await {
+            Ok(counts) => {
+                for state in TxState::ALL {
+                    let count = counts.iter().find(|(s, _)| s == state.as_str()).map_or(0, |(_, n)| *n);
+                    manager
+                        .metrics
+                        .requests
+                        .get_or_create(&StateLabel { state: state.as_str() })
+                        .set(count as i64);
+                }
+            }
+            Err(error) => tracing::debug!(%error, "counting requests by state failed"),
+        }
+        wait(&mut shutdown, GAUGE_EVERY).await;
+    }
 }

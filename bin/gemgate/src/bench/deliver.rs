@@ -309,8 +309,9 @@ async fn latency(bench: &DeliverBench, dir: &std::path::Path) -> anyhow::Result<
     let store_port: Arc<dyn Store> = Arc::new(store.clone());
     let indexer = Indexer::new(source, store_port, Arc::new(decoder), settings, IndexerMetrics::default())
         .with_head_notifications(gemgate_chain::subscribe_heads(
-            anvil.ws_endpoint().parse()?,
-            anvil.ws_endpoint(),
+            anvil.chain_id(),
+            vec![gemgate_chain::WsEndpoint { url: anvil.ws_endpoint().parse()?, label: anvil.ws_endpoint() }],
+            None,
         ));
 
     let tag = std::process::id();

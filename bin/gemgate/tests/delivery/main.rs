@@ -210,7 +210,7 @@ async fn signed_webhooks_deliver_the_scenario_and_verify_with_the_documented_sch
     let sink = WebhookSink::new("wrong", url.parse().unwrap(), vec![b"new-secret".to_vec()], true).unwrap();
     let settings = DispatchSettings {
         max_attempts: 2,
-        events: vec!["gemforce.TradeDealCreated".into()],
+        events: gemgate_domain::MessageFilter::new(vec!["gemforce.TradeDealCreated".into()]),
         ..fast_settings("wrong")
     };
     let mut refusing = dispatcher(&db.store, Arc::new(sink), settings);
@@ -278,10 +278,12 @@ async fn api(
             public_reads: true,
             keys,
             gemforce_webhook_secret: webhook_secret.map(|s| gemgate_config::Secret::new(s.to_string())),
+            cors: gemgate_config::CorsSettings::default(),
         }),
         gemforce: Arc::default(),
         sinks: Arc::new(sinks),
         webhooks: webhooks.clone(),
+        http: gemgate_api::HttpMetrics::default(),
         txm: None,
     };
     tokio::spawn(gemgate_api::serve(listener, gemgate_api::router(state), std::future::pending()));

@@ -4,6 +4,7 @@
 //! their history. Dispatch is on topic0 (the `Kind` table); names are never compared.
 
 mod abi;
+pub mod loupe;
 pub mod tables;
 
 use std::collections::{HashMap, HashSet};
