@@ -202,6 +202,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         anvil.accounts()[1]
     );
     println!("  curl -s '{base}/v1/transactions/<id from the answer>'");
+    println!(
+        "  curl -s '{base}/v1/transactions?state=included&limit=10'   (newest first; next page with after=<next>)"
+    );
+    println!(
+        "  curl -si '{base}/v1/status' -H 'Origin: https://app.example'   (CORS: any origin may read; see api.cors_origins)"
+    );
     println!("  sqlite3 {} 'select event, count(*) from events group by event'", db.display());
     println!("  gemgate run --config {}   (the same service, once this demo stops)", config_path.display());
 
@@ -276,10 +282,12 @@ fn demo_config(
     use sha2::Digest;
     let chain = anvil.chain_id();
     let mut config = format!(
-        "# Written by `gemgate demo` for its local chain.\n[database]\nurl = \"sqlite://{}\"\n\n[api]\nlisten = \"{listen}\"\n\n\
-         [[chains]]\nid = {chain}\nrpc = [\"{}\"]\npoll_interval = \"50ms\"\n",
+        "# Written by `gemgate demo` for its local chain.\n[database]\nurl = \"sqlite://{}\"\n\n[api]\nlisten = \"{listen}\"\n\
+         # Any web page may read (GET) from a browser; writes stay same-origin.\ncors_origins = [\"*\"]\n\n\
+         [[chains]]\nid = {chain}\nrpc = [\"{}\"]\nws = [\"{}\"]\n# Heads arrive by websocket; polling is the fallback.\npoll_interval = \"1s\"\n",
         db.display(),
-        anvil.endpoint()
+        anvil.endpoint(),
+        anvil.ws_endpoint()
     );
     let contracts = [
         ("gemforce", d.diamond, "diamond"),

@@ -91,6 +91,7 @@ pub async fn indexers(
         if remote != chain.id {
             bail!("chains[{}]: the RPC endpoint serves chain {remote}, not {}", chain.id, chain.id);
         }
+        indexer_metrics.start_chain(chain.id);
         check_diamonds(settings, chain.id, store, &source, &indexer_metrics).await?;
         let start_block = settings
             .contracts

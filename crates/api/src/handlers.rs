@@ -53,8 +53,12 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The registry in the OpenMetrics text format (what the encoder writes; Prometheus scrapes it as such).
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.encode())
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
 }
 
 pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

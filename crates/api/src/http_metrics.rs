@@ -11,7 +11,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -25,11 +25,6 @@ pub struct RouteLabel {
     pub route: String,
 }
 
-/// Latency buckets: 0.5 ms doubling to about 16 s (an SSE stream stays open longer and lands in +Inf).
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
-}
-
 #[derive(Debug, Clone)]
 pub struct HttpMetrics {
     pub requests: Family<RequestLabels, Counter>,
@@ -38,7 +33,10 @@ pub struct HttpMetrics {
 
 impl Default for HttpMetrics {
     fn default() -> Self {
-        Self { requests: Family::default(), latency: Family::new_with_constructor(latency_histogram) }
+        Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(gemgate_telemetry::latency_histogram),
+        }
     }
 }
 

@@ -247,7 +247,9 @@ mod tests {
             call_timeout: Duration::from_millis(200),
             ..RetryPolicy::default()
         };
-        let endpoints = Endpoints::new(vec![Endpoint::http(url, "silent".into())], policy);
+        let metrics = RpcMetrics::default();
+        let endpoints = Endpoints::new(vec![Endpoint::http(url, "silent".into())], policy)
+            .with_metrics(7, metrics.clone());
         let started = Instant::now();
         let outcome = endpoints
             .call("eth_blockNumber", 0, |e| async move {
@@ -265,6 +267,15 @@ mod tests {
             other => panic!("expected a timeout, got {other:?}"),
         }
         assert!(started.elapsed() < Duration::from_secs(10), "two attempts of 200 ms, not a hang");
+        let labels =
+            |kind| ErrorLabels { chain_id: 7, method: "eth_blockNumber", endpoint: "silent".into(), kind };
+        assert_eq!(
+            metrics.errors.get_or_create(&labels("transport")).get(),
+            2,
+            "both attempts counted as errors"
+        );
+        let calls = CallLabels { chain_id: 7, method: "eth_blockNumber", endpoint: "silent".into() };
+        assert_eq!(metrics.calls.get_or_create(&calls).get(), 2);
         silent.abort();
     }
 

@@ -104,7 +104,8 @@ impl Subscription {
         let lost = |error: String, was_up: bool| Followed::Lost { error, was_up };
         let provider = match ProviderBuilder::new()
             .disable_recommended_fillers()
-            .connect_ws(WsConnect::new(self.endpoint.url.as_str()))
+            // Reconnecting is ours (backoff with jitter, logged and counted), not the transport's silent one.
+            .connect_ws(WsConnect::new(self.endpoint.url.as_str()).with_max_retries(0))
             .await
         {
             Ok(p) => p,

@@ -6,7 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
@@ -35,11 +35,6 @@ pub struct WsLabels {
     pub endpoint: String,
 }
 
-/// Latency buckets: 0.5 ms doubling to about 16 s (a call times out at 30 s and lands in +Inf).
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
-}
-
 /// Shared by every chain source and transaction RPC of a process; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RpcMetrics {
@@ -60,7 +55,7 @@ impl Default for RpcMetrics {
         Self {
             calls: Family::default(),
             errors: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
+            latency: Family::new_with_constructor(gemgate_telemetry::latency_histogram),
             ws_connected: Family::default(),
             ws_connects: Family::default(),
             ws_heads: Family::default(),

@@ -27,6 +27,23 @@ pub struct IndexerMetrics {
 }
 
 impl IndexerMetrics {
+    /// Shows the chain's counters at zero before anything happens (a family without samples is not
+    /// exposed at all, and "no reorgs yet" should read as 0, not as a missing metric).
+    pub fn start_chain(&self, chain_id: u64) {
+        let label = ChainLabel { chain_id };
+        for family in [
+            &self.events,
+            &self.unknown_events,
+            &self.blocks,
+            &self.reorgs,
+            &self.reverted_events,
+            &self.loupe_repairs,
+        ] {
+            let _ = family.get_or_create(&label);
+        }
+        self.halted.get_or_create(&label).set(0);
+    }
+
     pub fn register(metrics: &gemgate_telemetry::Metrics) -> Self {
         let m = Self::default();
         metrics.register_with("indexer", |r| {

@@ -111,6 +111,15 @@ pub(crate) fn event_from_cells(
     })
 }
 
+/// The select list of a projection table's rows (`key`, then its columns) and the kinds to read them as.
+fn row_select(table: &TableDef, d: crate::Dialect) -> (Vec<String>, Vec<ColumnKind>) {
+    let mut columns = vec!["key".to_string()];
+    columns.extend(table.columns.iter().map(|c| d.read(c.name, c.kind)));
+    let mut kinds = vec![ColumnKind::Text];
+    kinds.extend(table.columns.iter().map(|c| c.kind));
+    (columns, kinds)
+}
+
 impl SqlStore {
     /// Heads of every chain.
     pub async fn heads(&self) -> Result<BTreeMap<ChainId, Heads>, StoreError> {
@@ -208,10 +217,7 @@ impl SqlStore {
             .with_tx(move |tx| {
                 Box::pin(async move {
                     let d = tx.dialect();
-                    let mut columns = vec!["key".to_string()];
-                    columns.extend(table.columns.iter().map(|c| d.read(c.name, c.kind)));
-                    let mut kinds = vec![ColumnKind::Text];
-                    kinds.extend(table.columns.iter().map(|c| c.kind));
+                    let (columns, kinds) = row_select(table, d);
                     let sql = format!(
                         "SELECT {} FROM {} WHERE chain_id = {} AND contract = {} ORDER BY key",
                         columns.join(", "),
@@ -247,10 +253,7 @@ impl SqlStore {
             .with_tx(move |tx| {
                 Box::pin(async move {
                     let d = tx.dialect();
-                    let mut columns = vec!["key".to_string()];
-                    columns.extend(table.columns.iter().map(|c| d.read(c.name, c.kind)));
-                    let mut kinds = vec![ColumnKind::Text];
-                    kinds.extend(table.columns.iter().map(|c| c.kind));
+                    let (columns, kinds) = row_select(table, d);
                     let (filter, binds) = match (key, after) {
                         (Some(key), _) => (format!("WHERE key = {}", d.param(1)), vec![Bind::text(key)]),
                         (None, Some(after)) => {

@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, latency_histogram};
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+/// Buckets for request latencies (HTTP, RPC): 0.5 ms doubling to about 16 s; anything longer (an SSE
+/// stream, a call that timed out at 30 s) lands in `+Inf`.
+pub fn latency_histogram() -> prometheus_client::metrics::histogram::Histogram {
+    prometheus_client::metrics::histogram::Histogram::new(
+        prometheus_client::metrics::histogram::exponential_buckets(0.000_5, 2.0, 16),
+    )
+}
+
 /// A shared, cloneable handle to the process's metrics registry.
 #[derive(Clone)]
 pub struct Metrics {

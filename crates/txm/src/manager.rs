@@ -251,8 +251,11 @@ impl TxManager {
         }
     }
 
-    /// Counts into the process's registered transaction metrics.
+    /// Counts into the process's registered transaction metrics (each chain's counters shown at zero).
     pub fn with_metrics(mut self, metrics: TxmMetrics) -> Self {
+        for &chain_id in self.chains.keys() {
+            metrics.start_chain(chain_id);
+        }
         self.metrics = metrics;
         self
     }

@@ -114,6 +114,18 @@ impl TxmMetrics {
         })
     }
 
+    /// Shows a chain's counters at zero before anything happens (a family without samples is not exposed).
+    pub fn start_chain(&self, chain_id: u64) {
+        let chain = ChainLabel { chain_id };
+        for family in [&self.accepted, &self.repricings, &self.noop_fills] {
+            let _ = family.get_or_create(&chain);
+        }
+        for how in ["rebroadcast", "noop"] {
+            let _ = self.gaps_repaired.get_or_create(&GapLabels { chain_id, how });
+        }
+        let _ = self.queued_to_included.get_or_create(&chain);
+    }
+
     /// Counts what a pass committed: `changes` against the requests they were made from.
     pub fn committed(&self, chain_id: u64, live: &[LiveTx], changes: &[TxChange], now_ms: u64) {
         let by_id: HashMap<&str, &LiveTx> = live.iter().map(|l| (l.record.id.as_str(), l)).collect();
