@@ -66,7 +66,7 @@ fn head_notifications(chain: &ChainSettings, metrics: &Metrics) -> Option<tokio:
     let endpoints =
         chain.ws.iter().map(|u| WsEndpoint { url: u.expose().clone(), label: u.redacted() }).collect();
     tracing::info!(chain_id = chain.id, endpoints = chain.ws.len(), "subscribing to websocket heads");
-    Some(gemgate_chain::subscribe_heads(chain.id, endpoints, Some(RpcMetrics::register(metrics))))
+    Some(gemgate_chain::subscribe_heads(chain.id, endpoints, Some(&RpcMetrics::register(metrics))))
 }
 
 /// An indexer per configured chain that has contracts.

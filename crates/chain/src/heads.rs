@@ -33,7 +33,7 @@ pub struct WsEndpoint {
 pub fn subscribe_heads(
     chain_id: ChainId,
     endpoints: Vec<WsEndpoint>,
-    metrics: Option<RpcMetrics>,
+    metrics: Option<&RpcMetrics>,
 ) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(0);
     for (i, endpoint) in endpoints.into_iter().enumerate() {
@@ -41,7 +41,7 @@ pub fn subscribe_heads(
             chain_id,
             labels: WsLabels { chain_id, endpoint: endpoint.label.clone() },
             endpoint,
-            metrics: metrics.clone(),
+            metrics: metrics.cloned(),
             tx: tx.clone(),
             seed: (chain_id << 8) ^ i as u64,
         };
