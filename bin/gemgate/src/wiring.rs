@@ -244,7 +244,7 @@ pub async fn tx_manager(
         raw_max_fee_multiple: u128::from(t.raw_max_fee_multiple),
     };
     let depths = settings.chains.iter().map(|c| (c.id, c.confirmations)).collect();
-    let manager = TxManager::new(store.clone(), chains, signers, options)
+    let manager = TxManager::new(Arc::new(store.clone()), chains, signers, options)
         .with_confirmations(depths)
         .with_metrics(gemgate_txm::TxmMetrics::register(metrics));
     Ok(Some(Arc::new(manager)))

@@ -18,6 +18,10 @@ use gemgate_testkit::bindings::ClaimTopicsRegistryFacet;
 use gemgate_testkit::{Anvil, AnvilOptions, anvil_or_skip, deploy_gemforce, find_anvil, replace_facet};
 use support::{KillOnDrop, free_port, get};
 
+/// The tests of this file run one at a time: the websocket test holds each block to a second, which a
+/// demo deploying and driving traffic beside it on two shared cores could make flaky.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
@@ -73,6 +77,7 @@ fn gemgate(args: &[&str], config: &Path) -> KillOnDrop {
 /// a state file) is reconnected to, and nothing mined after it is missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_heads_index_each_block_within_a_second_across_a_node_restart() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let test = "websocket_heads_index_each_block_within_a_second_across_a_node_restart";
     let binary = match find_anvil().await {
         Ok(binary) => binary,
@@ -169,6 +174,7 @@ async fn websocket_heads_index_each_block_within_a_second_across_a_node_restart(
 /// stopped (above its cursor) is not a difference: the indexer picks it up from its event on resuming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loupe_check_at_start_repairs_cuts_the_indexer_never_saw() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let test = "the_loupe_check_at_start_repairs_cuts_the_indexer_never_saw";
     let Some(anvil) = anvil_or_skip(test, AnvilOptions::default()).await.unwrap() else { return };
     let provider = anvil.provider();
@@ -375,6 +381,7 @@ fn page_result(chromium: &Path, url: &str, profile: &Path) -> String {
 /// or `*` the browser's same-origin rule stands. Checked with raw preflights and from pages in Chromium.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_pages_on_other_origins_read_and_write_as_cors_origins_allow() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let test = "browser_pages_on_other_origins_read_and_write_as_cors_origins_allow";
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
@@ -448,6 +455,7 @@ async fn browser_pages_on_other_origins_read_and_write_as_cors_origins_allow() {
 /// Python `prometheus_client` OpenMetrics parser, an implementation independent of ours.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_exposes_metrics_of_every_part_in_valid_openmetrics() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let test = "the_demo_exposes_metrics_of_every_part_in_valid_openmetrics";
     let parser_ready = Command::new("python3")
         .args(["-c", "import prometheus_client.openmetrics.parser"])

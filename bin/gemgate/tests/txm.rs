@@ -95,7 +95,7 @@ fn gemgate(config: &std::path::Path, command: &str) -> Child {
 }
 
 /// A manager over the same database that only accepts requests (the workers are the child process's).
-async fn front_door(anvil: &Anvil, db_url: &str) -> TxManager {
+async fn front_door(anvil: &Anvil, db_url: &str) -> (TxManager, SqlStore) {
     let store = SqlStore::connect(db_url, 4, ProjectionSet::default()).await.unwrap();
     store.migrate().await.unwrap();
     let rpc = Arc::new(TxRpc::new(
@@ -107,12 +107,13 @@ async fn front_door(anvil: &Anvil, db_url: &str) -> TxManager {
     let address = gemgate_domain::ports::Signer::address(&local);
     let signer =
         NamedSigner { name: "ops".into(), chains: vec![anvil.chain_id()], address, signer: Arc::new(local) };
-    TxManager::new(
-        store,
+    let manager = TxManager::new(
+        Arc::new(store.clone()),
         HashMap::from([(anvil.chain_id(), rpc)]),
         HashMap::from([("ops".to_string(), signer)]),
         TxmOptions::default(),
-    )
+    );
+    (manager, store)
 }
 
 const REQUESTS: usize = 300;
@@ -124,7 +125,8 @@ async fn killed_txm(test: &str, db_url: Option<&str>) {
     let url = db_url
         .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("txm.db").display()));
-    let manager = Arc::new(front_door(&anvil, &url).await);
+    let (manager, store) = front_door(&anvil, &url).await;
+    let manager = Arc::new(manager);
     let config = config(dir.path(), &anvil, &url, "127.0.0.1:0");
 
     // Requests arrive all along (10 every 0.3 s), while the workers' process is killed over and over.
@@ -217,7 +219,7 @@ async fn killed_txm(test: &str, db_url: Option<&str>) {
     let sender = manager.signers["ops"].address;
     let on_chain = anvil.provider().get_transaction_count(sender).await.unwrap();
     assert_eq!(on_chain, REQUESTS as u64, "exactly {REQUESTS} transactions on chain: each request once");
-    manager.store.close().await;
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

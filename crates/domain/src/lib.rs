@@ -9,6 +9,7 @@ pub mod block;
 pub mod error;
 pub mod event;
 pub mod finality;
+pub mod ledger;
 pub mod outbox;
 pub mod ports;
 pub mod signature;

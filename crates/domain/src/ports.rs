@@ -6,9 +6,12 @@ use alloy_primitives::{Address, B256, Bytes};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::{
+    Accepted, Attempt, Lease, LiveTx, NewTransaction, RawSubmission, TxChange, TxListQuery, TxPage, TxRecord,
+};
 use crate::{
     BlockRef, ChainError, ChainEvent, ChainId, FinalityLevel, OutboxMessage, SignerError, SinkError,
-    StoreError,
+    StoreError, TxState,
 };
 
 /// A raw log as the node returned it, before decoding.
@@ -214,4 +217,57 @@ pub trait Signer: Send + Sync {
     fn signs_in_process(&self) -> bool {
         false
     }
+}
+
+/// How the transaction manager turns a record into the body of its `transaction.<state>` outbox message.
+pub type TxPayload = dyn Fn(&TxRecord) -> String + Send + Sync;
+
+/// The transaction ledger as the transaction manager and the API see it: requests accepted with their
+/// nonce, the live work of a worker, changes applied under a lease, reads. Every write that announces a
+/// state writes its outbox message in the same database transaction.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Accepts requests in one database transaction, each with the chain's transaction count for its
+    /// sender (a ledger behind the chain catches up to it): a nonce each, idempotency keys answered with
+    /// the original request, balances checked where asked. One answer per request, in order.
+    async fn accept(
+        &self,
+        requests: &[(NewTransaction, u64)],
+        payload: &TxPayload,
+    ) -> Result<Vec<Accepted>, StoreError>;
+    /// Records a client-signed transaction with its one attempt.
+    async fn accept_raw(&self, raw: &RawSubmission, payload: &TxPayload) -> Result<Accepted, StoreError>;
+    /// One request by id.
+    async fn transaction(&self, id: &str) -> Result<Option<TxRecord>, StoreError>;
+    /// A request's attempts in order.
+    async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError>;
+    /// The requests the workers still follow on a chain, in nonce order with their attempts: one sender's
+    /// (`Some`), or every client-signed one (`None`).
+    async fn live_work(&self, chain_id: ChainId, sender: Option<&str>) -> Result<Vec<LiveTx>, StoreError>;
+    /// Takes or renews the lease on a sender; `None` while another holder's lease runs.
+    async fn take_lease(
+        &self,
+        chain_id: ChainId,
+        sender: &str,
+        holder: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Applies lifecycle changes in one database transaction, under `lease` when given (renewed, and
+    /// `Fenced` when another worker took it). Returns how many applied (a moved revision is skipped).
+    async fn apply_changes(
+        &self,
+        lease: Option<&Lease>,
+        now_ms: u64,
+        ttl_ms: u64,
+        changes: &[TxChange],
+    ) -> Result<usize, StoreError>;
+    /// Asks for a request to end as `ending` (cancelled, expired) while it can still be stopped.
+    async fn request_ending(&self, id: &str, ending: TxState) -> Result<Option<TxRecord>, StoreError>;
+    /// Marks a request for an immediate fee bump.
+    async fn request_speed_up(&self, id: &str) -> Result<Option<TxRecord>, StoreError>;
+    /// Requests newest first, a page at a time.
+    async fn list(&self, query: &TxListQuery) -> Result<TxPage, StoreError>;
+    /// The number of requests per state.
+    async fn transaction_states(&self) -> Result<Vec<(String, u64)>, StoreError>;
 }

@@ -6,6 +6,7 @@
 //! core tables come from the SQL migrations.
 
 mod bulk;
+mod cells;
 mod conn;
 mod dialect;
 pub mod read;
@@ -222,7 +223,7 @@ impl Store for SqlStore {
                         &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text],
                     )
                     .await?;
-                rows.iter().map(|r| write::block_from_cells(r)).collect()
+                rows.iter().map(|r| cells::block_from_cells(r)).collect()
             })
         })
         .await

@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use alloy_primitives::{Address, B256, Bytes};
+use alloy_primitives::{Address, B256};
 use gemgate_domain::ports::Heads;
-use gemgate_domain::{BlockRef, ChainEvent, ChainId, ENVELOPE_SCHEMA, EventStatus, StoreError};
+use gemgate_domain::{BlockRef, ChainEvent, ChainId, StoreError};
 use gemgate_projections::{Cell, ColumnKind, TableDef};
 use serde::Serialize;
 
+use crate::SqlStore;
+use crate::cells::{EVENT_COLUMNS, block_from_cells, event_from_cells, int, row_select};
 use crate::conn::Bind;
-use crate::{SqlStore, write};
 
 /// Filters of `GET /v1/events`.
 #[derive(Debug, Clone, Default)]
@@ -43,81 +44,6 @@ pub struct ChainStatus {
     pub safe: Option<u64>,
     pub finalized: Option<u64>,
     pub events: u64,
-}
-
-pub(crate) const EVENT_COLUMNS: &[(&str, ColumnKind)] = &[
-    ("id", ColumnKind::Text),
-    ("chain_id", ColumnKind::Int),
-    ("block_number", ColumnKind::Int),
-    ("block_hash", ColumnKind::Text),
-    ("tx_hash", ColumnKind::Text),
-    ("tx_index", ColumnKind::Int),
-    ("log_index", ColumnKind::Int),
-    ("address", ColumnKind::Text),
-    ("contract", ColumnKind::Text),
-    ("event", ColumnKind::Text),
-    ("signature", ColumnKind::Text),
-    ("args", ColumnKind::Json),
-    ("topics", ColumnKind::Json),
-    ("data", ColumnKind::Text),
-];
-
-fn int(cell: &Cell) -> u64 {
-    match cell {
-        Cell::Int(i) => *i as u64,
-        _ => 0,
-    }
-}
-
-fn parse<T: std::str::FromStr>(cell: &Cell, what: &str) -> Result<T, StoreError> {
-    cell.as_text()
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| StoreError::Database { message: format!("stored {what} does not parse") })
-}
-
-pub(crate) fn event_from_cells(
-    cells: &[Cell],
-    heads: &BTreeMap<ChainId, Heads>,
-) -> Result<ChainEvent, StoreError> {
-    let chain_id = int(&cells[1]);
-    let block_number = int(&cells[2]);
-    let topics: Vec<B256> = match &cells[12] {
-        Cell::Json(value) => serde_json::from_value(value.clone())
-            .map_err(|_| StoreError::Database { message: "stored topics do not parse".into() })?,
-        _ => Vec::new(),
-    };
-    Ok(ChainEvent {
-        id: parse(&cells[0], "event id")?,
-        chain_id,
-        block_number,
-        block_hash: parse(&cells[3], "block hash")?,
-        tx_hash: parse(&cells[4], "tx hash")?,
-        tx_index: int(&cells[5]),
-        log_index: int(&cells[6]),
-        address: parse(&cells[7], "address")?,
-        contract: cells[8].as_text().unwrap_or_default().to_string(),
-        event: cells[9].as_text().unwrap_or_default().to_string(),
-        signature: parse(&cells[10], "signature")?,
-        args: match &cells[11] {
-            Cell::Json(value) => value.clone(),
-            _ => serde_json::Value::Null,
-        },
-        topics,
-        data: parse::<Bytes>(&cells[13], "data")?,
-        status: EventStatus::Canonical,
-        finality: heads.get(&chain_id).copied().unwrap_or_default().level_of(block_number),
-        tx_from: None,
-        schema: ENVELOPE_SCHEMA,
-    })
-}
-
-/// The select list of a projection table's rows (`key`, then its columns) and the kinds to read them as.
-fn row_select(table: &TableDef, d: crate::Dialect) -> (Vec<String>, Vec<ColumnKind>) {
-    let mut columns = vec!["key".to_string()];
-    columns.extend(table.columns.iter().map(|c| d.read(c.name, c.kind)));
-    let mut kinds = vec![ColumnKind::Text];
-    kinds.extend(table.columns.iter().map(|c| c.kind));
-    (columns, kinds)
 }
 
 impl SqlStore {
@@ -313,7 +239,7 @@ impl SqlStore {
                         .await?;
                     let counts: BTreeMap<u64, u64> = counts.iter().map(|r| (int(&r[0]), int(&r[1]))).collect();
                     rows.iter()
-                        .map(|r| Ok((int(&r[0]), write::block_from_cells(&r[1..])?, counts.get(&int(&r[0])).copied())))
+                        .map(|r| Ok((int(&r[0]), block_from_cells(&r[1..])?, counts.get(&int(&r[0])).copied())))
                         .collect::<Result<Vec<(u64, BlockRef, Option<u64>)>, StoreError>>()
                 })
             })

@@ -98,18 +98,7 @@ pub async fn stored_cursor(tx: &mut dyn Tx, chain_id: ChainId) -> Result<Option<
             &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text],
         )
         .await?;
-    rows.first().map(|r| block_from_cells(r)).transpose()
-}
-
-pub fn block_from_cells(cells: &[gemgate_projections::Cell]) -> Result<BlockRef, StoreError> {
-    let bad = || StoreError::Database { message: "malformed stored block".into() };
-    let number = match cells.first() {
-        Some(gemgate_projections::Cell::Int(n)) => *n as u64,
-        _ => return Err(bad()),
-    };
-    let hash = cells.get(1).and_then(|c| c.as_text()).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
-    let parent_hash = cells.get(2).and_then(|c| c.as_text()).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
-    Ok(BlockRef { number, hash, parent_hash })
+    rows.first().map(|r| crate::cells::block_from_cells(r)).transpose()
 }
 
 /// Commits a batch. Refuses it if the stored cursor is not the one the batch extends.
@@ -297,8 +286,8 @@ pub async fn revert_to(
         .await?;
 
     // Retract every removed event: the same envelope and id, with status `retracted`.
-    let columns: Vec<String> = crate::read::EVENT_COLUMNS.iter().map(|(c, k)| d.read(c, *k)).collect();
-    let kinds: Vec<ColumnKind> = crate::read::EVENT_COLUMNS.iter().map(|(_, k)| *k).collect();
+    let columns: Vec<String> = crate::cells::EVENT_COLUMNS.iter().map(|(c, k)| d.read(c, *k)).collect();
+    let kinds: Vec<ColumnKind> = crate::cells::EVENT_COLUMNS.iter().map(|(_, k)| *k).collect();
     let removed_rows = tx
         .fetch(
             &format!(
@@ -312,7 +301,7 @@ pub async fn revert_to(
     let no_heads = std::collections::BTreeMap::new();
     let mut retractions = Vec::new();
     for cells in removed_rows.iter().rev() {
-        let mut event = crate::read::event_from_cells(cells, &no_heads)?;
+        let mut event = crate::cells::event_from_cells(cells, &no_heads)?;
         event.status = gemgate_domain::EventStatus::Retracted;
         retractions.push(OutboxRow {
             id: event.id.to_string(),

@@ -1,4 +1,5 @@
-//! The transaction manager (roadmap 4): a nonce ledger in the database (`gemgate_store::ledger`), fees
+//! The transaction manager (roadmap 4): a nonce ledger in the database behind the domain's `Ledger` port
+//! (its values in `gemgate_domain::ledger`, its SQL in the store crate), fees
 //! (`fees`), signers behind the `Signer` port (`signers`, `dfns`), transactions built, signed and checked
 //! (`draft`), the front door that accepts requests (`manager`) and the workers that sign, broadcast and
 //! follow each transaction to finality (`worker`). Local keystores are managed by `keys` (`gemgate keys`).

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::rpc::types::TransactionRequest;
 use gemgate_chain::{FeeQuote, SendFailure, TxRpc};
+use gemgate_domain::ledger::{Accepted, Attempt, Funds, NewTransaction, RawSubmission, TxRecord};
+use gemgate_domain::ports::Ledger;
 use gemgate_domain::{ChainError, ChainId, SendError, StoreError, TxState};
-use gemgate_store::SqlStore;
-use gemgate_store::ledger::{Accepted, Attempt, Funds, NewTransaction, RawSubmission, TxRecord};
 use tokio::sync::Notify;
 
 use crate::draft::{self, Price};
@@ -151,7 +151,7 @@ const QUOTE_TTL: Duration = Duration::from_secs(1);
 const ACCOUNT_TTL: Duration = Duration::from_secs(1);
 
 pub struct TxManager {
-    pub store: SqlStore,
+    pub store: Arc<dyn Ledger>,
     pub chains: HashMap<ChainId, Arc<TxRpc>>,
     pub signers: HashMap<String, NamedSigner>,
     pub options: TxmOptions,
@@ -204,12 +204,12 @@ const ACCEPT_BATCH: usize = 256;
 
 /// The acceptor: takes every request waiting (up to `ACCEPT_BATCH`) and accepts them in one database
 /// transaction. It ends when the manager (the last sender) is dropped.
-async fn accept_batches(store: SqlStore, mut requests: tokio::sync::mpsc::Receiver<Pending>) {
+async fn accept_batches(store: Arc<dyn Ledger>, mut requests: tokio::sync::mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(ACCEPT_BATCH);
     while requests.recv_many(&mut batch, ACCEPT_BATCH).await > 0 {
         let (items, answers): (Vec<(NewTransaction, u64)>, Vec<_>) =
             batch.drain(..).map(|(request, nonce, answer)| ((request, nonce), answer)).unzip();
-        match store.accept_transactions(&items, view::payload).await {
+        match store.accept(&items, &view::payload).await {
             Ok(accepted) => {
                 for (answer, result) in answers.into_iter().zip(accepted) {
                     let _ = answer.send(Ok(result));
@@ -232,7 +232,7 @@ impl std::fmt::Debug for TxManager {
 
 impl TxManager {
     pub fn new(
-        store: SqlStore,
+        store: Arc<dyn Ledger>,
         chains: HashMap<ChainId, Arc<TxRpc>>,
         signers: HashMap<String, NamedSigner>,
         options: TxmOptions,
@@ -480,7 +480,7 @@ impl TxManager {
                 sent_ms: None,
             },
         };
-        match self.store.accept_raw(&submission, view::payload).await? {
+        match self.store.accept_raw(&submission, &view::payload).await? {
             Accepted::New(record) => {
                 self.metrics.accepted.get_or_create(&ChainLabel { chain_id: record.chain_id }).inc();
                 self.wake.notify_waiters();

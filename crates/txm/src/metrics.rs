@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use gemgate_store::ledger::{LiveTx, TxChange};
+use gemgate_domain::ledger::{LiveTx, TxChange};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

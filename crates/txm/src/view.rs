@@ -1,7 +1,7 @@
 //! A transaction request as clients see it: the body of `GET /v1/transactions/{id}` and of every
 //! `transaction.<state>` outbox message.
 
-use gemgate_store::ledger::{Attempt, TxRecord};
+use gemgate_domain::ledger::{Attempt, TxRecord};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]

@@ -24,8 +24,8 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::rpc::types::TransactionRequest;
 use futures::StreamExt;
 use gemgate_chain::{ReceiptSummary, SendFailure, TxRpc};
+use gemgate_domain::ledger::{Attempt, Inclusion, Lease, LiveTx, TxChange, TxRecord, ordering_key};
 use gemgate_domain::{SendError, SignerError, StoreError, TxState};
-use gemgate_store::ledger::{Attempt, Inclusion, Lease, LiveTx, TxChange, TxRecord, ordering_key};
 
 use crate::draft::{Draft, Price, Signing};
 use crate::fees::{self, Speed};
@@ -212,7 +212,7 @@ impl SenderWorker {
             let lease = match self
                 .manager
                 .store
-                .acquire_lease(self.chain_id, &self.sender, &self.holder, now_ms(), ttl)
+                .take_lease(self.chain_id, &self.sender, &self.holder, now_ms(), ttl)
                 .await
             {
                 Ok(Some(lease)) => lease,
@@ -260,13 +260,16 @@ impl SenderWorker {
         }
     }
 
-    /// The signer's pending count (every pass) and balance (at most every `GAUGE_EVERY`).
-    async fn signer_gauges(&self, live: &[LiveTx]) {
+    /// The signer's pending count as `changes` leave `live` (every pass) and its balance (at most every
+    /// `GAUGE_EVERY`).
+    async fn signer_gauges(&self, live: &[LiveTx], changes: &[TxChange]) {
         let Some(signer) = &self.signer else { return };
         let labels = SignerLabels { chain_id: self.chain_id, signer: signer.name.clone() };
+        let moved: HashMap<&str, TxState> = changes.iter().map(|c| (c.id.as_str(), c.to)).collect();
         let pending = live
             .iter()
-            .filter(|l| matches!(l.record.state, TxState::Queued | TxState::Signed | TxState::Submitted))
+            .map(|l| moved.get(l.record.id.as_str()).copied().unwrap_or(l.record.state))
+            .filter(|state| matches!(state, TxState::Queued | TxState::Signed | TxState::Submitted))
             .count();
         self.manager.metrics.signer_pending.get_or_create(&labels).set(pending as i64);
         let due = self.last_gauges.lock().map(|mut last| {
@@ -289,9 +292,10 @@ impl SenderWorker {
         let store = &self.manager.store;
         let sender = self.signer.as_ref().map(|_| self.sender.as_str());
         let started = std::time::Instant::now();
-        let mut live = store.live_transactions(self.chain_id, sender).await?;
+        let mut live = store.live_work(self.chain_id, sender).await?;
         let read = started.elapsed();
         if live.is_empty() {
+            self.signer_gauges(&[], &[]).await;
             return Ok(false);
         }
         let ttl = self.manager.options.lease_ttl.as_millis() as u64;
@@ -316,7 +320,7 @@ impl SenderWorker {
                 live = if applied == changes.len() {
                     with_changes(live, &changes)
                 } else {
-                    store.live_transactions(self.chain_id, sender).await?
+                    store.live_work(self.chain_id, sender).await?
                 };
             }
         }
@@ -365,7 +369,7 @@ impl SenderWorker {
         // Renews the lease even with nothing to write.
         store.apply_changes(Some(lease), now_ms(), ttl, &changes).await?;
         self.manager.metrics.committed(self.chain_id, &live, &changes, now_ms());
-        self.signer_gauges(&live).await;
+        self.signer_gauges(&live, &changes).await;
         tracing::debug!(
             sender = %self.sender,
             live = live.len(),

@@ -92,7 +92,7 @@ impl Rig {
 
     /// The `transaction.<state>` messages of a request, in outbox order.
     async fn announced(&self, id: &str) -> Vec<String> {
-        let entries = self.manager().store.outbox_after(0, 100_000).await.unwrap();
+        let entries = self.running.store.outbox_after(0, 100_000).await.unwrap();
         entries
             .into_iter()
             .filter_map(|e| match e {
@@ -107,9 +107,9 @@ impl Rig {
     }
 
     async fn stop(self) {
-        let manager = self.running.manager.clone();
+        let store = self.running.store.clone();
         self.running.stop().await;
-        manager.store.close().await;
+        store.close().await;
     }
 }
 

@@ -216,7 +216,7 @@ async fn manager_run(binary: &std::path::Path, bench: &TxmBench, url: &str) -> a
         ..TxmOptions::default()
     };
     let manager = Arc::new(TxManager::new(
-        store.clone(),
+        Arc::new(store.clone()),
         HashMap::from([(anvil.chain_id(), rpc)]),
         HashMap::from([("bench".to_string(), signer)]),
         options,

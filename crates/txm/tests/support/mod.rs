@@ -20,6 +20,9 @@ pub async fn ledger(url: Option<&str>, dir: &std::path::Path) -> SqlStore {
 /// A manager sending with `signer` on anvil, its workers running until `stop` is sent `true`.
 pub struct Running {
     pub manager: Arc<TxManager>,
+    /// The ledger's database, for what the manager's port does not offer (the outbox, closing).
+    #[allow(dead_code)] // the lifecycle tests read it; the DFNS and KMS tests share this module
+    pub store: SqlStore,
     pub stop: tokio::sync::watch::Sender<bool>,
     pub workers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -28,14 +31,14 @@ pub fn start(store: SqlStore, anvil: &Anvil, signer: NamedSigner, options: TxmOp
     let rpc_url: url::Url = anvil.endpoint().parse().unwrap();
     let rpc = Arc::new(TxRpc::new(anvil.chain_id(), vec![(rpc_url, "anvil".into())], RetryPolicy::default()));
     let manager = Arc::new(TxManager::new(
-        store,
+        Arc::new(store.clone()),
         HashMap::from([(anvil.chain_id(), rpc)]),
         HashMap::from([(signer.name.clone(), signer)]),
         options,
     ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = worker::spawn_all(&manager, "test", &stopped);
-    Running { manager, stop, workers }
+    Running { manager, store, stop, workers }
 }
 
 impl Running {
