@@ -288,6 +288,7 @@ impl SenderWorker {
     }
 
     /// One pass over the live requests. `Ok(true)` when it changed something (another pass follows at once).
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, sender = %self.sender, token = lease.token))]
     async fn pass(&self, lease: &Lease) -> Result<bool, PassError> {
         let store = &self.manager.store;
         let sender = self.signer.as_ref().map(|_| self.sender.as_str());
@@ -387,6 +388,7 @@ impl SenderWorker {
     }
 
     /// Signs a queued request, or the no-op that fills its nonce when it must not go out.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %live.record.id))]
     async fn sign_queued(
         &self,
         signer: &NamedSigner,
@@ -496,6 +498,7 @@ impl SenderWorker {
     /// Reads a broadcast's answer into a change. The first send of an attempt is recorded (and moves a
     /// `signed` request to `submitted`); sending the same bytes again changes nothing in the ledger, so the
     /// re-pricing clock keeps running from the first send.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %live.record.id))]
     async fn after_send(
         &self,
         live: &LiveTx,
@@ -557,6 +560,7 @@ impl SenderWorker {
 
     /// A new attempt at a higher price (or the no-op for `purpose = noop`), stored by the caller's change
     /// and broadcast on the next pass.
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %live.record.id, purpose = ?purpose))]
     async fn reprice(
         &self,
         live: &LiveTx,
@@ -594,6 +598,7 @@ impl SenderWorker {
     }
 
     /// Settles, re-sends, re-prices and confirms what is out there.
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, sender = %self.sender, live = live.len()))]
     async fn watch(&self, live: &[LiveTx]) -> Result<Vec<TxChange>, PassError> {
         // Inclusions are re-checked (reorgs, safe, finalized) once per CONFIRM_EVERY, not every pass: a busy
         // sender has many included transactions waiting for finality.

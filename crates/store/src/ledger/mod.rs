@@ -209,6 +209,7 @@ async fn insert_attempts(tx: &mut dyn Tx, attempts: &[(&str, &Attempt)]) -> Resu
 
 #[async_trait::async_trait]
 impl gemgate_domain::ports::Ledger for SqlStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(requests = requests.len()))]
     async fn accept(
         &self,
         requests: &[(NewTransaction, u64)],
@@ -217,6 +218,7 @@ impl gemgate_domain::ports::Ledger for SqlStore {
         self.accept_transactions(requests, payload).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = raw.chain_id, sender = %raw.sender, nonce = raw.nonce))]
     async fn accept_raw(
         &self,
         raw: &RawSubmission,
@@ -225,18 +227,22 @@ impl gemgate_domain::ports::Ledger for SqlStore {
         SqlStore::accept_raw(self, raw, payload).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn transaction(&self, id: &str) -> Result<Option<TxRecord>, StoreError> {
         SqlStore::transaction(self, id).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         SqlStore::attempts(self, id).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = chain_id, sender = ?sender))]
     async fn live_work(&self, chain_id: u64, sender: Option<&str>) -> Result<Vec<LiveTx>, StoreError> {
         self.live_transactions(chain_id, sender).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = chain_id, sender = %sender, holder = %holder))]
     async fn take_lease(
         &self,
         chain_id: u64,
@@ -248,6 +254,7 @@ impl gemgate_domain::ports::Ledger for SqlStore {
         self.acquire_lease(chain_id, sender, holder, now_ms, ttl_ms).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(changes = changes.len(), token = lease.map(|l| l.token)))]
     async fn apply_changes(
         &self,
         lease: Option<&Lease>,
@@ -258,18 +265,22 @@ impl gemgate_domain::ports::Ledger for SqlStore {
         SqlStore::apply_changes(self, lease, now_ms, ttl_ms, changes).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id, ending = ending.as_str()))]
     async fn request_ending(&self, id: &str, ending: TxState) -> Result<Option<TxRecord>, StoreError> {
         SqlStore::request_ending(self, id, ending).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn request_speed_up(&self, id: &str) -> Result<Option<TxRecord>, StoreError> {
         SqlStore::request_speed_up(self, id).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list(&self, query: &TxListQuery) -> Result<TxPage, StoreError> {
         self.list_transactions(query).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn transaction_states(&self) -> Result<Vec<(String, u64)>, StoreError> {
         SqlStore::transaction_states(self).await
     }
