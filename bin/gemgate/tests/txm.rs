@@ -2,7 +2,8 @@
 //! allocation, signing and broadcast still gets every request included exactly once with no gap (SQLite and
 //! Postgres); `gemgate run` serves the transaction API with API keys and scopes, idempotency keys, input
 //! validation, and client-signed broadcast with its refusals (wrong chain, bad signature, nonce below the
-//! chain's, not allowlisted).
+//! chain's, not allowlisted); the fee cap, the raw fee limit, speed-up and cancel through the API; the
+//! transaction list and sinks filtered by message kind.
 
 #[path = "../../../crates/store/tests/common/mod.rs"]
 mod common;
@@ -608,4 +609,117 @@ async fn transactions_are_listed_and_sinks_filter_by_message_kind() {
         cleanup.arg(stream);
     }
     let _: Result<(), _> = cleanup.query_async(&mut connection).await;
+}
+
+/// Waits until `GET /v1/transactions/{id}` satisfies `done`; returns the body.
+async fn until_body(
+    base: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let url = format!("{base}/v1/transactions/{id}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http("GET", &url, &[("Authorization", "Bearer reader-key")], None).await;
+        assert_eq!(status, 200, "{body}");
+        if done(&body) {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The fee rules as the README states them, through `gemgate run`: a request above `txm.max_fee_gwei` is a
+/// 422; a client-signed one paying more than `txm.raw_max_fee_multiple` times the market is a 422; on a node
+/// that does not mine by itself, `speed-up` re-prices a pending transaction at once (a second attempt with
+/// higher fees, the one that is included) and `cancel` fills its nonce with the zero-value no-op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fee_caps_speed_up_and_cancel_hold_through_the_api() {
+    let test = "fee_caps_speed_up_and_cancel_hold_through_the_api";
+    let options = AnvilOptions { extra_args: vec!["--no-mining".into()], ..AnvilOptions::default() };
+    let Some(anvil) = anvil_or_skip(test, options).await.unwrap() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fees.db").display());
+    let auth = [("Authorization", "Bearer backend-key")];
+    let to = anvil.accounts()[2];
+    let body = serde_json::json!({"signer": "ops", "chain_id": anvil.chain_id(), "to": to, "value": "1"});
+    let serve = |extra: &str| {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let config = config(dir.path(), &anvil, &url, &listen);
+        let text = std::fs::read_to_string(&config).unwrap().replace("[txm]\n", &format!("[txm]\n{extra}\n"));
+        std::fs::write(&config, text).unwrap();
+        (listen, KillOnDrop(gemgate(&config, "run")))
+    };
+    let up = |listen: String| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(&listen).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "the API never came up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        format!("http://{listen}")
+    };
+
+    // A cap below anything the market asks: every new request is refused, and says why.
+    let (listen, capped) = serve("max_fee_gwei = 0.001\nraw_max_fee_multiple = 1");
+    let base = up(listen).await;
+    let (status, answer) = http("POST", &format!("{base}/v1/transactions"), &auth, Some(&body)).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("above the configured limit"), "{answer}");
+    // A client-signed transaction offering 10 gwei, more than once the market's fee cap.
+    let raw = serde_json::json!({"raw": client_signed(anvil.chain_id(), 0, to).await.to_string()});
+    let (status, answer) = http("POST", &format!("{base}/v1/transactions/raw"), &auth, Some(&raw)).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("times the market"), "{answer}");
+    drop(capped);
+
+    // No cap: a request goes out and waits in the pool; speed-up re-prices it now.
+    let (listen, _service) = serve("");
+    let base = up(listen).await;
+    let (status, first) = http("POST", &format!("{base}/v1/transactions"), &auth, Some(&body)).await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["id"].as_str().unwrap().to_string();
+    until_body(&base, &id, "submitted", |b| b["state"] == "submitted").await;
+    let (status, answer) = http("POST", &format!("{base}/v1/transactions/{id}/speed-up"), &auth, None).await;
+    assert_eq!(status, 200, "{answer}");
+    let repriced = until_body(&base, &id, "a second attempt, sent", |b| {
+        b["attempts"].as_array().is_some_and(|a| a.len() >= 2 && a[1]["sent"] == true)
+    })
+    .await;
+    let fee =
+        |i: usize| repriced["attempts"][i]["max_fee_per_gas"].as_str().unwrap().parse::<u128>().unwrap();
+    assert!(fee(1) * 100 >= fee(0) * 110, "at least +10%: {} -> {}", fee(0), fee(1));
+    anvil.mine(1).await.unwrap();
+    let included = until_body(&base, &id, "included", |b| {
+        ["included", "safe", "finalized"].contains(&b["state"].as_str().unwrap_or_default())
+    })
+    .await;
+    assert_eq!(
+        included["tx_hash"], repriced["attempts"][1]["hash"],
+        "the re-priced attempt is the one mined"
+    );
+
+    // Cancel: the nonce is filled with the no-op, and the request ends cancelled.
+    let (status, second) = http("POST", &format!("{base}/v1/transactions"), &auth, Some(&body)).await;
+    assert_eq!(status, 202, "{second}");
+    let id = second["id"].as_str().unwrap().to_string();
+    until_body(&base, &id, "submitted", |b| b["state"] == "submitted").await;
+    let (status, answer) = http("POST", &format!("{base}/v1/transactions/{id}/cancel"), &auth, None).await;
+    assert_eq!((status, &answer["ending"]), (200, &serde_json::json!("cancelled")), "{answer}");
+    until_body(&base, &id, "the no-op sent", |b| {
+        b["attempts"]
+            .as_array()
+            .and_then(|a| a.last())
+            .is_some_and(|a| a["purpose"] == "noop" && a["sent"] == true)
+    })
+    .await;
+    anvil.mine(1).await.unwrap();
+    let cancelled = until_body(&base, &id, "cancelled", |b| b["state"] == "cancelled").await;
+    assert_eq!(cancelled["receipt"]["status"], "success", "{cancelled}");
+    assert_eq!(
+        anvil.provider().get_transaction_count(anvil.accounts()[0]).await.unwrap(),
+        2,
+        "no gap: nonces 0 and 1 used"
+    );
 }
