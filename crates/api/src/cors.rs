@@ -63,7 +63,7 @@ pub async fn cors(
     let headers = response.headers_mut();
     headers.append(header::VARY, HeaderValue::from_static("origin"));
     match granted {
-        Some(Grant::Full) => allow_origin(headers, &origin, true),
+        Some(Grant::Full) => allow_origin(headers, &origin),
         Some(Grant::Reads) if is_read(&method) => {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         }
@@ -73,13 +73,12 @@ pub async fn cors(
     response
 }
 
-fn allow_origin(headers: &mut HeaderMap, origin: &str, credentials: bool) {
+/// A configured origin's grant: the origin echoed, with credentials.
+fn allow_origin(headers: &mut HeaderMap, origin: &str) {
     if let Ok(value) = HeaderValue::from_str(origin) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
     }
-    if credentials {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-    }
+    headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
 }
 
 /// A preflight is answered 204 with what the origin may do, or 403 without any CORS header (the browser
@@ -103,7 +102,7 @@ fn preflight_answer(granted: Option<Grant>, origin: &str, request: &HeaderMap) -
     *response.status_mut() = StatusCode::NO_CONTENT;
     let headers = response.headers_mut();
     if granted == Some(Grant::Full) {
-        allow_origin(headers, origin, true);
+        allow_origin(headers, origin);
         headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(WRITE_METHODS));
     } else {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

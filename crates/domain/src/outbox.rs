@@ -65,14 +65,6 @@ impl MessageFilter {
         Self { patterns }
     }
 
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
     pub fn matches(&self, message: &OutboxMessage) -> bool {
         self.patterns.is_empty() || self.matches_name(&message.filter_name())
     }

@@ -33,7 +33,9 @@ pub fn facet_drift(tracked: &[(String, String)], loupe: &[(Address, Vec<[u8; 4]>
         tracked.iter().map(|(selector, facet)| (selector.to_lowercase(), facet.parse().ok())).collect();
     let reported: BTreeMap<String, Address> = loupe
         .iter()
-        .flat_map(|(facet, selectors)| selectors.iter().map(move |s| (format!("0x{}", hex(s)), *facet)))
+        .flat_map(|(facet, selectors)| {
+            selectors.iter().map(move |s| (alloy_primitives::hex::encode_prefixed(s), *facet))
+        })
         .collect();
     let missing = reported
         .iter()
@@ -42,10 +44,6 @@ pub fn facet_drift(tracked: &[(String, String)], loupe: &[(Address, Vec<[u8; 4]>
         .collect();
     let extra = tracked.keys().filter(|s| !reported.contains_key(*s)).cloned().collect();
     FacetDrift { missing, extra }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The rows that make the facet table of `contract` equal to the loupe at `block`: selector rows put or

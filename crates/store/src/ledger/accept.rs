@@ -281,7 +281,7 @@ async fn insert_requests(
                 Bind::Int(r.gas_limit.map(|g| g as i64)),
                 Bind::Text(r.valid_until.clone()),
                 Bind::text(&r.speed),
-                Bind::text(state_text(r.state)),
+                Bind::text(r.state.as_str()),
                 Bind::text(&r.origin),
                 Bind::Int(r.valid_until_ms.map(|m| m as i64)),
             ]

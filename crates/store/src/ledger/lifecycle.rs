@@ -64,7 +64,7 @@ impl SqlStore {
                 d.param(1),
                 d.param(2)
             );
-            tx.execute(&sql, vec![Bind::text(state_text(ending)), Bind::text(id.clone())]).await?;
+            tx.execute(&sql, vec![Bind::text(ending.as_str()), Bind::text(id.clone())]).await?;
             let sql = format!("SELECT {} FROM tx_requests WHERE id = {}", columns(d), d.param(1));
             let rows = tx.fetch(&sql, vec![Bind::text(id.clone())], &kinds(&RECORD)).await?;
             rows.first().map(|r| record(r)).transpose()
@@ -243,7 +243,7 @@ async fn update_requests(
         binds.extend([
             Bind::text(&change.id),
             Bind::int(change.revision),
-            Bind::text(state_text(change.to)),
+            Bind::text(change.to.as_str()),
             Bind::int(u64::from(change.inclusion.is_some())),
             Bind::Text(inclusion.map(|i| i.tx_hash.clone())),
             Bind::Int(inclusion.map(|i| i.block_number as i64)),
@@ -252,7 +252,7 @@ async fn update_requests(
             Bind::Int(change.gas_limit.map(|g| g as i64)),
             Bind::Text(change.error.clone()),
             Bind::int(u64::from(change.ending.is_some())),
-            Bind::Text(change.ending.flatten().map(state_text)),
+            Bind::Text(change.ending.flatten().map(|s| s.as_str().to_string())),
         ]);
     }
     let keep_unless = |flag: &str, column: &str| {

@@ -68,10 +68,6 @@ fn parse_state(text: &str) -> Result<TxState, StoreError> {
         .ok_or_else(|| StoreError::Database { message: format!("unknown transaction state {text:?}") })
 }
 
-fn state_text(state: TxState) -> String {
-    state.as_str().to_string()
-}
-
 fn text(row: &[Cell], i: usize) -> Option<String> {
     row[i].as_text().map(str::to_string)
 }
@@ -169,7 +165,7 @@ fn outbox_row(
 ) -> OutboxRow {
     OutboxRow {
         id: format!("{id}:{revision}"),
-        kind: format!("transaction.{}", state_text(state)),
+        kind: format!("transaction.{}", state.as_str()),
         chain_id: chain_id as i64,
         // Transaction messages are their own finality statements: finality filters do not hold them.
         block_number: None,

@@ -67,7 +67,7 @@ impl SqlStore {
         self.with_tx(move |tx| {
             Box::pin(async move {
                 let d = tx.dialect();
-                let live = LIVE_STATES.iter().map(|s| format!("'{}'", state_text(*s))).collect::<Vec<_>>().join(", ");
+                let live = LIVE_STATES.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
                 let (filter, binds) = match &sender {
                     Some(sender) => (
                         format!("chain_id = {} AND sender = {} AND origin = 'api'", d.param(1), d.param(2)),
