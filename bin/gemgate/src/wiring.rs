@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use gemgate_api::{AppState, GemforceContract, SinkInfo};
 use gemgate_chain::{EvmChain, RetryPolicy, RpcMetrics, TxRpc, WsEndpoint};
 use gemgate_config::{ChainSettings, Settings, parse_abi};
+use gemgate_domain::ports::Broadcaster;
 use gemgate_domain::ports::{ChainSource, OutboxStore, Store};
 use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
 use gemgate_outbox::{DispatchMetrics, DispatchSettings, Dispatcher};
@@ -223,7 +224,7 @@ pub async fn tx_manager(
         .map(|chain| {
             let urls = chain.rpc.iter().map(|u| (u.expose().clone(), u.redacted())).collect();
             let rpc = TxRpc::new(chain.id, urls, RetryPolicy::default()).with_metrics(rpc_metrics.clone());
-            (chain.id, Arc::new(rpc))
+            (chain.id, Arc::new(rpc) as Arc<dyn Broadcaster>)
         })
         .collect();
     let signers = gemgate_txm::signers::open(&settings.signers).await.context("opening the signers")?;

@@ -20,6 +20,7 @@ use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::Provider;
 use gemgate_chain::{RetryPolicy, TxRpc};
 use gemgate_domain::TxState;
+use gemgate_domain::ports::Broadcaster;
 use gemgate_projections::ProjectionSet;
 use gemgate_store::SqlStore;
 use gemgate_testkit::{Anvil, AnvilOptions, SplitMix64, anvil_or_skip};
@@ -99,7 +100,7 @@ fn gemgate(config: &std::path::Path, command: &str) -> Child {
 async fn front_door(anvil: &Anvil, db_url: &str) -> (TxManager, SqlStore) {
     let store = SqlStore::connect(db_url, 4, ProjectionSet::default()).await.unwrap();
     store.migrate().await.unwrap();
-    let rpc = Arc::new(TxRpc::new(
+    let rpc: Arc<dyn Broadcaster> = Arc::new(TxRpc::new(
         anvil.chain_id(),
         vec![(anvil.endpoint().parse().unwrap(), "anvil".into())],
         RetryPolicy::default(),

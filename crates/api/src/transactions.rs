@@ -256,7 +256,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     let mut body = json!(TxView::of(&record));
     body["attempts"] = json!(attempts.iter().map(AttemptView::of).collect::<Vec<_>>());
     if let (Some(number), Ok(rpc)) = (record.block_number, manager.chain(record.chain_id))
-        && let Ok(Some((head, _))) = rpc.block(alloy::eips::BlockNumberOrTag::Latest).await
+        && let Ok(Some((head, _))) = rpc.head(gemgate_domain::FinalityLevel::Latest).await
     {
         body["confirmations"] = json!(head.saturating_sub(number) + 1);
     }

@@ -22,4 +22,4 @@ pub use loupe::diamond_facets;
 pub use metrics::RpcMetrics;
 pub use send_errors::{classify_send, send_error};
 pub use source::EvmChain;
-pub use txrpc::{FeeQuote, ReceiptSummary, SendFailure, TxRpc};
+pub use txrpc::TxRpc;

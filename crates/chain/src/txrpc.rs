@@ -1,4 +1,4 @@
-//! The calls the transaction manager makes, through the endpoint pool: counts, balances, fee history, gas
+//! The `Broadcaster` port over JSON-RPC, through the endpoint pool: counts, balances, fee history, gas
 //! estimates, broadcast, receipts and block hashes. A node's refusal of a transaction comes back typed
 //! (`SendError`), apart from transport trouble (`ChainError`), because the two call for different actions.
 
@@ -6,32 +6,14 @@ use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
-use gemgate_domain::{ChainError, ChainId, SendError};
+use gemgate_domain::broadcast::{CallRequest, FeeQuote, ReceiptSummary, SendFailure};
+use gemgate_domain::ports::Broadcaster;
+use gemgate_domain::{ChainError, ChainId, FinalityLevel, SendError};
 
 use crate::classify::classify;
 use crate::endpoints::{Endpoint, Endpoints, RetryPolicy};
 use crate::metrics::RpcMetrics;
 use crate::send_errors::send_error;
-
-/// A refusal or a failure to ask.
-#[derive(Debug, thiserror::Error)]
-pub enum SendFailure {
-    #[error(transparent)]
-    Refused(SendError),
-    #[error(transparent)]
-    Chain(ChainError),
-}
-
-/// What the watcher needs from a receipt.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ReceiptSummary {
-    pub tx_hash: B256,
-    pub success: bool,
-    pub block_number: u64,
-    pub block_hash: B256,
-    pub gas_used: u64,
-    pub effective_gas_price: u128,
-}
 
 fn summary(r: &alloy::rpc::types::TransactionReceipt) -> Option<ReceiptSummary> {
     Some(ReceiptSummary {
@@ -44,14 +26,16 @@ fn summary(r: &alloy::rpc::types::TransactionReceipt) -> Option<ReceiptSummary> 
     })
 }
 
-/// Fees as the chain quotes them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FeeQuote {
-    /// EIP-1559: the next block's base fee and the priority fees paid at the requested percentiles, per
-    /// recent block.
-    Eip1559 { next_base_fee: u128, rewards: Vec<Vec<u128>> },
-    /// A chain without a base fee: `eth_gasPrice`.
-    Legacy { gas_price: u128 },
+fn transaction_request(call: &CallRequest) -> TransactionRequest {
+    let mut request =
+        TransactionRequest::default().from(call.from).value(call.value).input(call.data.clone().into());
+    if let Some(to) = call.to {
+        request = request.to(to);
+    }
+    if let Some(gas) = call.gas_limit {
+        request = request.gas_limit(gas);
+    }
+    request
 }
 
 /// The transaction manager's view of one chain.
@@ -81,128 +65,8 @@ impl TxRpc {
         self
     }
 
-    pub fn chain_id(&self) -> ChainId {
-        self.chain_id
-    }
-
-    /// The sender's transaction count: mined (`pending = false`) or including the node's pool.
-    pub async fn nonce(&self, address: Address, pending: bool) -> Result<u64, ChainError> {
-        self.endpoints
-            .call("eth_getTransactionCount", 0, |e| async move {
-                let call = e.provider.get_transaction_count(address);
-                let call = if pending { call.pending() } else { call.latest() };
-                call.await.map_err(|err| chain_error(&e, &err))
-            })
-            .await
-    }
-
-    pub async fn balance(&self, address: Address) -> Result<U256, ChainError> {
-        self.endpoints
-            .call("eth_getBalance", 0, |e| async move {
-                e.provider.get_balance(address).await.map_err(|err| chain_error(&e, &err))
-            })
-            .await
-    }
-
-    /// `eth_feeHistory` over the last `blocks` blocks at `percentiles`, or the gas price on a chain whose
-    /// blocks have no base fee.
-    pub async fn fees(&self, blocks: u64, percentiles: &[f64]) -> Result<FeeQuote, ChainError> {
-        let history = self
-            .endpoints
-            .call("eth_feeHistory", 0, |e| async move {
-                e.provider
-                    .get_fee_history(blocks, BlockNumberOrTag::Latest, percentiles)
-                    .await
-                    .map_err(|err| chain_error(&e, &err))
-            })
-            .await?;
-        match history.next_block_base_fee() {
-            Some(base) if base > 0 => {
-                Ok(FeeQuote::Eip1559 { next_base_fee: base, rewards: history.reward.unwrap_or_default() })
-            }
-            _ => {
-                let gas_price = self
-                    .endpoints
-                    .call("eth_gasPrice", 0, |e| async move {
-                        e.provider.get_gas_price().await.map_err(|err| chain_error(&e, &err))
-                    })
-                    .await?;
-                Ok(FeeQuote::Legacy { gas_price })
-            }
-        }
-    }
-
-    /// `eth_estimateGas`; a revert comes back as `Refused(Reverted)` with the node's reason.
-    pub async fn estimate_gas(&self, request: &TransactionRequest) -> Result<u64, SendFailure> {
-        self.refusable("eth_estimateGas", |e| {
-            let request = request.clone();
-            async move { e.provider.estimate_gas(request).await }
-        })
-        .await
-    }
-
-    /// `eth_call` of a transaction at a block, for the revert reason of a failed one: the decoded
-    /// `Error(string)` or `Panic(uint256)`, or the node's message.
-    pub async fn revert_reason(&self, request: &TransactionRequest, block: u64) -> Option<String> {
-        let answer = self
-            .refusable("eth_call", |e| {
-                let request = request.clone();
-                async move { e.provider.call(request).block(block.into()).await }
-            })
-            .await;
-        match answer {
-            Ok(_) => None,
-            Err(SendFailure::Refused(SendError::Reverted { message })) => Some(message),
-            Err(other) => Some(other.to_string()),
-        }
-    }
-
-    /// `eth_sendRawTransaction`: the hash, or the node's typed refusal.
-    pub async fn send_raw(&self, raw: &Bytes) -> Result<B256, SendFailure> {
-        self.refusable("eth_sendRawTransaction", |e| {
-            let raw = raw.clone();
-            async move { e.provider.raw_request::<_, B256>("eth_sendRawTransaction".into(), (raw,)).await }
-        })
-        .await
-    }
-
-    pub async fn receipt(&self, hash: B256) -> Result<Option<ReceiptSummary>, ChainError> {
-        let receipt = self
-            .endpoints
-            .call("eth_getTransactionReceipt", 0, |e| async move {
-                e.provider.get_transaction_receipt(hash).await.map_err(|err| chain_error(&e, &err))
-            })
-            .await?;
-        Ok(receipt.as_ref().and_then(summary))
-    }
-
-    /// Every receipt of block `number` in one call (`eth_getBlockReceipts`); `None` when the node does not
-    /// have the block. A node without the method answers with an `Rpc` error.
-    pub async fn block_receipts(&self, number: u64) -> Result<Option<Vec<ReceiptSummary>>, ChainError> {
-        let receipts = self
-            .endpoints
-            .call("eth_getBlockReceipts", number, |e| async move {
-                e.provider.get_block_receipts(number.into()).await.map_err(|err| chain_error(&e, &err))
-            })
-            .await?;
-        Ok(receipts.map(|receipts| receipts.iter().filter_map(summary).collect()))
-    }
-
-    /// Whether the node knows the transaction (pending or mined).
-    pub async fn knows(&self, hash: B256) -> Result<bool, ChainError> {
-        self.endpoints
-            .call("eth_getTransactionByHash", 0, |e| async move {
-                e.provider
-                    .raw_request::<_, Option<serde_json::Value>>("eth_getTransactionByHash".into(), (hash,))
-                    .await
-                    .map(|t| t.is_some())
-                    .map_err(|err| chain_error(&e, &err))
-            })
-            .await
-    }
-
     /// A block's number and hash by number or tag; `None` when the node has no such block (or tag).
-    pub async fn block(&self, at: BlockNumberOrTag) -> Result<Option<(u64, B256)>, ChainError> {
+    async fn block(&self, at: BlockNumberOrTag) -> Result<Option<(u64, B256)>, ChainError> {
         let block = self
             .endpoints
             .call("eth_getBlockByNumber", 0, |e| async move {
@@ -248,5 +112,141 @@ impl TxRpc {
             .await
             .map_err(SendFailure::Chain)?;
         answer.map_err(SendFailure::Refused)
+    }
+}
+
+#[async_trait::async_trait]
+impl Broadcaster for TxRpc {
+    fn chain_id(&self) -> ChainId {
+        self.chain_id
+    }
+
+    /// The sender's transaction count: mined (`pending = false`) or including the node's pool.
+    async fn nonce(&self, address: Address, pending: bool) -> Result<u64, ChainError> {
+        self.endpoints
+            .call("eth_getTransactionCount", 0, |e| async move {
+                let call = e.provider.get_transaction_count(address);
+                let call = if pending { call.pending() } else { call.latest() };
+                call.await.map_err(|err| chain_error(&e, &err))
+            })
+            .await
+    }
+
+    async fn balance(&self, address: Address) -> Result<U256, ChainError> {
+        self.endpoints
+            .call("eth_getBalance", 0, |e| async move {
+                e.provider.get_balance(address).await.map_err(|err| chain_error(&e, &err))
+            })
+            .await
+    }
+
+    /// `eth_feeHistory` over the last `blocks` blocks at `percentiles`, or the gas price on a chain whose
+    /// blocks have no base fee.
+    async fn fees(&self, blocks: u64, percentiles: &[f64]) -> Result<FeeQuote, ChainError> {
+        let history = self
+            .endpoints
+            .call("eth_feeHistory", 0, |e| async move {
+                e.provider
+                    .get_fee_history(blocks, BlockNumberOrTag::Latest, percentiles)
+                    .await
+                    .map_err(|err| chain_error(&e, &err))
+            })
+            .await?;
+        match history.next_block_base_fee() {
+            Some(base) if base > 0 => {
+                Ok(FeeQuote::Eip1559 { next_base_fee: base, rewards: history.reward.unwrap_or_default() })
+            }
+            _ => {
+                let gas_price = self
+                    .endpoints
+                    .call("eth_gasPrice", 0, |e| async move {
+                        e.provider.get_gas_price().await.map_err(|err| chain_error(&e, &err))
+                    })
+                    .await?;
+                Ok(FeeQuote::Legacy { gas_price })
+            }
+        }
+    }
+
+    /// `eth_estimateGas`; a revert comes back as `Refused(Reverted)` with the node's reason.
+    async fn estimate_gas(&self, call: &CallRequest) -> Result<u64, SendFailure> {
+        self.refusable("eth_estimateGas", |e| {
+            let request = transaction_request(call);
+            async move { e.provider.estimate_gas(request).await }
+        })
+        .await
+    }
+
+    /// `eth_call` of a transaction at a block, for the revert reason of a failed one: the decoded
+    /// `Error(string)` or `Panic(uint256)`, or the node's message.
+    async fn revert_reason(&self, call: &CallRequest, block: u64) -> Option<String> {
+        let answer = self
+            .refusable("eth_call", |e| {
+                let request = transaction_request(call);
+                async move { e.provider.call(request).block(block.into()).await }
+            })
+            .await;
+        match answer {
+            Ok(_) => None,
+            Err(SendFailure::Refused(SendError::Reverted { message })) => Some(message),
+            Err(other) => Some(other.to_string()),
+        }
+    }
+
+    /// `eth_sendRawTransaction`: the hash, or the node's typed refusal.
+    async fn send_raw(&self, raw: &Bytes) -> Result<B256, SendFailure> {
+        self.refusable("eth_sendRawTransaction", |e| {
+            let raw = raw.clone();
+            async move { e.provider.raw_request::<_, B256>("eth_sendRawTransaction".into(), (raw,)).await }
+        })
+        .await
+    }
+
+    async fn receipt(&self, hash: B256) -> Result<Option<ReceiptSummary>, ChainError> {
+        let receipt = self
+            .endpoints
+            .call("eth_getTransactionReceipt", 0, |e| async move {
+                e.provider.get_transaction_receipt(hash).await.map_err(|err| chain_error(&e, &err))
+            })
+            .await?;
+        Ok(receipt.as_ref().and_then(summary))
+    }
+
+    /// Every receipt of block `number` in one call (`eth_getBlockReceipts`); `None` when the node does not
+    /// have the block. A node without the method answers with an `Rpc` error.
+    async fn block_receipts(&self, number: u64) -> Result<Option<Vec<ReceiptSummary>>, ChainError> {
+        let receipts = self
+            .endpoints
+            .call("eth_getBlockReceipts", number, |e| async move {
+                e.provider.get_block_receipts(number.into()).await.map_err(|err| chain_error(&e, &err))
+            })
+            .await?;
+        Ok(receipts.map(|receipts| receipts.iter().filter_map(summary).collect()))
+    }
+
+    /// Whether the node knows the transaction (pending or mined).
+    async fn knows(&self, hash: B256) -> Result<bool, ChainError> {
+        self.endpoints
+            .call("eth_getTransactionByHash", 0, |e| async move {
+                e.provider
+                    .raw_request::<_, Option<serde_json::Value>>("eth_getTransactionByHash".into(), (hash,))
+                    .await
+                    .map(|t| t.is_some())
+                    .map_err(|err| chain_error(&e, &err))
+            })
+            .await
+    }
+
+    async fn head(&self, level: FinalityLevel) -> Result<Option<(u64, B256)>, ChainError> {
+        let tag = match level {
+            FinalityLevel::Latest => BlockNumberOrTag::Latest,
+            FinalityLevel::Safe => BlockNumberOrTag::Safe,
+            FinalityLevel::Finalized => BlockNumberOrTag::Finalized,
+        };
+        self.block(tag).await
+    }
+
+    async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
+        Ok(self.block(BlockNumberOrTag::Number(number)).await?.map(|(_, hash)| hash))
     }
 }

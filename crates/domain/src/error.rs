@@ -13,7 +13,7 @@ pub enum RangeHint {
 }
 
 /// A failure reading the chain.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ChainError {
     #[error("rpc transport failed ({endpoint}): {message}")]
     Transport { endpoint: String, message: String },

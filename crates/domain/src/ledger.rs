@@ -211,6 +211,44 @@ impl TxChange {
     }
 }
 
+impl TxChange {
+    /// The record as this change leaves it: what the ledger writes when the change applies.
+    pub fn applied_to(&self, record: &TxRecord) -> TxRecord {
+        let mut after = record.clone();
+        after.state = self.to;
+        after.revision = self.revision + 1;
+        if let Some(inclusion) = &self.inclusion {
+            after.tx_hash = inclusion.as_ref().map(|i| i.tx_hash.clone());
+            after.block_number = inclusion.as_ref().map(|i| i.block_number);
+            after.block_hash = inclusion.as_ref().map(|i| i.block_hash.clone());
+            after.receipt = inclusion.as_ref().map(|i| i.receipt.clone());
+        }
+        if let Some(error) = &self.error {
+            after.error = Some(error.clone());
+        }
+        if let Some(ending) = self.ending {
+            after.ending = ending;
+        }
+        if let Some(gas) = self.gas_limit {
+            after.gas_limit = Some(gas);
+        }
+        after
+    }
+}
+
+impl LiveTx {
+    /// The request as an applied `change` leaves it: its record, a new attempt, an attempt's first send.
+    pub fn apply(&mut self, change: &TxChange) {
+        self.record = change.applied_to(&self.record);
+        self.attempts.extend(change.attempt.clone());
+        if let Some((number, ms)) = change.sent
+            && let Some(attempt) = self.attempts.iter_mut().find(|a| a.attempt == number)
+        {
+            attempt.sent_ms = Some(ms);
+        }
+    }
+}
+
 /// Which requests `list_transactions` returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TxListQuery {
@@ -247,4 +285,62 @@ pub const LIVE_STATES: [TxState; 5] =
 /// Orders the messages of one sender's transactions (nonce order is their natural order).
 pub fn ordering_key(chain_id: u64, sender: &str) -> String {
     format!("tx:{chain_id}:{sender}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(number: u32) -> Attempt {
+        Attempt {
+            attempt: number,
+            purpose: "send".into(),
+            hash: format!("0x{number:064x}"),
+            raw: "0x02".into(),
+            gas_limit: 21_000,
+            max_fee_per_gas: "100".into(),
+            max_priority_fee_per_gas: Some("1".into()),
+            sent_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_change_moves_the_record_and_bumps_its_revision() {
+        let record = TxRecord::new(1, "0xabc", 7, "api", TxState::Submitted);
+        let mut change = TxChange::new(&record.id, 0, TxState::Submitted, 1, ordering_key(1, "0xabc"));
+        change.to = TxState::Included;
+        change.inclusion = Some(Some(Inclusion {
+            tx_hash: "0x01".into(),
+            block_number: 9,
+            block_hash: "0x02".into(),
+            receipt: "{}".into(),
+        }));
+        let after = change.applied_to(&record);
+        assert_eq!((after.state, after.revision, after.block_number), (TxState::Included, 1, Some(9)));
+        assert_eq!(after.error, None, "fields the change leaves alone stay");
+
+        // A reorg clears the inclusion; `None` would have left it.
+        let mut back = TxChange::new(&after.id, 1, TxState::Included, 1, ordering_key(1, "0xabc"));
+        back.to = TxState::Submitted;
+        back.inclusion = Some(None);
+        let again = back.applied_to(&after);
+        assert_eq!((again.tx_hash, again.block_number, again.revision), (None, None, 2));
+    }
+
+    #[test]
+    fn a_live_request_takes_new_attempts_and_first_sends() {
+        let record = TxRecord::new(1, "0xabc", 0, "api", TxState::Signed);
+        let mut live = LiveTx { record: record.clone(), attempts: vec![attempt(0)], created_ms: 0 };
+        let mut sent = TxChange::new(&record.id, 0, TxState::Signed, 1, ordering_key(1, "0xabc"));
+        sent.to = TxState::Submitted;
+        sent.sent = Some((0, 1_000));
+        live.apply(&sent);
+        assert_eq!(live.attempts[0].sent_ms, Some(1_000));
+
+        let mut bump = TxChange::new(&record.id, 1, TxState::Submitted, 1, ordering_key(1, "0xabc"));
+        bump.attempt = Some(attempt(1));
+        live.apply(&bump);
+        assert_eq!(live.attempts.len(), 2);
+        assert_eq!((live.attempts[1].sent_ms, live.record.revision), (None, 2));
+    }
 }

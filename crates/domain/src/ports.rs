@@ -1,11 +1,12 @@
 //! Ports: one trait per outside capability. Engines (indexer, dispatcher, transaction manager) are written
-//! against these traits; adapters implement them (`chain` for `ChainSource`, `store` for `Store`, `sinks`
-//! for `Sink`, `txm` for `Signer`). Nothing here knows about alloy providers, sqlx or brokers.
+//! against these traits; adapters implement them (`chain` for `ChainSource` and `Broadcaster`, `store` for
+//! `Store`, `OutboxStore` and `Ledger`, `sinks` for `Sink`, `txm` for `Signer`). Nothing here knows about alloy providers, sqlx or brokers.
 
-use alloy_primitives::{Address, B256, Bytes};
+use alloy_primitives::{Address, B256, Bytes, U256};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::broadcast::{CallRequest, FeeQuote, ReceiptSummary, SendFailure};
 use crate::ledger::{
     Accepted, Attempt, Lease, LiveTx, NewTransaction, RawSubmission, TxChange, TxListQuery, TxPage, TxRecord,
 };
@@ -270,4 +271,33 @@ pub trait Ledger: Send + Sync {
     async fn list(&self, query: &TxListQuery) -> Result<TxPage, StoreError>;
     /// The number of requests per state.
     async fn transaction_states(&self) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+/// A chain as the transaction manager uses it: account reads, fee quotes, gas estimates, broadcast, receipts
+/// and block hashes. A node's refusal of a transaction comes back typed (`SendFailure::Refused`), apart from
+/// transport trouble, because the two call for different actions.
+#[async_trait]
+pub trait Broadcaster: Send + Sync + std::fmt::Debug {
+    fn chain_id(&self) -> ChainId;
+    /// The sender's transaction count: mined (`pending = false`) or including the node's pool.
+    async fn nonce(&self, address: Address, pending: bool) -> Result<u64, ChainError>;
+    async fn balance(&self, address: Address) -> Result<U256, ChainError>;
+    /// The fee market over the last `blocks` blocks, with the priority fees paid at `percentiles`.
+    async fn fees(&self, blocks: u64, percentiles: &[f64]) -> Result<FeeQuote, ChainError>;
+    /// `eth_estimateGas`; a revert is `Refused(Reverted)` with the node's reason.
+    async fn estimate_gas(&self, call: &CallRequest) -> Result<u64, SendFailure>;
+    /// Why `call` reverts when run at the state after `block` (`None`: it does not revert there).
+    async fn revert_reason(&self, call: &CallRequest, block: u64) -> Option<String>;
+    /// Broadcasts signed bytes: the hash, or the node's typed refusal.
+    async fn send_raw(&self, raw: &Bytes) -> Result<B256, SendFailure>;
+    async fn receipt(&self, hash: B256) -> Result<Option<ReceiptSummary>, ChainError>;
+    /// Every receipt of block `number` in one call; `None` when the node does not have the block. A node
+    /// without the method answers with an `Rpc` error.
+    async fn block_receipts(&self, number: u64) -> Result<Option<Vec<ReceiptSummary>>, ChainError>;
+    /// Whether the node knows the transaction (pending or mined).
+    async fn knows(&self, hash: B256) -> Result<bool, ChainError>;
+    /// The head at a finality level as (number, hash); `None` when the node has no such tag.
+    async fn head(&self, level: FinalityLevel) -> Result<Option<(u64, B256)>, ChainError>;
+    /// The hash of the canonical block `number`; `None` when the node has no such block.
+    async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError>;
 }

@@ -77,7 +77,8 @@ impl TxState {
     pub fn can_become(self, next: TxState) -> bool {
         use TxState::*;
         match (self, next) {
-            (Queued, Signed | Cancelled | Expired | Failed) => true,
+            // Replaced: the key's nonce was used on chain before gemgate signed the request.
+            (Queued, Signed | Replaced | Cancelled | Expired | Failed) => true,
             (Signed, Submitted | Signed | Cancelled | Expired | Failed) => true,
             (Submitted, Included | Submitted | Replaced | Cancelled | Expired | Failed) => true,
             // A reorg that removes the block sends an included transaction back to submitted.

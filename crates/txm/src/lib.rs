@@ -4,6 +4,7 @@
 //! (`draft`), the front door that accepts requests (`manager`) and the workers that sign, broadcast and
 //! follow each transaction to finality (`worker`). Local keystores are managed by `keys` (`gemgate keys`).
 
+pub mod clock;
 pub mod dfns;
 pub mod draft;
 pub mod fees;
@@ -16,6 +17,7 @@ pub mod signers;
 pub mod view;
 pub mod worker;
 
+pub use clock::Clock;
 pub use manager::{RawAllow, Submit, SubmitError, Submitted, TxManager, TxmOptions};
 pub use metrics::TxmMetrics;
 pub use signers::NamedSigner;

@@ -4,16 +4,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, U256};
-use alloy::rpc::types::TransactionRequest;
-use gemgate_chain::{FeeQuote, SendFailure, TxRpc};
+use gemgate_domain::broadcast::{CallRequest, FeeQuote, SendFailure};
 use gemgate_domain::ledger::{Accepted, Attempt, Funds, NewTransaction, RawSubmission, TxRecord};
-use gemgate_domain::ports::Ledger;
+use gemgate_domain::ports::{Broadcaster, Ledger};
 use gemgate_domain::{ChainError, ChainId, SendError, StoreError, TxState};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::draft::{self, Price};
 use crate::fees::{self, Speed};
 use crate::metrics::{ChainLabel, TxmMetrics};
@@ -152,7 +153,7 @@ const ACCOUNT_TTL: Duration = Duration::from_secs(1);
 
 pub struct TxManager {
     pub store: Arc<dyn Ledger>,
-    pub chains: HashMap<ChainId, Arc<TxRpc>>,
+    pub chains: HashMap<ChainId, Arc<dyn Broadcaster>>,
     pub signers: HashMap<String, NamedSigner>,
     pub options: TxmOptions,
     pub(crate) wake: Notify,
@@ -164,6 +165,8 @@ pub struct TxManager {
     depths: HashMap<ChainId, u64>,
     /// Counted here and by the workers (unregistered, so invisible, unless `with_metrics` is called).
     pub metrics: TxmMetrics,
+    /// Where the workers read the time (the wall clock unless `with_clock` is called).
+    pub clock: Clock,
 }
 
 /// Values read from a node and shared for a while (fee quotes, balances): at most one read per key per `ttl`.
@@ -233,7 +236,7 @@ impl std::fmt::Debug for TxManager {
 impl TxManager {
     pub fn new(
         store: Arc<dyn Ledger>,
-        chains: HashMap<ChainId, Arc<TxRpc>>,
+        chains: HashMap<ChainId, Arc<dyn Broadcaster>>,
         signers: HashMap<String, NamedSigner>,
         options: TxmOptions,
     ) -> Self {
@@ -248,7 +251,14 @@ impl TxManager {
             acceptor: std::sync::OnceLock::new(),
             depths: HashMap::new(),
             metrics: TxmMetrics::default(),
+            clock: Clock::System,
         }
+    }
+
+    /// Reads the time from `clock` (tests drive a paused tokio clock).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Counts into the process's registered transaction metrics (each chain's counters shown at zero).
@@ -271,7 +281,7 @@ impl TxManager {
         self.depths.get(&chain_id).copied().unwrap_or(gemgate_config::DEFAULT_CONFIRMATIONS)
     }
 
-    pub fn chain(&self, chain_id: ChainId) -> Result<&Arc<TxRpc>, SubmitError> {
+    pub fn chain(&self, chain_id: ChainId) -> Result<&Arc<dyn Broadcaster>, SubmitError> {
         self.chains.get(&chain_id).ok_or(SubmitError::UnknownChain(chain_id))
     }
 
@@ -299,7 +309,7 @@ impl TxManager {
     async fn account(
         &self,
         chain_id: ChainId,
-        rpc: &TxRpc,
+        rpc: &dyn Broadcaster,
         from: Address,
     ) -> Result<(U256, u64), SubmitError> {
         if let Some(seen) = self.accounts.fresh(&(chain_id, from)) {
@@ -324,11 +334,8 @@ impl TxManager {
         value: U256,
         data: &Bytes,
     ) -> Result<u64, SubmitError> {
-        let mut request = TransactionRequest::default().from(from).value(value).input(data.clone().into());
-        if let Some(to) = to {
-            request = request.to(to);
-        }
-        match self.chain(chain_id)?.estimate_gas(&request).await {
+        let call = CallRequest { from, to, value, data: data.clone(), gas_limit: None };
+        match self.chain(chain_id)?.estimate_gas(&call).await {
             Ok(gas) => Ok(gas.saturating_mul(100 + self.options.gas_buffer_percent).div_ceil(100)),
             Err(SendFailure::Refused(SendError::Reverted { message })) => Err(SubmitError::Reverts(message)),
             Err(SendFailure::Refused(other)) => Err(SubmitError::Refused(other)),
@@ -360,7 +367,7 @@ impl TxManager {
         {
             return Err(SubmitError::AboveFeeCap { needed: price.max_per_gas(), limit });
         }
-        let (balance, chain_nonce) = self.account(request.chain_id, rpc, from).await?;
+        let (balance, chain_nonce) = self.account(request.chain_id, rpc.as_ref(), from).await?;
         let new = NewTransaction {
             idempotency_key: request.idempotency_key.clone(),
             body_sha256: request.body_sha256.clone(),

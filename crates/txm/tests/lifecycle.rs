@@ -33,6 +33,13 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
+/// The signer under test, on anvil's chain.
+fn ops(anvil: &Anvil) -> NamedSigner {
+    let local = LocalSigner::from_hex("ops", KEY).unwrap();
+    let address = gemgate_domain::ports::Signer::address(&local);
+    NamedSigner { name: "ops".into(), chains: vec![anvil.chain_id()], address, signer: Arc::new(local) }
+}
+
 async fn rig(test: &str, db_url: Option<&str>, anvil: AnvilOptions, options: TxmOptions) -> Option<Rig> {
     let serial = SERIAL.lock().await;
     // GEMGATE_TEST_LOG=gemgate_txm=debug shows what the workers do.
@@ -42,10 +49,7 @@ async fn rig(test: &str, db_url: Option<&str>, anvil: AnvilOptions, options: Txm
     let anvil = anvil_or_skip(test, anvil).await.unwrap()?;
     let dir = tempfile::tempdir().unwrap();
     let store = support::ledger(db_url, dir.path()).await;
-    let local = LocalSigner::from_hex("ops", KEY).unwrap();
-    let address = gemgate_domain::ports::Signer::address(&local);
-    let signer =
-        NamedSigner { name: "ops".into(), chains: vec![anvil.chain_id()], address, signer: Arc::new(local) };
+    let signer = ops(&anvil);
     let running = support::start(store, &anvil, signer, options);
     Some(Rig { _serial: serial, anvil, running, _dir: dir })
 }
@@ -465,4 +469,58 @@ async fn cancel_and_expiry_fill_the_nonce_with_a_no_op_and_later_requests_go_thr
         assert_eq!((tx.to(), tx.value(), tx.nonce()), (Some(tx.inner.signer()), U256::ZERO, record.nonce));
     }
     rig.stop().await;
+}
+
+/// A request accepted while another wallet with the same key uses its nonce (the request is still queued:
+/// no worker has signed it) can never be included: it is `replaced` without being signed, and the signer's
+/// next requests go out. (The ledger once refused `queued -> replaced`, and the worker's pass failed on it
+/// forever, holding every later request of the signer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_request_whose_nonce_another_wallet_used_is_replaced_and_later_ones_go_out() {
+    let test = "a_queued_request_whose_nonce_another_wallet_used_is_replaced_and_later_ones_go_out";
+    let _serial = SERIAL.lock().await;
+    let Some(anvil) = anvil_or_skip(test, AnvilOptions::default()).await.unwrap() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::ledger(None, dir.path()).await;
+    let signer = ops(&anvil);
+    let address = signer.address;
+    let to = anvil.accounts()[2];
+    let transfer = |key: &str| Submit::transfer(key, "ops", anvil.chain_id(), to, U256::from(1u64));
+
+    // Accepted by a front door while no worker runs: queued at the key's next nonce.
+    let front = support::manager(&store, &anvil, signer.clone(), quick());
+    let Submitted::New(queued) = front.submit(transfer("taken")).await.unwrap() else { panic!("not new") };
+    assert_eq!(queued.state, TxState::Queued);
+    // Another wallet holding the same key sends first (anvil signs for its unlocked dev account).
+    let provider = anvil.provider();
+    let other = alloy::rpc::types::TransactionRequest::default().from(address).to(to).value(U256::from(7u64));
+    provider.send_transaction(other).await.unwrap().get_receipt().await.unwrap();
+    assert_eq!(provider.get_transaction_count(address).await.unwrap(), queued.nonce + 1, "the nonce is used");
+
+    let running = support::start(store.clone(), &anvil, signer, quick());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let replaced = loop {
+        let record = running.manager.store.transaction(&queued.id).await.unwrap().unwrap();
+        if record.state.is_terminal() {
+            break record;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {:?}", record.state);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(replaced.state, TxState::Replaced, "{replaced:?}");
+    assert!(running.manager.store.attempts(&queued.id).await.unwrap().is_empty(), "never signed");
+
+    let Submitted::New(next) = running.manager.submit(transfer("after")).await.unwrap() else { panic!() };
+    assert_eq!(next.nonce, queued.nonce + 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = running.manager.store.transaction(&next.id).await.unwrap().unwrap();
+        if DONE.contains(&record.state) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the next request is held: {record:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await;
+    store.close().await;
 }

@@ -16,6 +16,7 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::Context;
 use gemgate_chain::{RetryPolicy, TxRpc};
 use gemgate_domain::TxState;
+use gemgate_domain::ports::Broadcaster;
 use gemgate_projections::ProjectionSet;
 use gemgate_store::SqlStore;
 use gemgate_testkit::{Anvil, AnvilOptions, find_anvil};
@@ -197,7 +198,7 @@ async fn manager_run(binary: &std::path::Path, bench: &TxmBench, url: &str) -> a
     let anvil = start_anvil(binary).await?;
     let store = SqlStore::connect(url, 16, ProjectionSet::default()).await?;
     store.migrate().await?;
-    let rpc = Arc::new(TxRpc::new(
+    let rpc: Arc<dyn Broadcaster> = Arc::new(TxRpc::new(
         anvil.chain_id(),
         vec![(anvil.endpoint().parse()?, "anvil".into())],
         RetryPolicy::default(),

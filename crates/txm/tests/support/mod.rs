@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gemgate_chain::{RetryPolicy, TxRpc};
+use gemgate_domain::ports::Broadcaster;
 use gemgate_projections::ProjectionSet;
 use gemgate_store::SqlStore;
 use gemgate_testkit::Anvil;
@@ -27,15 +28,22 @@ pub struct Running {
     pub workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-pub fn start(store: SqlStore, anvil: &Anvil, signer: NamedSigner, options: TxmOptions) -> Running {
+/// A manager sending with `signer` on anvil, without workers (a front door that only accepts requests).
+#[allow(dead_code)] // the lifecycle tests accept before any worker runs; the DFNS and KMS tests do not
+pub fn manager(store: &SqlStore, anvil: &Anvil, signer: NamedSigner, options: TxmOptions) -> TxManager {
     let rpc_url: url::Url = anvil.endpoint().parse().unwrap();
-    let rpc = Arc::new(TxRpc::new(anvil.chain_id(), vec![(rpc_url, "anvil".into())], RetryPolicy::default()));
-    let manager = Arc::new(TxManager::new(
+    let rpc: Arc<dyn Broadcaster> =
+        Arc::new(TxRpc::new(anvil.chain_id(), vec![(rpc_url, "anvil".into())], RetryPolicy::default()));
+    TxManager::new(
         Arc::new(store.clone()),
         HashMap::from([(anvil.chain_id(), rpc)]),
         HashMap::from([(signer.name.clone(), signer)]),
         options,
-    ));
+    )
+}
+
+pub fn start(store: SqlStore, anvil: &Anvil, signer: NamedSigner, options: TxmOptions) -> Running {
+    let manager = Arc::new(manager(&store, anvil, signer, options));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = worker::spawn_all(&manager, "test", &stopped);
     Running { manager, store, stop, workers }
