@@ -8,7 +8,7 @@ use gemgate_config::Settings;
 use gemgate_indexer::StepOutcome;
 use gemgate_telemetry::Metrics;
 
-use crate::wiring;
+use gemgate_wiring as wiring;
 
 /// Plain progress lines are written at most this often when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(5);

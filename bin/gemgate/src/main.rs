@@ -1,12 +1,18 @@
 //! The `gemgate` binary: command-line parsing and wiring only. Each subcommand loads the configuration,
 //! installs telemetry and hands typed settings to the component crates.
 
-mod bench;
-mod consume;
-mod demo;
 mod index;
 mod keys;
-mod wiring;
+
+// The operator's tools beside the service, each behind a default feature: a production build
+// (`--no-default-features`) carries only what `run` and its parts need.
+#[cfg(feature = "bench")]
+use gemgate_bench as bench;
+#[cfg(feature = "consume")]
+use gemgate_consumer::reference as consume;
+#[cfg(feature = "demo")]
+use gemgate_demo as demo;
+use gemgate_wiring as wiring;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +68,7 @@ enum Command {
     Dispatch,
     /// The reference consumer: what a sink delivers (RabbitMQ, Kafka, NATS, Redis or signed webhooks) into a
     /// trade-deal projection in its own database, exactly once.
+    #[cfg(feature = "consume")]
     Consume(consume::ConsumeArgs),
     /// Show the sinks' delivery state; pause or resume one.
     #[command(subcommand)]
@@ -78,11 +85,13 @@ enum Command {
     /// Rebuild projections from stored events, or re-deliver to a sink from a block.
     Replay,
     /// Start a local chain with the sample Gemforce contracts and drive realistic traffic through them.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Measure throughput, memory and latency on a synthetic chain (use a release build).
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
 }
 
@@ -120,6 +129,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config(ConfigCommand::Check) => config_check(&cli),
+        #[cfg(feature = "bench")]
         Command::Bench(ref args) => {
             if let Err(code) = init_telemetry(&cli, None) {
                 return code;
@@ -133,12 +143,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        #[cfg(feature = "consume")]
         Command::Consume(ref args) => {
             if let Err(code) = init_telemetry(&cli, None) {
                 return code;
             }
             run_async(consume::run(args.clone()))
         }
+        #[cfg(feature = "demo")]
         Command::Demo(ref args) => {
             if let Err(code) = init_telemetry(&cli, None) {
                 return code;

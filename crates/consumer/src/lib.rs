@@ -7,6 +7,10 @@
 //! applied. Anything else is a duplicate and does nothing. A crash before the commit leaves neither the
 //! state nor the handler's writes, so the redelivery applies it.
 
+/// The reference consumer (`gemgate consume`), with the `reference` feature.
+#[cfg(feature = "reference")]
+pub mod reference;
+
 use async_trait::async_trait;
 use gemgate_domain::StoreError;
 use gemgate_projections::ProjectionSet;

@@ -11,9 +11,9 @@ mod sources;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::{Handler, IdempotentConsumer, Outcome};
 use anyhow::{Context, bail};
 use async_trait::async_trait;
-use gemgate_consumer::{Handler, IdempotentConsumer, Outcome};
 use gemgate_domain::StoreError;
 use gemgate_store::{Bind, Tx};
 use serde_json::Value;

@@ -12,7 +12,7 @@ use gemgate_projections::gemforce::tables::TRADE_DEALS;
 use gemgate_telemetry::Metrics;
 use gemgate_testkit::{Anvil, AnvilOptions, Scenario, ScenarioOptions, deploy_gemforce, find_anvil};
 
-use crate::wiring;
+use gemgate_wiring as wiring;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {

@@ -408,8 +408,9 @@ async fn live_latency(
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config)?;
     let settings = gemgate_config::load(Some(&path)).context("loading the latency configuration")?;
-    let store = crate::wiring::open_store(&settings).await?;
-    let mut indexers = crate::wiring::indexers(&settings, &store, &gemgate_telemetry::Metrics::new()).await?;
+    let store = gemgate_wiring::open_store(&settings).await?;
+    let mut indexers =
+        gemgate_wiring::indexers(&settings, &store, &gemgate_telemetry::Metrics::new()).await?;
     let indexer = indexers.pop().context("the latency configuration has a chain with a contract")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(indexer.run(async {
