@@ -217,7 +217,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     tracing::info!(listen = %settings.api.listen, "API listening");
     let metrics = gemgate_telemetry::Metrics::new();
     let txm = wiring::tx_manager(settings, &store, &metrics).await?;
-    let router = gemgate_api::router(wiring::app_state(settings, store, metrics, txm));
+    let router = gemgate_api::router(wiring::app_state(settings, &store, metrics, txm));
     gemgate_api::serve(listener, router, wiring::stopped(rx)).await.context("serving the API")
 }
 

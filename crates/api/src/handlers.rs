@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use gemgate_domain::reads::EventQuery;
 use gemgate_projections::gemforce::tables::TRADE_DEALS;
-use gemgate_store::read::EventQuery;
 use serde_json::{Value, json};
 
 use crate::{ApiError, AppState};
@@ -44,7 +44,7 @@ pub async fn health() -> impl IntoResponse {
 
 /// Ready when the database answers.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.heads().await {
+    match state.store.reads.heads().await {
         Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(error) => {
             tracing::warn!(%error, "not ready");
@@ -62,14 +62,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let chains = state.store.chain_status().await?;
+    let chains = state.store.reads.chain_status().await?;
     Ok(Json(json!({"chains": chains, "sinks": sink_states(&state).await?})))
 }
 
 /// Each configured sink with its delivery state: position, backlog, dead letters, paused.
 async fn sink_states(state: &AppState) -> Result<Vec<Value>, ApiError> {
     let names: Vec<String> = state.sinks.iter().map(|s| s.name.clone()).collect();
-    let backlogs = state.store.sink_backlogs(&names).await?;
+    let backlogs = state.store.delivery.sink_backlogs(&names).await?;
     Ok(state
         .sinks
         .iter()
@@ -105,7 +105,7 @@ pub async fn pause_sink(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     configured_sink(&state, &name)?;
-    state.store.set_sink_paused(&name, true).await?;
+    state.store.delivery.set_sink_paused(&name, true).await?;
     Ok(Json(json!({"name": name, "paused": true})))
 }
 
@@ -114,7 +114,7 @@ pub async fn resume_sink(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     configured_sink(&state, &name)?;
-    state.store.set_sink_paused(&name, false).await?;
+    state.store.delivery.set_sink_paused(&name, false).await?;
     Ok(Json(json!({"name": name, "paused": false})))
 }
 
@@ -164,7 +164,7 @@ pub async fn events(
     {
         return Err(ApiError::bad("invalid_parameter", "from_block must not be above to_block"));
     }
-    let page = state.store.events(&query).await?;
+    let page = state.store.reads.events(&query).await?;
     Ok(Json(json!({"events": page.events, "next": page.next})))
 }
 
@@ -173,7 +173,12 @@ pub async fn trade_deals(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit(&params)?;
-    let rows = state.store.projection_rows(&TRADE_DEALS, None, params.get("after").cloned(), limit).await?;
+    let rows = state
+        .store
+        .reads
+        .projection_rows(TRADE_DEALS.name, None, params.get("after").cloned(), limit)
+        .await?
+        .unwrap_or_default();
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().and_then(|r| r["key"].as_str()).map(String::from))
         .flatten();
@@ -198,17 +203,24 @@ pub async fn trade_deal(
             .collect()
     };
     for key in keys {
-        if let Some(row) = state.store.projection_rows(&TRADE_DEALS, Some(key), None, 1).await?.pop() {
+        let rows = state.store.reads.projection_rows(TRADE_DEALS.name, Some(key), None, 1).await?;
+        if let Some(row) = rows.unwrap_or_default().pop() {
             return Ok(Json(row));
         }
     }
     Err(ApiError::NotFound { what: format!("trade deal {id}") })
 }
 
-fn table(state: &AppState, name: &str) -> Result<&'static gemgate_projections::TableDef, ApiError> {
-    state.store.projections().table(name).ok_or_else(|| {
-        let names: Vec<&str> = state.store.projections().tables().iter().map(|t| t.name).collect();
-        ApiError::NotFound { what: format!("projection {name} (known: {})", names.join(", ")) }
+/// Rows of a projection table, or 404 naming the tables kept.
+async fn rows_of(
+    state: &AppState,
+    name: &str,
+    key: Option<String>,
+    after: Option<String>,
+    limit: u32,
+) -> Result<Vec<Value>, ApiError> {
+    state.store.reads.projection_rows(name, key, after, limit).await?.ok_or_else(|| ApiError::NotFound {
+        what: format!("projection {name} (known: {})", state.store.reads.projection_tables().join(", ")),
     })
 }
 
@@ -217,9 +229,8 @@ pub async fn projection_rows(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let table = table(&state, &name)?;
     let limit = limit(&params)?;
-    let rows = state.store.projection_rows(table, None, params.get("after").cloned(), limit).await?;
+    let rows = rows_of(&state, &name, None, params.get("after").cloned(), limit).await?;
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().and_then(|r| r["key"].as_str()).map(String::from))
         .flatten();
@@ -230,8 +241,7 @@ pub async fn projection_row(
     State(state): State<AppState>,
     Path((name, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let table = table(&state, &name)?;
-    match state.store.projection_rows(table, Some(key.clone()), None, 1).await?.pop() {
+    match rows_of(&state, &name, Some(key.clone()), None, 1).await?.pop() {
         Some(row) => Ok(Json(row)),
         None => Err(ApiError::NotFound { what: format!("{name} row {key}") }),
     }
@@ -251,7 +261,7 @@ pub async fn stream(
     >,
     ApiError,
 > {
-    use gemgate_domain::ports::{OutboxEntry, OutboxStore};
+    use gemgate_domain::ports::OutboxEntry;
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let after = match resume.or_else(|| params.get("after").cloned()) {
         Some(text) => text.trim().parse::<u64>().map_err(|_| {
@@ -259,7 +269,7 @@ pub async fn stream(
         })?,
         None => 0,
     };
-    let store = state.store;
+    let store = state.store.outbox;
     let events = futures::stream::unfold(
         (store, after, std::collections::VecDeque::<gemgate_domain::OutboxMessage>::new()),
         |(store, mut after, mut buffered)| async move {
@@ -321,7 +331,7 @@ pub async fn gemforce_webhook(
         Some(Value::Number(n)) => n.to_string(),
         _ => hex::encode(sha2::Sha256::digest(&body)),
     };
-    let stored = state.store.store_inbound_webhook("gemforce", &id, &payload).await?;
+    let stored = state.store.delivery.store_inbound_webhook("gemforce", &id, &payload).await?;
     state.webhooks.accepted.inc();
     Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "duplicate": !stored}))))
 }
@@ -332,7 +342,7 @@ pub async fn replay_sink(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    use gemgate_store::delivery::ReplayFrom;
+    use gemgate_domain::reads::ReplayFrom;
     configured_sink(&state, &name)?;
     let request: Value = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad("invalid_body", "send a JSON object with from_block or from_time"))?;
@@ -359,8 +369,8 @@ pub async fn replay_sink(
         }
         _ => return Err(ApiError::bad("invalid_body", "send a JSON object with from_block or from_time")),
     };
-    let position = state.store.position_before(from).await?;
-    state.store.rewind_sink(&name, position).await?;
+    let position = state.store.delivery.position_before(from).await?;
+    state.store.delivery.rewind_sink(&name, position).await?;
     Ok(Json(json!({"name": name, "position": position})))
 }
 
@@ -374,6 +384,6 @@ pub async fn requeue_sink(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     configured_sink(&state, &name)?;
-    let requeued = state.store.requeue_dead_letters(&name).await?;
+    let requeued = state.store.delivery.requeue_dead_letters(&name).await?;
     Ok(Json(json!({"name": name, "requeued": requeued})))
 }

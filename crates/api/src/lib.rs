@@ -19,7 +19,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use gemgate_config::ApiSettings;
-use gemgate_store::SqlStore;
+use gemgate_domain::ports::{DeliveryControl, Ledger, OutboxStore, ReadModel};
 use gemgate_telemetry::Metrics;
 
 pub use error::ApiError;
@@ -32,10 +32,42 @@ pub struct GemforceContract {
     pub address: alloy_primitives::Address,
 }
 
+/// The store as the API reaches it: reads, delivery control, the outbox and the transaction ledger, each
+/// a port.
+#[derive(Clone)]
+pub struct StorePorts {
+    pub reads: Arc<dyn ReadModel>,
+    pub delivery: Arc<dyn DeliveryControl>,
+    pub outbox: Arc<dyn OutboxStore>,
+    /// Transactions are listed from here even where this process runs no transaction manager.
+    pub ledger: Arc<dyn Ledger>,
+}
+
+impl StorePorts {
+    /// The four ports over one store.
+    pub fn of<S>(store: &S) -> Self
+    where
+        S: ReadModel + DeliveryControl + OutboxStore + Ledger + Clone + 'static,
+    {
+        Self {
+            reads: Arc::new(store.clone()),
+            delivery: Arc::new(store.clone()),
+            outbox: Arc::new(store.clone()),
+            ledger: Arc::new(store.clone()),
+        }
+    }
+}
+
+impl std::fmt::Debug for StorePorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorePorts").field("tables", &self.reads.projection_tables()).finish_non_exhaustive()
+    }
+}
+
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: SqlStore,
+    pub store: StorePorts,
     pub metrics: Metrics,
     pub settings: Arc<ApiSettings>,
     pub gemforce: Arc<Vec<GemforceContract>>,

@@ -10,8 +10,8 @@ use alloy_primitives::{Address, Bytes, U256};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use gemgate_domain::ledger::TxListQuery;
 use gemgate_domain::{ChainId, TxState};
-use gemgate_store::ledger::TxListQuery;
 use gemgate_txm::fees::Speed;
 use gemgate_txm::view::{AttemptView, TxView};
 use gemgate_txm::{Submit, SubmitError, Submitted, TxManager};
@@ -309,7 +309,7 @@ pub async fn list(
         before,
         limit: crate::handlers::limit(&params)?,
     };
-    let page = state.store.list_transactions(&query).await?;
+    let page = state.store.ledger.list(&query).await?;
     let transactions: Vec<Value> = page
         .items
         .iter()

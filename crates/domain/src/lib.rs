@@ -13,6 +13,7 @@ pub mod finality;
 pub mod ledger;
 pub mod outbox;
 pub mod ports;
+pub mod reads;
 pub mod signature;
 pub mod tx;
 

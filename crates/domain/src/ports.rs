@@ -1,6 +1,6 @@
 //! Ports: one trait per outside capability. Engines (indexer, dispatcher, transaction manager) are written
 //! against these traits; adapters implement them (`chain` for `ChainSource` and `Broadcaster`, `store` for
-//! `Store`, `OutboxStore` and `Ledger`, `sinks` for `Sink`, `txm` for `Signer`). Nothing here knows about alloy providers, sqlx or brokers.
+//! `Store`, `OutboxStore`, `Ledger`, `ReadModel` and `DeliveryControl`, `sinks` for `Sink`, `txm` for `Signer`). Nothing here knows about alloy providers, sqlx or brokers.
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use async_trait::async_trait;
@@ -10,6 +10,7 @@ use crate::broadcast::{CallRequest, FeeQuote, ReceiptSummary, SendFailure};
 use crate::ledger::{
     Accepted, Attempt, Lease, LiveTx, NewTransaction, RawSubmission, TxChange, TxListQuery, TxPage, TxRecord,
 };
+use crate::reads::{ChainStatus, EventPage, EventQuery, ReplayFrom, SinkBacklog};
 use crate::{
     BlockRef, ChainError, ChainEvent, ChainId, FinalityLevel, OutboxMessage, SignerError, SinkError,
     StoreError, TxState,
@@ -300,4 +301,46 @@ pub trait Broadcaster: Send + Sync + std::fmt::Debug {
     async fn head(&self, level: FinalityLevel) -> Result<Option<(u64, B256)>, ChainError>;
     /// The hash of the canonical block `number`; `None` when the node has no such block.
     async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError>;
+}
+
+/// What the API reads: the chains' heads and progress, events, projection rows.
+#[async_trait]
+pub trait ReadModel: Send + Sync {
+    /// Each chain's heads as last recorded.
+    async fn heads(&self) -> Result<std::collections::BTreeMap<ChainId, Heads>, StoreError>;
+    async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
+    async fn chain_status(&self) -> Result<Vec<ChainStatus>, StoreError>;
+    /// The names of the projection tables kept.
+    fn projection_tables(&self) -> Vec<&'static str>;
+    /// Rows of projection `table` as JSON objects (U256 values as decimal strings) ordered by key: the one
+    /// with `key`, or up to `limit` after `after`. `None` when no such table is kept.
+    async fn projection_rows(
+        &self,
+        table: &str,
+        key: Option<String>,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Option<Vec<serde_json::Value>>, StoreError>;
+}
+
+/// What operators change about delivery (pause, replay, requeue) and see of it (backlogs), and the
+/// inbound webhooks that enter the outbox.
+#[async_trait]
+pub trait DeliveryControl: Send + Sync {
+    /// Each named sink's delivery state, in the order given.
+    async fn sink_backlogs(&self, sinks: &[String]) -> Result<Vec<SinkBacklog>, StoreError>;
+    async fn set_sink_paused(&self, sink: &str, paused: bool) -> Result<(), StoreError>;
+    /// The outbox position just before where a replay from `from` starts.
+    async fn position_before(&self, from: ReplayFrom) -> Result<u64, StoreError>;
+    /// Moves a sink's position, backwards too.
+    async fn rewind_sink(&self, sink: &str, position: u64) -> Result<(), StoreError>;
+    /// Sends a sink's dead letters again; returns how many.
+    async fn requeue_dead_letters(&self, sink: &str) -> Result<u64, StoreError>;
+    /// Stores a verified inbound webhook once, with its outbox row; `false` when it was stored before.
+    async fn store_inbound_webhook(
+        &self,
+        source: &str,
+        id: &str,
+        payload: &serde_json::Value,
+    ) -> Result<bool, StoreError>;
 }

@@ -266,28 +266,7 @@ impl SqlStore {
     }
 }
 
-/// Where `sinks replay` starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplayFrom {
-    Block {
-        chain_id: Option<u64>,
-        block: u64,
-    },
-    /// An RFC 3339 time, normalised to `YYYY-MM-DDTHH:MM:SS.mmmZ` (the stored form on SQLite).
-    Time(String),
-}
-
-/// One sink's delivery state for `gemgate sinks list` and `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SinkBacklog {
-    #[serde(rename = "name")]
-    pub sink: String,
-    pub position: u64,
-    pub paused: bool,
-    /// Outbox rows after the sink's position (some may be filtered out or not final yet).
-    pub backlog: u64,
-    pub dead_letters: u64,
-}
+pub use gemgate_domain::reads::{ReplayFrom, SinkBacklog};
 
 async fn read_position(tx: &mut dyn Tx, sink: String) -> Result<SinkPosition, StoreError> {
     let sql = format!("SELECT position, paused FROM sink_positions WHERE sink = {}", tx.dialect().param(1));

@@ -10,6 +10,7 @@ mod cells;
 mod conn;
 mod dialect;
 pub mod read;
+mod reads_port;
 mod write;
 
 use std::str::FromStr;

@@ -4,47 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::Address;
 use gemgate_domain::ports::Heads;
 use gemgate_domain::{BlockRef, ChainEvent, ChainId, StoreError};
 use gemgate_projections::{Cell, ColumnKind, TableDef};
-use serde::Serialize;
 
 use crate::SqlStore;
 use crate::cells::{EVENT_COLUMNS, block_from_cells, event_from_cells, int, row_select};
 use crate::conn::Bind;
 
-/// Filters of `GET /v1/events`.
-#[derive(Debug, Clone, Default)]
-pub struct EventQuery {
-    pub chain_id: Option<ChainId>,
-    pub address: Option<Address>,
-    pub event: Option<String>,
-    pub from_block: Option<u64>,
-    pub to_block: Option<u64>,
-    /// Position to continue after: (chain id, block number, log index).
-    pub after: Option<(ChainId, u64, u64)>,
-    pub limit: u32,
-}
-
-/// A page of events and the cursor of the next page (absent on the last page).
-#[derive(Debug, Clone, Serialize)]
-pub struct EventPage {
-    pub events: Vec<ChainEvent>,
-    pub next: Option<String>,
-}
-
-/// One chain's progress.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChainStatus {
-    pub chain_id: ChainId,
-    pub head: Option<u64>,
-    pub indexed: Option<u64>,
-    pub indexed_hash: Option<B256>,
-    pub safe: Option<u64>,
-    pub finalized: Option<u64>,
-    pub events: u64,
-}
+pub use gemgate_domain::reads::{ChainStatus, EventPage, EventQuery};
 
 impl SqlStore {
     /// Heads of every chain.

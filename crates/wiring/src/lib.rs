@@ -176,7 +176,7 @@ async fn check_diamonds(
 
 pub fn app_state(
     settings: &Settings,
-    store: SqlStore,
+    store: &SqlStore,
     metrics: Metrics,
     txm: Option<Arc<TxManager>>,
 ) -> AppState {
@@ -198,7 +198,7 @@ pub fn app_state(
     AppState {
         webhooks: gemgate_api::WebhookMetrics::register(&metrics),
         http: gemgate_api::HttpMetrics::register(&metrics),
-        store,
+        store: gemgate_api::StorePorts::of(store),
         metrics,
         settings: Arc::new(settings.api.clone()),
         gemforce: Arc::new(gemforce),
@@ -361,7 +361,7 @@ pub async fn run_service(
             .await
             .with_context(|| format!("binding the API to {}", settings.api.listen))?;
         tracing::info!(listen = %settings.api.listen, "API listening");
-        let router = gemgate_api::router(app_state(settings, store.clone(), metrics.clone(), txm.clone()));
+        let router = gemgate_api::router(app_state(settings, &store, metrics.clone(), txm.clone()));
         let rx = rx.clone();
         tasks.spawn(async move {
             gemgate_api::serve(listener, router, stopped(rx)).await.context("serving the API")

@@ -271,7 +271,7 @@ async fn api(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let webhooks = gemgate_api::WebhookMetrics::default();
     let state = gemgate_api::AppState {
-        store: store.clone(),
+        store: gemgate_api::StorePorts::of(store),
         metrics: gemgate_telemetry::Metrics::new(),
         settings: Arc::new(gemgate_config::ApiSettings {
             listen: listener.local_addr().unwrap(),
