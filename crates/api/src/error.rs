@@ -1,11 +1,11 @@
 //! `ApiError`: 4xx with a stable code and a message that says what is wrong; 5xx with a generic body
 //! (the cause is logged once, here).
 
+use crate::dto::{ErrorBody, ErrorDetail};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gemgate_domain::StoreError;
-use serde_json::json;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -77,6 +77,6 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into())
             }
         };
-        (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+        (status, Json(ErrorBody { error: ErrorDetail { code, message } })).into_response()
     }
 }

@@ -8,10 +8,14 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use gemgate_domain::reads::EventQuery;
+use gemgate_domain::reads::{EventPage, EventQuery};
 use gemgate_projections::gemforce::tables::TRADE_DEALS;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::dto::{
+    ErrorBody, Health, Rows, SinkPaused, SinkReplayed, SinkRequeued, SinkState, Sinks, Status, TradeDeals,
+    WebhookAccepted,
+};
 use crate::{ApiError, AppState};
 
 const DEFAULT_LIMIT: u32 = 100;
@@ -38,22 +42,25 @@ pub(crate) fn limit(params: &HashMap<String, String>) -> Result<u32, ApiError> {
     }
 }
 
-pub async fn health() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "alive", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Ready when the database answers.
-pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/ready", tag = "service", responses((status = 200, description = "the database answers", body = Health), (status = 503, description = "not ready", body = Health)))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     match state.store.reads.heads().await {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Ok(_) => (StatusCode::OK, Json(Health { status: "ready" })),
         Err(error) => {
             tracing::warn!(%error, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"})))
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable" }))
         }
     }
 }
 
 /// The registry in the OpenMetrics text format (what the encoder writes; Prometheus scrapes it as such).
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
@@ -61,35 +68,22 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/status", tag = "status", responses((status = 200, description = "progress of every chain and sink", body = Status)))]
+pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     let chains = state.store.reads.chain_status().await?;
-    Ok(Json(json!({"chains": chains, "sinks": sink_states(&state).await?})))
+    Ok(Json(Status { chains, sinks: sink_states(&state).await? }))
 }
 
 /// Each configured sink with its delivery state: position, backlog, dead letters, paused.
-async fn sink_states(state: &AppState) -> Result<Vec<Value>, ApiError> {
+async fn sink_states(state: &AppState) -> Result<Vec<SinkState>, ApiError> {
     let names: Vec<String> = state.sinks.iter().map(|s| s.name.clone()).collect();
     let backlogs = state.store.delivery.sink_backlogs(&names).await?;
-    Ok(state
-        .sinks
-        .iter()
-        .zip(backlogs)
-        .map(|(info, backlog)| {
-            json!({
-                "name": info.name,
-                "kind": info.kind,
-                "finality": info.finality,
-                "position": backlog.position,
-                "backlog": backlog.backlog,
-                "dead_letters": backlog.dead_letters,
-                "paused": backlog.paused,
-            })
-        })
-        .collect())
+    Ok(state.sinks.iter().zip(backlogs).map(|(info, backlog)| SinkState::of(info, &backlog)).collect())
 }
 
-pub async fn sinks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"sinks": sink_states(&state).await?})))
+#[utoipa::path(get, path = "/sinks", tag = "delivery", responses((status = 200, description = "each configured sink: kind, finality, position in the outbox, backlog, dead letters, paused", body = Sinks)))]
+pub async fn sinks(State(state): State<AppState>) -> Result<Json<Sinks>, ApiError> {
+    Ok(Json(Sinks { sinks: sink_states(&state).await? }))
 }
 
 fn configured_sink(state: &AppState, name: &str) -> Result<(), ApiError> {
@@ -100,28 +94,41 @@ fn configured_sink(state: &AppState, name: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/sinks/{name}/pause", tag = "delivery", security(("bearer" = [])), params(("name" = String, Path, description = "a configured sink")), responses((status = 200, description = "paused; its backlog waits", body = SinkPaused), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn pause_sink(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SinkPaused>, ApiError> {
     configured_sink(&state, &name)?;
     state.store.delivery.set_sink_paused(&name, true).await?;
-    Ok(Json(json!({"name": name, "paused": true})))
+    Ok(Json(SinkPaused { name, paused: true }))
 }
 
+#[utoipa::path(post, path = "/sinks/{name}/resume", tag = "delivery", security(("bearer" = [])), params(("name" = String, Path, description = "a configured sink")), responses((status = 200, description = "delivering again from where it stopped", body = SinkPaused), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn resume_sink(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SinkPaused>, ApiError> {
     configured_sink(&state, &name)?;
     state.store.delivery.set_sink_paused(&name, false).await?;
-    Ok(Json(json!({"name": name, "paused": false})))
+    Ok(Json(SinkPaused { name, paused: false }))
 }
 
+#[utoipa::path(get, path = "/events", tag = "events",
+    params(
+        ("chain_id" = Option<u64>, Query),
+        ("address" = Option<String>, Query, description = "0x followed by 40 hex digits"),
+        ("event" = Option<String>, Query, description = "event name, e.g. TradeDealCreated"),
+        ("from_block" = Option<u64>, Query),
+        ("to_block" = Option<u64>, Query),
+        ("after" = Option<String>, Query, description = "the `next` value of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+    ),
+    responses((status = 200, description = "a page of events in chain order", body = EventPage), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventPage>, ApiError> {
     let known = ["chain_id", "address", "event", "from_block", "to_block", "after", "limit"];
     if let Some(unknown) = params.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError::bad(
@@ -164,14 +171,14 @@ pub async fn events(
     {
         return Err(ApiError::bad("invalid_parameter", "from_block must not be above to_block"));
     }
-    let page = state.store.reads.events(&query).await?;
-    Ok(Json(json!({"events": page.events, "next": page.next})))
+    Ok(Json(state.store.reads.events(&query).await?))
 }
 
+#[utoipa::path(get, path = "/trade-deals", tag = "projections", params(("after" = Option<String>, Query, description = "the `next` value of the previous page"), ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")), responses((status = 200, description = "a page of trade deals", body = TradeDeals), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub async fn trade_deals(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TradeDeals>, ApiError> {
     let limit = limit(&params)?;
     let rows = state
         .store
@@ -182,10 +189,11 @@ pub async fn trade_deals(
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().and_then(|r| r["key"].as_str()).map(String::from))
         .flatten();
-    Ok(Json(json!({"trade_deals": rows, "next": next})))
+    Ok(Json(TradeDeals { trade_deals: rows, next }))
 }
 
 /// A trade deal by its id (`tradeDealId`), looked up in each configured Gemforce contract; or by its full key.
+#[utoipa::path(get, path = "/trade-deals/{id}", tag = "projections", params(("id" = String, Path, description = "tradeDealId (decimal) or the full key")), responses((status = 200, description = "the trade deal (a projection row)", body = Object), (status = 404, description = "no such trade deal", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub async fn trade_deal(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -224,19 +232,21 @@ async fn rows_of(
     })
 }
 
+#[utoipa::path(get, path = "/projections/{table}", tag = "projections", params(("table" = String, Path), ("after" = Option<String>, Query, description = "the `next` value of the previous page"), ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")), responses((status = 200, description = "a page of rows", body = Rows), (status = 404, description = "unknown table", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub async fn projection_rows(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Rows>, ApiError> {
     let limit = limit(&params)?;
     let rows = rows_of(&state, &name, None, params.get("after").cloned(), limit).await?;
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().and_then(|r| r["key"].as_str()).map(String::from))
         .flatten();
-    Ok(Json(json!({"rows": rows, "next": next})))
+    Ok(Json(Rows { rows, next }))
 }
 
+#[utoipa::path(get, path = "/projections/{table}/{key}", tag = "projections", params(("table" = String, Path), ("key" = String, Path)), responses((status = 200, description = "the row", body = Object), (status = 404, description = "no such table or row", body = ErrorBody)))]
 pub async fn projection_row(
     State(state): State<AppState>,
     Path((name, key)): Path<(String, String)>,
@@ -251,6 +261,12 @@ pub async fn projection_row(
 /// `id` is its outbox position, its SSE `event` the message status (`canonical` or `retracted`), its `data`
 /// the envelope. A client resumes with `Last-Event-ID` (or `?after=N`); without either it starts at the
 /// beginning of the outbox.
+#[utoipa::path(get, path = "/stream", tag = "events",
+    params(
+        ("after" = Option<u64>, Query, description = "start after this outbox position (Last-Event-ID wins)"),
+        ("Last-Event-ID" = Option<u64>, Header),
+    ),
+    responses((status = 200, description = "the outbox as server-sent events: SSE id = outbox position, event = canonical | retracted, data = the envelope", body = String, content_type = "text/event-stream"), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -307,11 +323,15 @@ pub async fn stream(
 /// the raw body with `api.gemforce_webhook_secret`) is checked in constant time before anything else; a
 /// bad one gets 401 and is counted. A verified payload is stored once (deduplicated by its `id` field, else
 /// by the SHA-256 of the body) with an outbox row, so the sinks deliver it; the answer is 202 at once.
+#[utoipa::path(post, path = "/v1/webhooks/gemforce", tag = "delivery",
+    params(("X-Gemforce-Signature" = String, Header, description = "hex HMAC-SHA256 of the raw body with api.gemforce_webhook_secret")),
+    request_body(content = Object, description = "the Gemforce webhook payload (JSON)"),
+    responses((status = 202, description = "stored once and queued for the sinks", body = WebhookAccepted), (status = 400, body = ErrorBody), (status = 401, description = "bad or missing signature", body = ErrorBody), (status = 404, description = "no webhook secret configured", body = ErrorBody)))]
 pub async fn gemforce_webhook(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<WebhookAccepted>), ApiError> {
     use sha2::Digest;
     let Some(secret) = &state.settings.gemforce_webhook_secret else {
         return Err(ApiError::NotFound {
@@ -333,32 +353,27 @@ pub async fn gemforce_webhook(
     };
     let stored = state.store.delivery.store_inbound_webhook("gemforce", &id, &payload).await?;
     state.webhooks.accepted.inc();
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "duplicate": !stored}))))
+    Ok((StatusCode::ACCEPTED, Json(WebhookAccepted { id, duplicate: !stored })))
 }
 
 /// `POST /v1/sinks/{name}/replay` with `{"from_block": N, "chain_id": ID?}` or `{"from_time": "RFC 3339"}`.
+#[utoipa::path(post, path = "/sinks/{name}/replay", tag = "delivery", security(("bearer" = [])), params(("name" = String, Path, description = "a configured sink")), request_body = ReplayBody, responses((status = 200, description = "the sink delivers again after this outbox position", body = SinkReplayed), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn replay_sink(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SinkReplayed>, ApiError> {
     use gemgate_domain::reads::ReplayFrom;
     configured_sink(&state, &name)?;
-    let request: Value = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::bad("invalid_body", "send a JSON object with from_block or from_time"))?;
-    let number = |key: &'static str| -> Result<Option<u64>, ApiError> {
-        request.get(key).map(|v| v.as_u64().ok_or_else(|| bad_number(key))).transpose()
-    };
-    let from = match (request.get("from_block"), request.get("from_time")) {
+    let request: ReplayBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad("invalid_body", format!("send a JSON object with from_block or from_time: {e}"))
+    })?;
+    let from = match (request.from_block, request.from_time) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad("invalid_body", "give from_block or from_time, not both"));
         }
-        (Some(_), None) => {
-            let block = number("from_block")?.unwrap_or_default();
-            let chain_id = number("chain_id")?;
-            ReplayFrom::Block { chain_id, block }
-        }
-        (None, Some(Value::String(text))) => {
+        (Some(block), None) => ReplayFrom::Block { chain_id: request.chain_id, block },
+        (None, Some(text)) => {
             let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).map_err(|_| {
                 ApiError::bad(
                     "invalid_body",
@@ -367,23 +382,31 @@ pub async fn replay_sink(
             })?;
             ReplayFrom::Time(humantime::format_rfc3339_millis(time).to_string())
         }
-        _ => return Err(ApiError::bad("invalid_body", "send a JSON object with from_block or from_time")),
+        (None, None) => {
+            return Err(ApiError::bad("invalid_body", "send a JSON object with from_block or from_time"));
+        }
     };
     let position = state.store.delivery.position_before(from).await?;
     state.store.delivery.rewind_sink(&name, position).await?;
-    Ok(Json(json!({"name": name, "position": position})))
+    Ok(Json(SinkReplayed { name, position }))
 }
 
-fn bad_number(key: &str) -> ApiError {
-    ApiError::bad("invalid_body", format!("{key} must be a non-negative integer"))
+/// `POST /v1/sinks/{name}/replay`: from a block (of every chain, or of `chain_id`) or from a time.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct ReplayBody {
+    from_block: Option<u64>,
+    chain_id: Option<u64>,
+    /// RFC 3339 (UTC), e.g. 2026-11-26T14:00:00Z.
+    from_time: Option<String>,
 }
 
 /// `POST /v1/sinks/{name}/requeue`: the sink's dead letters are sent again.
+#[utoipa::path(post, path = "/sinks/{name}/requeue", tag = "delivery", security(("bearer" = [])), params(("name" = String, Path, description = "a configured sink")), responses((status = 200, description = "how many dead letters were requeued", body = SinkRequeued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn requeue_sink(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SinkRequeued>, ApiError> {
     configured_sink(&state, &name)?;
     let requeued = state.store.delivery.requeue_dead_letters(&name).await?;
-    Ok(Json(json!({"name": name, "requeued": requeued})))
+    Ok(Json(SinkRequeued { name, requeued }))
 }

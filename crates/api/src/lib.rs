@@ -3,11 +3,9 @@
 //! Every input is validated and refused with a 4xx that says what is wrong; 5xx bodies are generic and
 //! the cause is logged once.
 
-// The OpenAPI document is one `json!` literal.
-#![recursion_limit = "256"]
-
 mod auth;
 mod cors;
+pub mod dto;
 mod error;
 mod handlers;
 mod http_metrics;
@@ -16,11 +14,14 @@ mod transactions;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::routing::get;
+use axum::{Json, Router};
 use gemgate_config::ApiSettings;
 use gemgate_domain::ports::{DeliveryControl, Ledger, OutboxStore, ReadModel};
 use gemgate_telemetry::Metrics;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use http_metrics::HttpMetrics;
@@ -110,43 +111,51 @@ pub struct SinkInfo {
     pub finality: String,
 }
 
-/// The API's routes over `state`.
+/// The API's routes over `state`, and at `/v1/openapi.json` the OpenAPI document collected from the same
+/// routes.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/status", get(handlers::status))
-        .route("/events", get(handlers::events))
-        .route("/trade-deals", get(handlers::trade_deals))
-        .route("/trade-deals/{id}", get(handlers::trade_deal))
-        .route("/projections/{table}", get(handlers::projection_rows))
-        .route("/projections/{table}/{key}", get(handlers::projection_row))
-        .route("/sinks", get(handlers::sinks))
-        .route("/stream", get(handlers::stream))
-        .route("/transactions", get(transactions::list))
-        .route("/transactions/{id}", get(transactions::get))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
-    let admin = Router::new()
-        .route("/sinks/{name}/pause", axum::routing::post(handlers::pause_sink))
-        .route("/sinks/{name}/resume", axum::routing::post(handlers::resume_sink))
-        .route("/sinks/{name}/replay", axum::routing::post(handlers::replay_sink))
-        .route("/sinks/{name}/requeue", axum::routing::post(handlers::requeue_sink))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
-    let transact = Router::new()
-        .route("/transactions", axum::routing::post(transactions::create))
-        .route("/transactions/raw", axum::routing::post(transactions::create_raw))
-        .route("/transactions/{id}/cancel", axum::routing::post(transactions::cancel))
-        .route("/transactions/{id}/speed-up", axum::routing::post(transactions::speed_up))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_transact));
-    Router::new()
-        .nest("/v1", v1.merge(admin).merge(transact))
-        .route("/v1/openapi.json", get(openapi::document))
-        .route("/v1/webhooks/gemforce", axum::routing::post(handlers::gemforce_webhook))
-        .route("/health", get(handlers::health))
-        .route("/ready", get(handlers::ready))
-        .route("/metrics", get(handlers::metrics))
+    let (routes, document) = routes(&state).split_for_parts();
+    let document = Arc::new(document);
+    routes
+        .route("/v1/openapi.json", get(move || std::future::ready(Json(document.as_ref().clone()))))
         // Outermost first: CORS answers preflights before anything else runs; metrics see every answer.
         .layer(axum::middleware::from_fn_with_state(state.http.clone(), http_metrics::track))
         .layer(axum::middleware::from_fn_with_state(Arc::new(state.settings.cors.clone()), cors::cors))
         .with_state(state)
+}
+
+/// Every route with its OpenAPI path, under the scope each group needs.
+fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(handlers::status))
+        .routes(routes!(handlers::events))
+        .routes(routes!(handlers::trade_deals))
+        .routes(routes!(handlers::trade_deal))
+        .routes(routes!(handlers::projection_rows))
+        .routes(routes!(handlers::projection_row))
+        .routes(routes!(handlers::sinks))
+        .routes(routes!(handlers::stream))
+        .routes(routes!(transactions::list))
+        .routes(routes!(transactions::get))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(handlers::pause_sink))
+        .routes(routes!(handlers::resume_sink))
+        .routes(routes!(handlers::replay_sink))
+        .routes(routes!(handlers::requeue_sink))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    let transact = OpenApiRouter::new()
+        .routes(routes!(transactions::create))
+        .routes(routes!(transactions::create_raw))
+        .routes(routes!(transactions::cancel))
+        .routes(routes!(transactions::speed_up))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_transact));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/v1", v1.merge(admin).merge(transact))
+        .routes(routes!(handlers::gemforce_webhook))
+        .routes(routes!(handlers::health))
+        .routes(routes!(handlers::ready))
+        .routes(routes!(handlers::metrics))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

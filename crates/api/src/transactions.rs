@@ -10,42 +10,56 @@ use alloy_primitives::{Address, Bytes, U256};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use gemgate_domain::ledger::TxListQuery;
 use gemgate_domain::{ChainId, TxState};
 use gemgate_txm::fees::Speed;
-use gemgate_txm::view::{AttemptView, TxView};
+use gemgate_txm::view::AttemptView;
 use gemgate_txm::{Submit, SubmitError, Submitted, TxManager};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::Digest;
 
+use crate::dto::{ErrorBody, Transaction, Transactions};
 use crate::{ApiError, AppState};
 
 /// Calldata larger than this is refused (geth's pool refuses transactions over 128 KiB).
 const MAX_DATA_BYTES: usize = 128 * 1024;
 const MAX_KEY_LEN: usize = 200;
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/transactions`: a call or transfer from a configured signer.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TransactionBody {
+pub struct TransactionBody {
+    /// A configured signer's name.
     signer: String,
     chain_id: ChainId,
+    /// `0x` address; absent for a contract creation.
     to: Option<String>,
+    /// Wei, decimal.
     #[serde(default)]
     value: Option<String>,
+    /// Calldata, `0x` hex (or `function` with `args`).
     data: Option<String>,
     /// A function signature such as `transfer(address,uint256)`, with `args`: encoded here.
+    #[schema(example = "transfer(address,uint256)")]
     function: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     args: Vec<Value>,
+    /// Gas limit (21000 to 100000000); estimated with a buffer when absent.
     gas: Option<u64>,
+    /// `slow`, `normal` (default) or `fast`.
     speed: Option<String>,
+    /// RFC 3339: the request expires (its nonce filled with a no-op) if not included by then.
     valid_until: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/transactions/raw`: a client-signed transaction.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawBody {
+pub struct RawBody {
+    /// Signed EIP-2718 bytes, `0x` hex.
     raw: String,
 }
 
@@ -153,20 +167,35 @@ fn submit_error(error: SubmitError) -> ApiError {
     }
 }
 
-fn accepted(submitted: &Submitted) -> (StatusCode, Json<Value>) {
+fn accepted(submitted: &Submitted) -> Response {
     let status = match submitted {
         Submitted::New(_) => StatusCode::ACCEPTED,
         Submitted::Existing(_) => StatusCode::OK,
     };
-    (status, Json(json!(TxView::of(submitted.record()))))
+    respond(status, &Transaction::of(submitted.record()))
+}
+
+/// A typed body, serialized before the handler returns (the views borrow the records it owns).
+fn respond(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    (status, Json(body)).into_response()
 }
 
 /// `POST /v1/transactions`
+#[utoipa::path(post, path = "/transactions", tag = "transactions", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 200 characters: the same key and body answer with the original request")),
+    request_body = TransactionBody,
+    responses(
+        (status = 202, description = "accepted with its nonce", body = Transaction),
+        (status = 200, description = "the original request for this idempotency key", body = Transaction),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "the idempotency key was used with another body", body = ErrorBody),
+        (status = 422, description = "refused: reverts, cannot be paid, above the fee cap", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let manager = manager(&state)?;
     let key = idempotency_key(&headers)?;
     let request: TransactionBody = parse_body(&body)?;
@@ -234,10 +263,18 @@ pub async fn create(
 }
 
 /// `POST /v1/transactions/raw`: `{"raw": "0x..."}`, a signed transaction to broadcast and track.
+#[utoipa::path(post, path = "/transactions/raw", tag = "transactions", security(("bearer" = [])),
+    request_body = RawBody,
+    responses(
+        (status = 202, description = "tracked: broadcast and followed to finality", body = Transaction),
+        (status = 200, description = "the same bytes were submitted before", body = Transaction),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
 pub async fn create_raw(
     State(state): State<AppState>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let manager = manager(&state)?;
     let request: RawBody = parse_body(&body)?;
     let raw = hex_bytes(&request.raw, "raw")?;
@@ -245,7 +282,9 @@ pub async fn create_raw(
 }
 
 /// `GET /v1/transactions/{id}`: the request, its attempts, and confirmations once included.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/transactions/{id}", tag = "transactions", params(("id" = String, Path, description = "<chain id>-<sender>-<nonce>")),
+    responses((status = 200, description = "state, attempts, receipt, confirmations", body = Transaction), (status = 404, body = ErrorBody)))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let manager = manager(&state)?;
     let record = manager
         .store
@@ -253,22 +292,32 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
         .await?
         .ok_or_else(|| ApiError::NotFound { what: format!("transaction {id}") })?;
     let attempts = manager.store.attempts(&id).await?;
-    let mut body = json!(TxView::of(&record));
-    body["attempts"] = json!(attempts.iter().map(AttemptView::of).collect::<Vec<_>>());
+    let mut body = Transaction::of(&record);
+    body.attempts = Some(attempts.iter().map(AttemptView::of).collect());
     if let (Some(number), Ok(rpc)) = (record.block_number, manager.chain(record.chain_id))
         && let Ok(Some((head, _))) = rpc.head(gemgate_domain::FinalityLevel::Latest).await
     {
-        body["confirmations"] = json!(head.saturating_sub(number) + 1);
+        body.confirmations = Some(head.saturating_sub(number) + 1);
     }
-    Ok(Json(body))
+    Ok(respond(StatusCode::OK, &body))
 }
 
 /// `GET /v1/transactions`: requests newest first; filters `signer`, `chain_id`, `state`, `from_time`
 /// (RFC 3339); cursor pagination with `after` (the previous page's `next`) and `limit`.
+#[utoipa::path(get, path = "/transactions", tag = "transactions",
+    params(
+        ("signer" = Option<String>, Query, description = "a configured signer's name"),
+        ("chain_id" = Option<u64>, Query),
+        ("state" = Option<TxState>, Query),
+        ("from_time" = Option<String>, Query, description = "created at or after (RFC 3339, UTC)"),
+        ("after" = Option<String>, Query, description = "the `next` value of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+    ),
+    responses((status = 200, description = "requests newest first, each with created_at", body = Transactions), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     const KNOWN: [&str; 6] = ["signer", "chain_id", "state", "from_time", "after", "limit"];
     if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(ApiError::bad(
@@ -310,17 +359,13 @@ pub async fn list(
         limit: crate::handlers::limit(&params)?,
     };
     let page = state.store.ledger.list(&query).await?;
-    let transactions: Vec<Value> = page
+    let transactions = page
         .items
         .iter()
-        .map(|(record, created_at)| {
-            let mut item = json!(TxView::of(record));
-            item["created_at"] = json!(created_at);
-            item
-        })
+        .map(|(record, created_at)| Transaction { created_at: Some(created_at), ..Transaction::of(record) })
         .collect();
     let next = page.next.map(|(created, id)| encode_cursor(&created, &id));
-    Ok(Json(json!({"transactions": transactions, "next": next})))
+    Ok(respond(StatusCode::OK, &Transactions { transactions, next }))
 }
 
 /// The list cursor: the last item's creation time and id, hex-encoded so clients treat it as opaque.
@@ -337,7 +382,11 @@ fn decode_cursor(cursor: &str) -> Result<(String, String), ApiError> {
 }
 
 /// `POST /v1/transactions/{id}/cancel`
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/transactions/{id}/cancel", tag = "transactions", security(("bearer" = [])), params(("id" = String, Path, description = "<chain id>-<sender>-<nonce>")),
+    responses((status = 200, description = "cancel requested: a zero-value self-transfer at the same nonce", body = Transaction),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "too late to cancel", body = ErrorBody)))]
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let manager = manager(&state)?;
     let record =
         manager.cancel(&id).await?.ok_or_else(|| ApiError::NotFound { what: format!("transaction {id}") })?;
@@ -346,14 +395,15 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
             message: format!("transaction {id} is {:?} and can no longer be cancelled", record.state),
         });
     }
-    Ok(Json(json!(TxView::of(&record))))
+    Ok(respond(StatusCode::OK, &Transaction::of(&record)))
 }
 
 /// `POST /v1/transactions/{id}/speed-up`
-pub async fn speed_up(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/transactions/{id}/speed-up", tag = "transactions", security(("bearer" = [])), params(("id" = String, Path, description = "<chain id>-<sender>-<nonce>")),
+    responses((status = 200, description = "re-pricing requested", body = Transaction),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "nothing to speed up", body = ErrorBody)))]
+pub async fn speed_up(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let manager = manager(&state)?;
     let record = manager
         .speed_up(&id)
@@ -366,11 +416,13 @@ pub async fn speed_up(
             message: format!("transaction {id} is {:?}: nothing to speed up", record.state),
         });
     }
-    Ok(Json(json!(TxView::of(&record))))
+    Ok(respond(StatusCode::OK, &Transaction::of(&record)))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -45,6 +45,7 @@ impl fmt::Display for EventId {
 }
 
 /// Whether an event is on the canonical chain or was removed by a reorg after being published.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventStatus {
@@ -63,33 +64,43 @@ impl EventStatus {
 }
 
 /// The event envelope of DESIGN.md. Field names are the public contract.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainEvent {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: EventId,
     pub chain_id: ChainId,
     pub block_number: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub block_hash: B256,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub tx_hash: B256,
     pub tx_index: u64,
     pub log_index: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub address: Address,
     /// The configured contract name.
     pub contract: String,
     /// The event's name from the ABI (not unique: dispatch is on `signature`).
     pub event: String,
     /// topic0 as 0x-hex, the unique key of the event type.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub signature: B256,
     /// Decoded arguments keyed by ABI parameter name; integers as decimal strings. `null` when the
     /// event's topic0 is not in any loaded ABI (then `event` is empty and only the raw fields say what it is).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub args: serde_json::Value,
     /// The raw log topics, topic0 first (an extension of DESIGN.md's envelope: lets a consumer decode
     /// events gemgate has no ABI for and check what it decoded).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub topics: Vec<B256>,
     /// The raw log data.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub data: Bytes,
     /// The sender of the transaction, filled only for events a projection needs it for (a trade deal's
     /// creator); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub tx_from: Option<Address>,
     pub status: EventStatus,
     pub finality: FinalityLevel,

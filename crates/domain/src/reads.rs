@@ -21,6 +21,7 @@ pub struct EventQuery {
 }
 
 /// A page of events and the cursor of the next page (absent on the last page).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct EventPage {
     pub events: Vec<ChainEvent>,
@@ -28,11 +29,13 @@ pub struct EventPage {
 }
 
 /// One chain's progress.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainStatus {
     pub chain_id: ChainId,
     pub head: Option<u64>,
     pub indexed: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub indexed_hash: Option<B256>,
     pub safe: Option<u64>,
     pub finalized: Option<u64>,
@@ -51,6 +54,7 @@ pub enum ReplayFrom {
 }
 
 /// One sink's delivery state for `gemgate sinks list` and `GET /v1/status`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SinkBacklog {
     #[serde(rename = "name")]

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a transaction request is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TxState {

@@ -4,6 +4,7 @@
 use gemgate_domain::ledger::{Attempt, TxRecord};
 use serde::Serialize;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct TxView<'a> {
     pub id: &'a str,
@@ -28,6 +29,7 @@ pub struct TxView<'a> {
     pub tx_hash: Option<&'a str>,
     pub block_number: Option<u64>,
     pub block_hash: Option<&'a str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub receipt: Option<serde_json::Value>,
     pub valid_until: Option<&'a str>,
 }
@@ -65,6 +67,7 @@ pub fn payload(record: &TxRecord) -> String {
 }
 
 /// An attempt as clients see it (the signed bytes included: they are public once broadcast).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptView<'a> {
     pub attempt: u32,
