@@ -42,13 +42,22 @@ pub(crate) fn limit(params: &HashMap<String, String>) -> Result<u32, ApiError> {
     }
 }
 
-#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "alive", body = Health)))]
+#[utoipa::path(get, path = "/health",
+    tag = "service",
+    responses((status = 200, description = "alive", body = Health)),
+)]
 pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// Ready when the database answers.
-#[utoipa::path(get, path = "/ready", tag = "service", responses((status = 200, description = "the database answers", body = Health), (status = 503, description = "not ready", body = Health)))]
+#[utoipa::path(get, path = "/ready",
+    tag = "service",
+    responses(
+        (status = 200, description = "the database answers", body = Health),
+        (status = 503, description = "not ready", body = Health),
+    ),
+)]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     match state.store.reads.heads().await {
         Ok(_) => (StatusCode::OK, Json(Health { status: "ready" })),
@@ -60,7 +69,17 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
 }
 
 /// The registry in the OpenMetrics text format (what the encoder writes; Prometheus scrapes it as such).
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
+#[utoipa::path(get, path = "/metrics",
+    tag = "service",
+    responses(
+        (
+            status = 200,
+            description = "OpenMetrics text",
+            body = String,
+            content_type = "application/openmetrics-text",
+        ),
+    ),
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
@@ -68,7 +87,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-#[utoipa::path(get, path = "/status", tag = "status", responses((status = 200, description = "progress of every chain and sink", body = Status)))]
+#[utoipa::path(get, path = "/status",
+    tag = "status",
+    responses((status = 200, description = "progress of every chain and sink", body = Status)),
+)]
 pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     let chains = state.store.reads.chain_status().await?;
     Ok(Json(Status { chains, sinks: sink_states(&state).await? }))
@@ -81,7 +103,16 @@ async fn sink_states(state: &AppState) -> Result<Vec<SinkState>, ApiError> {
     Ok(state.sinks.iter().zip(backlogs).map(|(info, backlog)| SinkState::of(info, &backlog)).collect())
 }
 
-#[utoipa::path(get, path = "/sinks", tag = "delivery", responses((status = 200, description = "each configured sink: kind, finality, position in the outbox, backlog, dead letters, paused", body = Sinks)))]
+#[utoipa::path(get, path = "/sinks",
+    tag = "delivery",
+    responses(
+        (
+            status = 200,
+            description = "each sink: kind, finality, position in the outbox, backlog, dead letters, paused",
+            body = Sinks,
+        ),
+    ),
+)]
 pub async fn sinks(State(state): State<AppState>) -> Result<Json<Sinks>, ApiError> {
     Ok(Json(Sinks { sinks: sink_states(&state).await? }))
 }
@@ -94,7 +125,17 @@ fn configured_sink(state: &AppState, name: &str) -> Result<(), ApiError> {
     }
 }
 
-#[utoipa::path(post, path = "/sinks/{name}/pause", tag = "delivery", security(("bearer" = [])), params(("name" = String, Path, description = "a configured sink")), responses((status = 200, description = "paused; its backlog waits", body = SinkPaused), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/sinks/{name}/pause",
+    tag = "delivery",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "a configured sink")),
+    responses(
+        (status = 200, description = "paused; its backlog waits", body = SinkPaused),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+)]
 pub async fn pause_sink(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -104,7 +145,17 @@ pub async fn pause_sink(
     Ok(Json(SinkPaused { name, paused: true }))
 }
 
-#[utoipa::path(post, path = "/sinks/{name}/resume", tag = "delivery", security(("bearer" = [])), params(("name" = String, Path, description = "a configured sink")), responses((status = 200, description = "delivering again from where it stopped", body = SinkPaused), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/sinks/{name}/resume",
+    tag = "delivery",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "a configured sink")),
+    responses(
+        (status = 200, description = "delivering again from where it stopped", body = SinkPaused),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+)]
 pub async fn resume_sink(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -124,7 +175,10 @@ pub async fn resume_sink(
         ("after" = Option<String>, Query, description = "the `next` value of the previous page"),
         ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
     ),
-    responses((status = 200, description = "a page of events in chain order", body = EventPage), (status = 400, description = "invalid input", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "a page of events in chain order", body = EventPage),
+        (status = 400, description = "invalid input", body = ErrorBody),
+    ))]
 pub async fn events(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -174,7 +228,17 @@ pub async fn events(
     Ok(Json(state.store.reads.events(&query).await?))
 }
 
-#[utoipa::path(get, path = "/trade-deals", tag = "projections", params(("after" = Option<String>, Query, description = "the `next` value of the previous page"), ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")), responses((status = 200, description = "a page of trade deals", body = TradeDeals), (status = 400, description = "invalid input", body = ErrorBody)))]
+#[utoipa::path(get, path = "/trade-deals",
+    tag = "projections",
+    params(
+        ("after" = Option<String>, Query, description = "the `next` value of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+    ),
+    responses(
+        (status = 200, description = "a page of trade deals", body = TradeDeals),
+        (status = 400, description = "invalid input", body = ErrorBody),
+    ),
+)]
 pub async fn trade_deals(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -192,8 +256,17 @@ pub async fn trade_deals(
     Ok(Json(TradeDeals { trade_deals: rows, next }))
 }
 
-/// A trade deal by its id (`tradeDealId`), looked up in each configured Gemforce contract; or by its full key.
-#[utoipa::path(get, path = "/trade-deals/{id}", tag = "projections", params(("id" = String, Path, description = "tradeDealId (decimal) or the full key")), responses((status = 200, description = "the trade deal (a projection row)", body = Object), (status = 404, description = "no such trade deal", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
+/// A trade deal by its id (`tradeDealId`), looked up in each configured Gemforce contract; or by its full
+/// key.
+#[utoipa::path(get, path = "/trade-deals/{id}",
+    tag = "projections",
+    params(("id" = String, Path, description = "tradeDealId (decimal) or the full key")),
+    responses(
+        (status = 200, description = "the trade deal (a projection row)", body = Object),
+        (status = 404, description = "no such trade deal", body = ErrorBody),
+        (status = 400, description = "invalid input", body = ErrorBody),
+    ),
+)]
 pub async fn trade_deal(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -232,7 +305,19 @@ async fn rows_of(
     })
 }
 
-#[utoipa::path(get, path = "/projections/{table}", tag = "projections", params(("table" = String, Path), ("after" = Option<String>, Query, description = "the `next` value of the previous page"), ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")), responses((status = 200, description = "a page of rows", body = Rows), (status = 404, description = "unknown table", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
+#[utoipa::path(get, path = "/projections/{table}",
+    tag = "projections",
+    params(
+        ("table" = String, Path),
+        ("after" = Option<String>, Query, description = "the `next` value of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+    ),
+    responses(
+        (status = 200, description = "a page of rows", body = Rows),
+        (status = 404, description = "unknown table", body = ErrorBody),
+        (status = 400, description = "invalid input", body = ErrorBody),
+    ),
+)]
 pub async fn projection_rows(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -246,7 +331,14 @@ pub async fn projection_rows(
     Ok(Json(Rows { rows, next }))
 }
 
-#[utoipa::path(get, path = "/projections/{table}/{key}", tag = "projections", params(("table" = String, Path), ("key" = String, Path)), responses((status = 200, description = "the row", body = Object), (status = 404, description = "no such table or row", body = ErrorBody)))]
+#[utoipa::path(get, path = "/projections/{table}/{key}",
+    tag = "projections",
+    params(("table" = String, Path), ("key" = String, Path)),
+    responses(
+        (status = 200, description = "the row", body = Object),
+        (status = 404, description = "no such table or row", body = ErrorBody),
+    ),
+)]
 pub async fn projection_row(
     State(state): State<AppState>,
     Path((name, key)): Path<(String, String)>,
@@ -266,7 +358,16 @@ pub async fn projection_row(
         ("after" = Option<u64>, Query, description = "start after this outbox position (Last-Event-ID wins)"),
         ("Last-Event-ID" = Option<u64>, Header),
     ),
-    responses((status = 200, description = "the outbox as server-sent events: SSE id = outbox position, event = canonical | retracted, data = the envelope", body = String, content_type = "text/event-stream"), (status = 400, description = "invalid input", body = ErrorBody)))]
+    responses(
+        (
+            status = 200,
+            description = "the outbox as server-sent events: id = outbox position, \
+                           event = canonical | retracted, data = the envelope",
+            body = String,
+            content_type = "text/event-stream",
+        ),
+        (status = 400, description = "invalid input", body = ErrorBody),
+    ))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -324,9 +425,20 @@ pub async fn stream(
 /// bad one gets 401 and is counted. A verified payload is stored once (deduplicated by its `id` field, else
 /// by the SHA-256 of the body) with an outbox row, so the sinks deliver it; the answer is 202 at once.
 #[utoipa::path(post, path = "/v1/webhooks/gemforce", tag = "delivery",
-    params(("X-Gemforce-Signature" = String, Header, description = "hex HMAC-SHA256 of the raw body with api.gemforce_webhook_secret")),
+    params(
+        (
+            "X-Gemforce-Signature" = String,
+            Header,
+            description = "hex HMAC-SHA256 of the raw body with api.gemforce_webhook_secret"
+        ),
+    ),
     request_body(content = Object, description = "the Gemforce webhook payload (JSON)"),
-    responses((status = 202, description = "stored once and queued for the sinks", body = WebhookAccepted), (status = 400, body = ErrorBody), (status = 401, description = "bad or missing signature", body = ErrorBody), (status = 404, description = "no webhook secret configured", body = ErrorBody)))]
+    responses(
+        (status = 202, description = "stored once and queued for the sinks", body = WebhookAccepted),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "bad or missing signature", body = ErrorBody),
+        (status = 404, description = "no webhook secret configured", body = ErrorBody),
+    ))]
 pub async fn gemforce_webhook(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -357,7 +469,23 @@ pub async fn gemforce_webhook(
 }
 
 /// `POST /v1/sinks/{name}/replay` with `{"from_block": N, "chain_id": ID?}` or `{"from_time": "RFC 3339"}`.
-#[utoipa::path(post, path = "/sinks/{name}/replay", tag = "delivery", security(("bearer" = [])), params(("name" = String, Path, description = "a configured sink")), request_body = ReplayBody, responses((status = 200, description = "the sink delivers again after this outbox position", body = SinkReplayed), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/sinks/{name}/replay",
+    tag = "delivery",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "a configured sink")),
+    request_body = ReplayBody,
+    responses(
+        (
+            status = 200,
+            description = "the sink delivers again after this outbox position",
+            body = SinkReplayed,
+        ),
+        (status = 400, description = "invalid input", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+)]
 pub async fn replay_sink(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -401,7 +529,17 @@ pub struct ReplayBody {
 }
 
 /// `POST /v1/sinks/{name}/requeue`: the sink's dead letters are sent again.
-#[utoipa::path(post, path = "/sinks/{name}/requeue", tag = "delivery", security(("bearer" = [])), params(("name" = String, Path, description = "a configured sink")), responses((status = 200, description = "how many dead letters were requeued", body = SinkRequeued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/sinks/{name}/requeue",
+    tag = "delivery",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "a configured sink")),
+    responses(
+        (status = 200, description = "how many dead letters were requeued", body = SinkRequeued),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
+)]
 pub async fn requeue_sink(
     State(state): State<AppState>,
     Path(name): Path<String>,

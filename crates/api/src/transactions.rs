@@ -182,7 +182,11 @@ fn respond(status: StatusCode, body: &impl serde::Serialize) -> Response {
 
 /// `POST /v1/transactions`
 #[utoipa::path(post, path = "/transactions", tag = "transactions", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 200 characters: the same key and body answer with the original request")),
+    params((
+        "Idempotency-Key" = Option<String>,
+        Header,
+        description = "1 to 200 characters: the same key and body answer with the original request"
+    )),
     request_body = TransactionBody,
     responses(
         (status = 202, description = "accepted with its nonce", body = Transaction),
@@ -282,8 +286,12 @@ pub async fn create_raw(
 }
 
 /// `GET /v1/transactions/{id}`: the request, its attempts, and confirmations once included.
-#[utoipa::path(get, path = "/transactions/{id}", tag = "transactions", params(("id" = String, Path, description = "<chain id>-<sender>-<nonce>")),
-    responses((status = 200, description = "state, attempts, receipt, confirmations", body = Transaction), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/transactions/{id}", tag = "transactions",
+    params(("id" = String, Path, description = "<chain id>-<sender>-<nonce>")),
+    responses(
+        (status = 200, description = "state, attempts, receipt, confirmations", body = Transaction),
+        (status = 404, body = ErrorBody),
+    ))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let manager = manager(&state)?;
     let record = manager
@@ -313,7 +321,10 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
         ("after" = Option<String>, Query, description = "the `next` value of the previous page"),
         ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
     ),
-    responses((status = 200, description = "requests newest first, each with created_at", body = Transactions), (status = 400, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "requests newest first, each with created_at", body = Transactions),
+        (status = 400, body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -382,10 +393,13 @@ fn decode_cursor(cursor: &str) -> Result<(String, String), ApiError> {
 }
 
 /// `POST /v1/transactions/{id}/cancel`
-#[utoipa::path(post, path = "/transactions/{id}/cancel", tag = "transactions", security(("bearer" = [])), params(("id" = String, Path, description = "<chain id>-<sender>-<nonce>")),
-    responses((status = 200, description = "cancel requested: a zero-value self-transfer at the same nonce", body = Transaction),
+#[utoipa::path(post, path = "/transactions/{id}/cancel", tag = "transactions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "<chain id>-<sender>-<nonce>")),
+    responses(
+        (status = 200, description = "cancel requested: a zero-value self-transfer at the nonce", body = Transaction),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "too late to cancel", body = ErrorBody)))]
+        (status = 409, description = "too late to cancel", body = ErrorBody),
+    ))]
 pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let manager = manager(&state)?;
     let record =
@@ -399,10 +413,13 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 /// `POST /v1/transactions/{id}/speed-up`
-#[utoipa::path(post, path = "/transactions/{id}/speed-up", tag = "transactions", security(("bearer" = [])), params(("id" = String, Path, description = "<chain id>-<sender>-<nonce>")),
-    responses((status = 200, description = "re-pricing requested", body = Transaction),
+#[utoipa::path(post, path = "/transactions/{id}/speed-up", tag = "transactions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "<chain id>-<sender>-<nonce>")),
+    responses(
+        (status = 200, description = "re-pricing requested", body = Transaction),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "nothing to speed up", body = ErrorBody)))]
+        (status = 409, description = "nothing to speed up", body = ErrorBody),
+    ))]
 pub async fn speed_up(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let manager = manager(&state)?;
     let record = manager

@@ -122,6 +122,7 @@ impl Broadcaster for TxRpc {
     }
 
     /// The sender's transaction count: mined (`pending = false`) or including the node's pool.
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, %address, pending))]
     async fn nonce(&self, address: Address, pending: bool) -> Result<u64, ChainError> {
         self.endpoints
             .call("eth_getTransactionCount", 0, |e| async move {
@@ -132,6 +133,7 @@ impl Broadcaster for TxRpc {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, %address))]
     async fn balance(&self, address: Address) -> Result<U256, ChainError> {
         self.endpoints
             .call("eth_getBalance", 0, |e| async move {
@@ -142,6 +144,7 @@ impl Broadcaster for TxRpc {
 
     /// `eth_feeHistory` over the last `blocks` blocks at `percentiles`, or the gas price on a chain whose
     /// blocks have no base fee.
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, blocks))]
     async fn fees(&self, blocks: u64, percentiles: &[f64]) -> Result<FeeQuote, ChainError> {
         let history = self
             .endpoints
@@ -169,6 +172,7 @@ impl Broadcaster for TxRpc {
     }
 
     /// `eth_estimateGas`; a revert comes back as `Refused(Reverted)` with the node's reason.
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, to = ?call.to))]
     async fn estimate_gas(&self, call: &CallRequest) -> Result<u64, SendFailure> {
         self.refusable("eth_estimateGas", |e| {
             let request = transaction_request(call);
@@ -179,6 +183,7 @@ impl Broadcaster for TxRpc {
 
     /// `eth_call` of a transaction at a block, for the revert reason of a failed one: the decoded
     /// `Error(string)` or `Panic(uint256)`, or the node's message.
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, to = ?call.to, block))]
     async fn revert_reason(&self, call: &CallRequest, block: u64) -> Option<String> {
         let answer = self
             .refusable("eth_call", |e| {
@@ -194,6 +199,7 @@ impl Broadcaster for TxRpc {
     }
 
     /// `eth_sendRawTransaction`: the hash, or the node's typed refusal.
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, bytes = raw.len()))]
     async fn send_raw(&self, raw: &Bytes) -> Result<B256, SendFailure> {
         self.refusable("eth_sendRawTransaction", |e| {
             let raw = raw.clone();
@@ -202,6 +208,7 @@ impl Broadcaster for TxRpc {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, %hash))]
     async fn receipt(&self, hash: B256) -> Result<Option<ReceiptSummary>, ChainError> {
         let receipt = self
             .endpoints
@@ -214,6 +221,7 @@ impl Broadcaster for TxRpc {
 
     /// Every receipt of block `number` in one call (`eth_getBlockReceipts`); `None` when the node does not
     /// have the block. A node without the method answers with an `Rpc` error.
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, number))]
     async fn block_receipts(&self, number: u64) -> Result<Option<Vec<ReceiptSummary>>, ChainError> {
         let receipts = self
             .endpoints
@@ -225,6 +233,7 @@ impl Broadcaster for TxRpc {
     }
 
     /// Whether the node knows the transaction (pending or mined).
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, %hash))]
     async fn knows(&self, hash: B256) -> Result<bool, ChainError> {
         self.endpoints
             .call("eth_getTransactionByHash", 0, |e| async move {
@@ -237,6 +246,7 @@ impl Broadcaster for TxRpc {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, level = ?level))]
     async fn head(&self, level: FinalityLevel) -> Result<Option<(u64, B256)>, ChainError> {
         let tag = match level {
             FinalityLevel::Latest => BlockNumberOrTag::Latest,
@@ -246,6 +256,7 @@ impl Broadcaster for TxRpc {
         self.block(tag).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, number))]
     async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
         Ok(self.block(BlockNumberOrTag::Number(number)).await?.map(|(_, hash)| hash))
     }
