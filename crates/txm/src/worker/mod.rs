@@ -14,7 +14,6 @@
 //! A request that cannot be sent as is (expired, cancelled, refused by the signer's policy or by every
 //! node) never leaves a hole: its nonce is filled with a zero-value self-transfer, so later nonces are not
 //! held hostage.
-
 //!
 //! Each step is its own file: `sign` (sign queued requests, re-price), `send` (broadcast and read the
 //! node's answer), `watch` (settle, re-send, confirm); `change` builds the ledger change a step makes. A
