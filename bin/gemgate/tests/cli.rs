@@ -223,7 +223,7 @@ fn config_check_prints_the_effective_config_without_secrets() {
 fn demo_deploys_and_drives_traffic_with_json_logs() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     if let Err(error) = runtime.block_on(gemgate_testkit::find_anvil()) {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if gemgate_testkit::under_ci() {
             panic!("anvil unavailable under CI: {error}");
         }
         eprintln!("SKIPPED demo_deploys_and_drives_traffic_with_json_logs: anvil unavailable ({error})");

@@ -30,7 +30,7 @@ async fn killed_backfill_resumes_without_gap_or_duplicate_on_postgres() {
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
     let server = match SqlStore::connect(&admin, 1, ProjectionSet::default()).await {
         Ok(server) => server,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+        Err(e) if gemgate_testkit::under_ci() => {
             panic!("Postgres unreachable under CI: {e}")
         }
         Err(e) => {

@@ -15,16 +15,14 @@ use std::time::{Duration, Instant};
 use gemgate_projections::gemforce::tables::{DIAMOND_FACETS, FACET_HISTORY};
 use gemgate_store::SqlStore;
 use gemgate_testkit::bindings::ClaimTopicsRegistryFacet;
-use gemgate_testkit::{Anvil, AnvilOptions, anvil_or_skip, deploy_gemforce, find_anvil, replace_facet};
+use gemgate_testkit::{
+    Anvil, AnvilOptions, anvil_or_skip, deploy_gemforce, find_anvil, replace_facet, under_ci,
+};
 use support::{KillOnDrop, free_port, get};
 
 /// The tests of this file run one at a time: the websocket test holds each block to a second, which a
 /// demo deploying and driving traffic beside it on two shared cores could make flaky.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
 
 /// The text of `GET /metrics`.
 async fn metrics_text(base: &str) -> String {
@@ -457,18 +455,7 @@ async fn browser_pages_on_other_origins_read_and_write_as_cors_origins_allow() {
 async fn the_demo_exposes_metrics_of_every_part_in_valid_openmetrics() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let test = "the_demo_exposes_metrics_of_every_part_in_valid_openmetrics";
-    let parser_ready = Command::new("python3")
-        .args(["-c", "import prometheus_client.openmetrics.parser"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !parser_ready {
-        assert!(
-            !under_ci(),
-            "{test}: python3 with prometheus_client is required (pip install prometheus-client)"
-        );
-        eprintln!(
-            "SKIPPED {test}: python3 with prometheus_client is not installed; set CI=true to make this a failure"
-        );
+    if !support::python_module_or_skip(test, "prometheus_client.openmetrics.parser", "prometheus-client") {
         return;
     }
     if let Err(e) = find_anvil().await {

@@ -433,7 +433,7 @@ async fn transactions_are_listed_and_sinks_filter_by_message_kind() {
     let client = redis::Client::open(redis_url().as_str()).unwrap();
     let mut connection = match client.get_multiplexed_async_connection().await {
         Ok(c) => c,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("Redis unreachable under CI: {e}"),
+        Err(e) if gemgate_testkit::under_ci() => panic!("Redis unreachable under CI: {e}"),
         Err(e) => {
             eprintln!("SKIPPED {test}: Redis unreachable ({e})");
             return;

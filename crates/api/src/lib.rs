@@ -14,8 +14,8 @@ mod transactions;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::routing::get;
-use axum::{Json, Router};
 use gemgate_config::ApiSettings;
 use gemgate_domain::ports::{DeliveryControl, Ledger, OutboxStore, ReadModel};
 use gemgate_telemetry::Metrics;
@@ -115,9 +115,11 @@ pub struct SinkInfo {
 /// routes.
 pub fn router(state: AppState) -> Router {
     let (routes, document) = routes(&state).split_for_parts();
-    let document = Arc::new(document);
+    // Serialized once: the document is fixed for the life of the router (each answer shares the bytes).
+    let document = axum::body::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
     routes
-        .route("/v1/openapi.json", get(move || std::future::ready(Json(document.as_ref().clone()))))
+        .route("/v1/openapi.json", get(move || std::future::ready((json, document.clone()))))
         // Outermost first: CORS answers preflights before anything else runs; metrics see every answer.
         .layer(axum::middleware::from_fn_with_state(state.http.clone(), http_metrics::track))
         .layer(axum::middleware::from_fn_with_state(Arc::new(state.settings.cors.clone()), cors::cors))

@@ -314,12 +314,17 @@ async fn install(target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether the tests run under CI (`CI=true`): there a missing service is a failure, elsewhere a loud skip.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
 /// For tests: starts anvil, or reports why it cannot. Under `CI=true` a missing anvil is a failure (the
 /// error is returned); elsewhere the test is skipped, loudly, with `None`.
 pub async fn anvil_or_skip(test: &str, options: AnvilOptions) -> Result<Option<Anvil>> {
     match Anvil::start_with(options).await {
         Ok(anvil) => Ok(Some(anvil)),
-        Err(error) if std::env::var("CI").is_ok_and(|v| v == "true") => Err(error),
+        Err(error) if under_ci() => Err(error),
         Err(error) => {
             eprintln!("SKIPPED {test}: anvil is not available ({error}); set CI=true to make this a failure");
             Ok(None)

@@ -16,7 +16,7 @@ mod scenario;
 mod send;
 mod synthetic;
 
-pub use anvil::{ANVIL_VERSION, Anvil, AnvilOptions, anvil_or_skip, find_anvil};
+pub use anvil::{ANVIL_VERSION, Anvil, AnvilOptions, anvil_or_skip, find_anvil, under_ci};
 pub use deploy::{Deployment, deploy_gemforce, replace_facet};
 pub use error::TestkitError;
 pub use proxy::TcpProxy;

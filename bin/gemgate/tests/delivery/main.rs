@@ -55,7 +55,7 @@ fn fast_settings(sink: &str) -> DispatchSettings {
 fn reachable<T, E: std::fmt::Display>(test: &str, service: &str, connected: Result<T, E>) -> Option<T> {
     match connected {
         Ok(value) => Some(value),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+        Err(e) if gemgate_testkit::under_ci() => {
             panic!("{service} unreachable under CI: {e}")
         }
         Err(e) => {

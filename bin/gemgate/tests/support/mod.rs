@@ -54,3 +54,23 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Whether `python3` can import `module` (an independent checker a test runs). Without it the test fails
+/// under CI and is skipped, loudly, elsewhere: `false` means skip.
+#[allow(dead_code)] // the metrics and OpenAPI tests use it; the other test binaries share this module
+pub fn python_module_or_skip(test: &str, module: &str, package: &str) -> bool {
+    let ready = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        assert!(
+            !gemgate_testkit::under_ci(),
+            "{test}: python3 with {package} is required (pip install {package})"
+        );
+        eprintln!(
+            "SKIPPED {test}: python3 with {package} is not installed; set CI=true to make this a failure"
+        );
+    }
+    ready
+}

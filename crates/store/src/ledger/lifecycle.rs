@@ -65,9 +65,7 @@ impl SqlStore {
                 d.param(2)
             );
             tx.execute(&sql, vec![Bind::text(ending.as_str()), Bind::text(id.clone())]).await?;
-            let sql = format!("SELECT {} FROM tx_requests WHERE id = {}", columns(d), d.param(1));
-            let rows = tx.fetch(&sql, vec![Bind::text(id.clone())], &kinds(&RECORD)).await?;
-            rows.first().map(|r| record(r)).transpose()
+            record_by_id(tx, &id).await
         })
     }
 
@@ -83,9 +81,7 @@ impl SqlStore {
                 d.param(2)
             );
             tx.execute(&sql, vec![Bind::text(id.clone()), Bind::text(id.clone())]).await?;
-            let sql = format!("SELECT {} FROM tx_requests WHERE id = {}", columns(d), d.param(1));
-            let rows = tx.fetch(&sql, vec![Bind::text(id.clone())], &kinds(&RECORD)).await?;
-            rows.first().map(|r| record(r)).transpose()
+            record_by_id(tx, &id).await
         })
     }
 }

@@ -79,6 +79,14 @@ fn int(row: &[Cell], i: usize) -> Option<u64> {
     }
 }
 
+/// One request by id, read inside `tx`.
+async fn record_by_id(tx: &mut dyn Tx, id: &str) -> Result<Option<TxRecord>, StoreError> {
+    let d = tx.dialect();
+    let sql = format!("SELECT {} FROM tx_requests WHERE id = {}", columns(d), d.param(1));
+    let rows = tx.fetch(&sql, vec![Bind::text(id)], &kinds(&RECORD)).await?;
+    rows.first().map(|r| record(r)).transpose()
+}
+
 fn record(row: &[Cell]) -> Result<TxRecord, StoreError> {
     Ok(TxRecord {
         id: text(row, 0).unwrap_or_default(),

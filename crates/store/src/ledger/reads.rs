@@ -7,15 +7,7 @@ impl SqlStore {
     /// One request by id.
     pub async fn transaction(&self, id: &str) -> Result<Option<TxRecord>, StoreError> {
         let id = id.to_string();
-        self.with_tx(move |tx| {
-            Box::pin(async move {
-                let d = tx.dialect();
-                let sql = format!("SELECT {} FROM tx_requests WHERE id = {}", columns(d), d.param(1));
-                let rows = tx.fetch(&sql, vec![Bind::text(id)], &kinds(&RECORD)).await?;
-                rows.first().map(|r| record(r)).transpose()
-            })
-        })
-        .await
+        self.with_tx(move |tx| Box::pin(async move { record_by_id(tx, &id).await })).await
     }
 
     /// A request's attempts in order.
