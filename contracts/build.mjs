@@ -19,7 +19,7 @@ const DEPLOYABLE = [
   "Diamond", "DiamondCutFacet", "DiamondLoupeFacet", "OwnershipFacet", "ERC721Facet", "GemforceMinterFacet",
   "TradeDealFacet", "MarketplaceFacet", "CarbonCreditFacet", "IdentityRegistryFacet", "ClaimTopicsRegistryFacet",
   "TrustedIssuersRegistryFacet", "IdentityFactory", "Treasury", "SampleERC20", "InvoiceNFT", "GemforceForwarder",
-  "LogSpammer",
+  "LogSpammer", "Multicall3",
 ];
 
 const SETTINGS = {

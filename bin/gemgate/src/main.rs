@@ -78,6 +78,9 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Serve the HTTP API.
     Serve,
+    /// Make a view call the way POST /v1/call does and print its answer as JSON: the result decoded by
+    /// the contract's ABI, or why it reverted (then the exit status is 1).
+    Call(CallArgs),
     /// Run the transaction workers.
     Txm,
     /// Apply database migrations and exit.
@@ -117,6 +120,26 @@ enum SinksCommand {
     },
     /// Send a sink's dead letters again (from the oldest of them on).
     Requeue { name: String },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct CallArgs {
+    /// A configured contract's name, or a 0x address.
+    contract: String,
+    /// A function name from the contract's ABI (`carbonCreditBalance`), or a signature such as
+    /// "balanceOf(address)" (add "returns (uint256)" to decode the result of an unconfigured contract).
+    function: String,
+    /// The function's arguments: numbers, addresses, strings, `true`/`false`; arrays and tuples as JSON.
+    args: Vec<String>,
+    /// latest, safe, finalized, a block number or a block hash.
+    #[arg(long, default_value = "latest")]
+    block: String,
+    /// msg.sender of the call.
+    #[arg(long)]
+    from: Option<String>,
+    /// The chain, when CONTRACT is an address and several chains are configured.
+    #[arg(long)]
+    chain: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +188,9 @@ fn main() -> ExitCode {
             with_settings(&cli, move |settings| async move { index::run(&settings, once).await })
         }
         Command::Serve => with_settings(&cli, |settings| async move { serve(&settings).await }),
+        Command::Call(ref args) => {
+            with_settings(&cli, move |settings| async move { call(&settings, args).await })
+        }
         Command::Migrate => with_settings(&cli, |settings| async move {
             wiring::open_store(&settings).await?;
             println!("migrations applied to {}", settings.database.url);
@@ -217,8 +243,58 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     tracing::info!(listen = %settings.api.listen, "API listening");
     let metrics = gemgate_telemetry::Metrics::new();
     let txm = wiring::tx_manager(settings, &store, &metrics).await?;
-    let router = gemgate_api::router(wiring::app_state(settings, &store, metrics, txm));
+    let router = gemgate_api::router(wiring::app_state(settings, &store, metrics, txm)?);
     gemgate_api::serve(listener, router, wiring::stopped(rx)).await.context("serving the API")
+}
+
+/// `gemgate call`: one view call through the same proxy and ABIs as `POST /v1/call`.
+async fn call(settings: &Settings, args: &CallArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let metrics = gemgate_telemetry::Metrics::new();
+    let calls = wiring::view_calls(settings, &metrics)?
+        .context("no chains are configured: add a [[chains]] entry to make calls")?;
+    let chain_id = match (args.chain, calls.catalog.contract(&args.contract)) {
+        (Some(chain), _) => chain,
+        (None, Some((chain, _))) => chain,
+        (None, None) => match settings.chains.as_slice() {
+            [only] => only.id,
+            _ => anyhow::bail!("{:?} is not a configured contract: give --chain", args.contract),
+        },
+    };
+    let block = gemgate_domain::calls::BlockSelector::parse(&args.block).with_context(|| {
+        format!("--block {:?} is not latest, safe, finalized, a block number or a block hash", args.block)
+    })?;
+    let from = args
+        .from
+        .as_deref()
+        .map(|text| text.parse().map_err(|_| anyhow::anyhow!("--from {text:?} is not a 20-byte hex address")))
+        .transpose()?;
+    // Arrays and tuples are JSON; everything else is taken as written.
+    let values: Vec<serde_json::Value> = args
+        .args
+        .iter()
+        .map(|arg| match arg.starts_with('[') {
+            true => serde_json::from_str(arg).unwrap_or_else(|_| serde_json::Value::String(arg.clone())),
+            false => serde_json::Value::String(arg.clone()),
+        })
+        .collect();
+    let input = gemgate_calls::CallInput {
+        chain_id,
+        to: &args.contract,
+        from,
+        data: None,
+        function: Some(&args.function),
+        args: &values,
+        block: Some(block),
+    };
+    let prepared = calls.catalog.prepare(&input).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let answer = calls.proxy.call(&prepared.call).await?;
+    let result = calls.catalog.explain(&prepared, &answer);
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    match &result.revert {
+        Some(revert) => anyhow::bail!("the call reverted: {}", revert.reason),
+        None => Ok(()),
+    }
 }
 
 /// `gemgate sinks list|pause|resume`.

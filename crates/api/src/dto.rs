@@ -133,6 +133,21 @@ pub struct Transactions<'a> {
     pub next: Option<String>,
 }
 
+/// `POST /v1/call` with an array: each call's result in order, each with its own `error` if it failed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallResults {
+    pub results: Vec<gemgate_calls::CallResult>,
+}
+
+/// `POST /v1/call`'s answer: one call's result, or `{"results": [...]}` for an array.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum CallAnswerBody {
+    One(gemgate_calls::CallResult),
+    Many(CallResults),
+}
+
 /// Every 4xx and 5xx answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {

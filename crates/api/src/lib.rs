@@ -4,6 +4,7 @@
 //! the cause is logged once.
 
 mod auth;
+mod calls;
 mod cors;
 pub mod dto;
 mod error;
@@ -78,6 +79,15 @@ pub struct AppState {
     pub http: HttpMetrics,
     /// The transaction manager's front door (`None` without chains and signers configured).
     pub txm: Option<Arc<gemgate_txm::TxManager>>,
+    /// The view-call proxy and the ABIs it encodes with (`None` without chains configured).
+    pub calls: Option<Arc<ViewCalls>>,
+}
+
+/// What `POST /v1/call` needs: the proxy and the configured contracts' functions and errors.
+#[derive(Debug)]
+pub struct ViewCalls {
+    pub proxy: gemgate_calls::CallProxy,
+    pub catalog: gemgate_calls::Catalog,
 }
 
 /// Inbound webhook counters, registered under `gemgate_api_webhooks_`.
@@ -139,6 +149,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::stream))
         .routes(routes!(transactions::list))
         .routes(routes!(transactions::get))
+        .routes(routes!(calls::call))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = OpenApiRouter::new()
         .routes(routes!(handlers::pause_sink))

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use alloy::dyn_abi::{DynSolType, DynSolValue, JsonAbiExt};
 use alloy::json_abi::Function;
 use alloy_primitives::{Address, Bytes, U256};
 use axum::Json;
@@ -69,7 +68,7 @@ fn manager(state: &AppState) -> Result<&TxManager, ApiError> {
     })
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad("invalid_body", format!("the body is not valid: {e}")))
 }
@@ -80,7 +79,7 @@ fn address(text: &str, field: &str) -> Result<Address, ApiError> {
     })
 }
 
-fn hex_bytes(text: &str, field: &str) -> Result<Bytes, ApiError> {
+pub(crate) fn hex_bytes(text: &str, field: &str) -> Result<Bytes, ApiError> {
     let digits = text
         .strip_prefix("0x")
         .ok_or_else(|| ApiError::bad("invalid_parameter", format!("{field}: hex must start with 0x")))?;
@@ -103,36 +102,7 @@ fn encode_call(signature: &str, args: &[Value]) -> Result<Bytes, ApiError> {
             format!("function: {signature:?} is not a signature such as \"transfer(address,uint256)\": {e}"),
         )
     })?;
-    if function.inputs.len() != args.len() {
-        return Err(ApiError::bad(
-            "invalid_parameter",
-            format!(
-                "args: {} takes {} arguments, {} given",
-                function.signature(),
-                function.inputs.len(),
-                args.len()
-            ),
-        ));
-    }
-    let mut values = Vec::new();
-    for (i, (input, arg)) in function.inputs.iter().zip(args).enumerate() {
-        let ty: DynSolType = input
-            .selector_type()
-            .parse()
-            .map_err(|e| ApiError::bad("invalid_parameter", format!("args[{i}]: type {}: {e}", input.ty)))?;
-        let text = match arg {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let value: DynSolValue = ty.coerce_str(&text).map_err(|e| {
-            ApiError::bad("invalid_parameter", format!("args[{i}]: {text:?} is not a {ty}: {e}"))
-        })?;
-        values.push(value);
-    }
-    let data = function
-        .abi_encode_input(&values)
-        .map_err(|e| ApiError::bad("invalid_parameter", format!("args: cannot encode: {e}")))?;
-    Ok(data.into())
+    gemgate_calls::abi::encode(&function, args).map_err(|e| ApiError::bad("invalid_parameter", e.0))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

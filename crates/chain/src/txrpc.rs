@@ -1,19 +1,20 @@
 //! The `Broadcaster` port over JSON-RPC, through the endpoint pool: counts, balances, fee history, gas
-//! estimates, broadcast, receipts and block hashes. A node's refusal of a transaction comes back typed
+//! estimates, broadcast, receipts and block hashes; and the `ViewCaller` port (view calls pinned to a block). A node's refusal of a transaction comes back typed
 //! (`SendError`), apart from transport trouble (`ChainError`), because the two call for different actions.
 
-use alloy::eips::BlockNumberOrTag;
+use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use gemgate_domain::broadcast::{CallRequest, FeeQuote, ReceiptSummary, SendFailure};
-use gemgate_domain::ports::Broadcaster;
+use gemgate_domain::calls::{BlockSelector, CallOutput, PinnedBlock};
+use gemgate_domain::ports::{Broadcaster, ViewCaller};
 use gemgate_domain::{ChainError, ChainId, FinalityLevel, SendError};
 
 use crate::classify::classify;
 use crate::endpoints::{Endpoint, Endpoints, RetryPolicy};
 use crate::metrics::RpcMetrics;
-use crate::send_errors::send_error;
+use crate::send_errors::{self, send_error};
 
 fn summary(r: &alloy::rpc::types::TransactionReceipt) -> Option<ReceiptSummary> {
     Some(ReceiptSummary {
@@ -259,5 +260,70 @@ impl Broadcaster for TxRpc {
     #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, number))]
     async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
         Ok(self.block(BlockNumberOrTag::Number(number)).await?.map(|(_, hash)| hash))
+    }
+}
+
+#[async_trait::async_trait]
+impl ViewCaller for TxRpc {
+    fn chain_id(&self) -> ChainId {
+        self.chain_id
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, %at))]
+    async fn pin(&self, at: BlockSelector) -> Result<Option<PinnedBlock>, ChainError> {
+        let block = match at {
+            BlockSelector::Latest => self.block(BlockNumberOrTag::Latest).await?,
+            BlockSelector::Safe => self.block(BlockNumberOrTag::Safe).await?,
+            BlockSelector::Finalized => self.block(BlockNumberOrTag::Finalized).await?,
+            BlockSelector::Number(n) => self.block(BlockNumberOrTag::Number(n)).await?,
+            BlockSelector::Hash(hash) => self
+                .endpoints
+                .call("eth_getBlockByHash", 0, |e| async move {
+                    e.provider.get_block_by_hash(hash).await.map_err(|err| chain_error(&e, &err))
+                })
+                .await?
+                .map(|b| (b.header.number, b.header.hash)),
+        };
+        Ok(block.map(|(number, hash)| PinnedBlock { number, hash }))
+    }
+
+    /// `eth_call` pinned by block hash; a revert (JSON-RPC code 3, or "execution reverted") is an answer
+    /// with the revert data, not an error.
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, to = ?call.to, %at))]
+    async fn call_at(&self, call: &CallRequest, at: B256) -> Result<CallOutput, ChainError> {
+        self.endpoints
+            .call("eth_call", 0, |e| {
+                let request = transaction_request(call);
+                async move {
+                    match e.provider.call(request).block(BlockId::hash(at)).await {
+                        Ok(bytes) => Ok(CallOutput::Returned(bytes)),
+                        Err(alloy::transports::RpcError::ErrorResp(payload))
+                            if matches!(
+                                send_errors::classify_send(payload.code, &payload.message),
+                                SendError::Reverted { .. }
+                            ) =>
+                        {
+                            let data = payload.as_revert_data().unwrap_or_default();
+                            Ok(CallOutput::Reverted { data, message: payload.message.to_string() })
+                        }
+                        Err(err) => Err(chain_error(&e, &err)),
+                    }
+                }
+            })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(chain_id = self.chain_id, %address, %at))]
+    async fn has_code(&self, address: Address, at: B256) -> Result<bool, ChainError> {
+        self.endpoints
+            .call("eth_getCode", 0, |e| async move {
+                e.provider
+                    .get_code_at(address)
+                    .block_id(BlockId::hash(at))
+                    .await
+                    .map(|code| !code.is_empty())
+                    .map_err(|err| chain_error(&e, &err))
+            })
+            .await
     }
 }

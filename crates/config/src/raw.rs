@@ -23,6 +23,16 @@ pub(crate) struct RawSettings {
     pub signers: Vec<RawSigner>,
     #[serde(default)]
     pub txm: RawTxm,
+    #[serde(default)]
+    pub calls: RawCalls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCalls {
+    pub cache_mib: Option<u64>,
+    pub max_batch: Option<usize>,
+    pub head_max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +104,7 @@ pub(crate) struct RawChain {
     pub ws: Option<OneOrMany>,
     pub confirmations: Option<u64>,
     pub poll_interval: Option<String>,
+    pub multicall3: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,6 +27,21 @@ pub struct Settings {
     pub sinks: Vec<SinkSettings>,
     pub signers: Vec<SignerSettings>,
     pub txm: TxmSettings,
+    pub calls: CallsSettings,
+}
+
+/// `[calls]`: the view-call proxy (`POST /v1/call`, `gemgate call`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CallsSettings {
+    /// `calls.cache_mib`: memory for cached call results (pinned blocks, `safe`, `finalized`, and `latest`
+    /// for the current head), least recently used evicted first. 0 turns the cache off. Default 32.
+    pub cache_bytes: u64,
+    /// `calls.max_batch`: the most calls one request may batch. Default 100.
+    pub max_batch: usize,
+    /// `calls.head_max_age`: how long the `latest` block, once read, names the head for later calls. Default
+    /// 250ms: concurrent `latest` calls share one head lookup, and an answer is at most this old.
+    #[serde(with = "duration_text")]
+    pub head_max_age: Duration,
 }
 
 /// `[txm]`: the transaction manager.
@@ -182,6 +197,9 @@ pub struct ChainSettings {
     /// How often to poll for a new head when there is no websocket. Default 1s.
     #[serde(with = "duration_text")]
     pub poll_interval: Duration,
+    /// `chains.multicall3`: where batched view calls go (`"none"`: no Multicall3, calls run side by side).
+    /// Default the canonical `0xcA11bde05977b3631167028862bE2a173976CA11`.
+    pub multicall3: Option<Address>,
 }
 
 /// `[[contracts]]`

@@ -46,6 +46,7 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
     let api = api(&raw.api, ctx, &mut p);
     let telemetry = telemetry(raw, &mut p);
     let txm = txm(raw, &mut p);
+    let calls = calls(raw, &mut p);
 
     let mut chain_ids = HashSet::new();
     let chains: Vec<_> = raw
@@ -77,7 +78,7 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
     }
     match (database, api, telemetry, txm) {
         (Some(database), Some(api), Some(telemetry), Some(txm)) => {
-            Ok(Settings { database, api, telemetry, chains, contracts, sinks, signers, txm })
+            Ok(Settings { database, api, telemetry, chains, contracts, sinks, signers, txm, calls })
         }
         // Every `None` above recorded a problem, so this is unreachable in practice; stay total anyway.
         _ => Err(vec![Problem { key: "(settings)".into(), message: "invalid settings".into() }]),
@@ -292,6 +293,34 @@ fn txm(raw: &RawSettings, p: &mut Problems) -> Option<TxmSettings> {
     })
 }
 
+/// Multicall3's address on most EVM chains.
+pub const MULTICALL3: Address = alloy_primitives::address!("cA11bde05977b3631167028862bE2a173976CA11");
+
+fn calls(raw: &RawSettings, p: &mut Problems) -> CallsSettings {
+    let c = &raw.calls;
+    let cache_mib = c.cache_mib.unwrap_or(32);
+    if cache_mib > 64 * 1024 {
+        p.add("calls.cache_mib", "at most 65536 (64 GiB)");
+    }
+    let max_batch = c.max_batch.unwrap_or(100);
+    if !(1..=1000).contains(&max_batch) {
+        p.add("calls.max_batch", "must be between 1 and 1000");
+    }
+    let head_max_age = match c.head_max_age.as_deref() {
+        None => Duration::from_millis(250),
+        Some(text) => humantime::parse_duration(text).unwrap_or_else(|_| {
+            p.add(
+                "calls.head_max_age",
+                format!(
+                    "{text:?} is not a duration such as \"250ms\" (\"0s\": read the head for every call)"
+                ),
+            );
+            Duration::ZERO
+        }),
+    };
+    CallsSettings { cache_bytes: cache_mib * 1024 * 1024, max_batch, head_max_age }
+}
+
 fn chain(raw: &RawChain, key: &str, p: &mut Problems) -> Option<ChainSettings> {
     if raw.id == 0 {
         p.add(format!("{key}.id"), "chain id 0 is not a valid EIP-155 chain id");
@@ -336,6 +365,14 @@ fn chain(raw: &RawChain, key: &str, p: &mut Problems) -> Option<ChainSettings> {
         ws,
         confirmations: raw.confirmations.unwrap_or(DEFAULT_CONFIRMATIONS),
         poll_interval,
+        multicall3: match raw.multicall3.as_deref() {
+            None => Some(MULTICALL3),
+            Some("none") => None,
+            Some(text) => text.parse().map(Some).unwrap_or_else(|_| {
+                p.add(format!("{key}.multicall3"), format!("{text:?} is neither an address nor \"none\""));
+                None
+            }),
+        },
     })
 }
 

@@ -110,7 +110,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             tasks.spawn(async move { worker.await.context("transaction worker") });
         }
     }
-    let router = gemgate_api::router(wiring::app_state(&settings, &store, metrics.clone(), txm.clone()));
+    let router = gemgate_api::router(wiring::app_state(&settings, &store, metrics.clone(), txm.clone())?);
     let api_rx = rx.clone();
     tasks.spawn(
         async move { gemgate_api::serve(listener, router, wiring::stopped(api_rx)).await.context("API") },

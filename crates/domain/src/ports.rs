@@ -1,12 +1,14 @@
-//! Ports: one trait per outside capability. Engines (indexer, dispatcher, transaction manager) are written
-//! against these traits; adapters implement them (`chain` for `ChainSource` and `Broadcaster`, `store` for
-//! `Store`, `OutboxStore`, `Ledger`, `ReadModel` and `DeliveryControl`, `sinks` for `Sink`, `txm` for `Signer`). Nothing here knows about alloy providers, sqlx or brokers.
+//! Ports: one trait per outside capability. Engines (indexer, dispatcher, transaction manager, call proxy)
+//! are written against these traits; adapters implement them (`chain` for `ChainSource`, `Broadcaster` and
+//! `ViewCaller`, `store` for `Store`, `OutboxStore`, `Ledger`, `ReadModel` and `DeliveryControl`, `sinks`
+//! for `Sink`, `txm` for `Signer`). Nothing here knows about alloy providers, sqlx or brokers.
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::broadcast::{CallRequest, FeeQuote, ReceiptSummary, SendFailure};
+use crate::calls::{BlockSelector, CallOutput, PinnedBlock};
 use crate::ledger::{
     Accepted, Attempt, Lease, LiveTx, NewTransaction, RawSubmission, TxChange, TxListQuery, TxPage, TxRecord,
 };
@@ -301,6 +303,20 @@ pub trait Broadcaster: Send + Sync + std::fmt::Debug {
     async fn head(&self, level: FinalityLevel) -> Result<Option<(u64, B256)>, ChainError>;
     /// The hash of the canonical block `number`; `None` when the node has no such block.
     async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError>;
+}
+
+/// View calls against one chain: a block named by tag, number or hash pinned to its number and hash, then
+/// calls run at exactly that block (by hash, EIP-1898), so every answer says which state it read.
+#[async_trait]
+pub trait ViewCaller: Send + Sync + std::fmt::Debug {
+    fn chain_id(&self) -> ChainId;
+    /// The block `at` names; `None` when the node has no such block (or tag).
+    async fn pin(&self, at: BlockSelector) -> Result<Option<PinnedBlock>, ChainError>;
+    /// `eth_call` at block `at`: the returned bytes, or the revert data. Transport trouble and the node's
+    /// other refusals are errors.
+    async fn call_at(&self, call: &CallRequest, at: B256) -> Result<CallOutput, ChainError>;
+    /// Whether `address` holds code at block `at` (a contract is deployed there).
+    async fn has_code(&self, address: Address, at: B256) -> Result<bool, ChainError>;
 }
 
 /// What the API reads: the chains' heads and progress, events, projection rows.

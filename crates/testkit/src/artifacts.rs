@@ -51,6 +51,7 @@ pub const ARTIFACTS: &[Artifact] = &[
     artifact!("InvoiceNFT"),
     artifact!("GemforceForwarder"),
     artifact!("LogSpammer"),
+    artifact!("Multicall3"),
 ];
 
 /// The facets installed on the sample Diamond (besides `DiamondCutFacet`, which the constructor installs).

@@ -1,6 +1,6 @@
 //! Deploys the sample Gemforce system: the Diamond with every facet, the mock USDC and the deals' VABB/VABI
 //! tokens, the invoice NFT, the identity factory, the treasury and OpenZeppelin's ERC-2771 forwarder (trusted
-//! by `CarbonCreditFacet`).
+//! by `CarbonCreditFacet`), and Multicall3 at its canonical address.
 
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, Bytes};
@@ -28,6 +28,8 @@ pub struct Deployment {
     pub identity_factory: Address,
     pub treasury: Address,
     pub forwarder: Address,
+    /// Multicall3, at `MULTICALL3` as on most public chains.
+    pub multicall3: Address,
     /// The block of the first deployment transaction: index from here.
     pub start_block: u64,
 }
@@ -42,6 +44,22 @@ impl Deployment {
     pub fn event_sources(&self) -> Vec<Address> {
         vec![self.diamond, self.identity_factory, self.treasury]
     }
+}
+
+/// Multicall3's address on most EVM chains (the same everywhere: it was deployed from a keyless account).
+pub const MULTICALL3: Address = alloy::primitives::address!("cA11bde05977b3631167028862bE2a173976CA11");
+
+/// Puts the sample Multicall3 at its canonical address on anvil: deployed from `from`, then its code copied
+/// there with `anvil_setCode` (the canonical deployment needs a pre-signed transaction from a keyless
+/// account that only real networks replay).
+pub async fn install_multicall3(provider: &DynProvider, from: Address) -> Result<Address> {
+    let deployed = deploy_artifact(provider, from, "Multicall3", Vec::new()).await?;
+    let code = provider.get_code_at(deployed).await.map_err(TestkitError::rpc("eth_getCode"))?;
+    provider
+        .raw_request::<_, serde_json::Value>("anvil_setCode".into(), (MULTICALL3, code))
+        .await
+        .map_err(TestkitError::rpc("anvil_setCode"))?;
+    Ok(MULTICALL3)
 }
 
 /// Deploys a contract from its artifact with ABI-encoded constructor arguments.
@@ -142,6 +160,7 @@ pub async fn deploy_gemforce(provider: &DynProvider, owner: Address) -> Result<D
     let identity_factory = deploy_artifact(provider, owner, "IdentityFactory", Vec::new()).await?;
     let treasury = deploy_artifact(provider, owner, "Treasury", Vec::new()).await?;
     let forwarder = deploy_artifact(provider, owner, "GemforceForwarder", Vec::new()).await?;
+    let multicall3 = install_multicall3(provider, owner).await?;
 
     let carbon = CarbonCreditFacet::new(diamond, provider.clone());
     let pending = carbon
@@ -164,6 +183,7 @@ pub async fn deploy_gemforce(provider: &DynProvider, owner: Address) -> Result<D
         identity_factory,
         treasury,
         forwarder,
+        multicall3,
         start_block,
     })
 }

@@ -17,7 +17,7 @@ mod send;
 mod synthetic;
 
 pub use anvil::{ANVIL_VERSION, Anvil, AnvilOptions, anvil_or_skip, find_anvil, under_ci};
-pub use deploy::{Deployment, deploy_gemforce, replace_facet};
+pub use deploy::{Deployment, MULTICALL3, deploy_gemforce, install_multicall3, replace_facet};
 pub use error::TestkitError;
 pub use proxy::TcpProxy;
 pub use rng::SplitMix64;

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use gemgate_api::{AppState, GemforceContract, SinkInfo};
+use gemgate_api::{AppState, GemforceContract, SinkInfo, ViewCalls};
+use gemgate_calls::{CallMetrics, CallOptions, CallProxy, Catalog};
 use gemgate_chain::{EvmChain, RetryPolicy, RpcMetrics, TxRpc, WsEndpoint};
 use gemgate_config::{ChainSettings, Settings, parse_abi};
-use gemgate_domain::ports::Broadcaster;
+use gemgate_domain::ports::{Broadcaster, ViewCaller};
 use gemgate_domain::ports::{ChainSource, OutboxStore, Store};
 use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
 use gemgate_outbox::{DispatchMetrics, DispatchSettings, Dispatcher};
@@ -29,29 +30,59 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
     Ok(store)
 }
 
+/// A configured contract's ABIs: its files, and the built-in Gemforce ABIs for a Gemforce contract.
+fn contract_abis(
+    contract: &gemgate_config::ContractSettings,
+) -> anyhow::Result<Vec<alloy::json_abi::JsonAbi>> {
+    let mut abis = Vec::new();
+    for path in &contract.abi {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        abis.push(parse_abi(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+    }
+    if contract.gemforce {
+        abis.extend(gemforce_abis());
+    }
+    Ok(abis)
+}
+
 /// The decoder of one chain: every configured contract on it with its ABIs.
 pub fn decoder(settings: &Settings, chain_id: u64) -> anyhow::Result<Decoder> {
     let mut contracts = Vec::new();
     for contract in settings.contracts.iter().filter(|c| c.chain == chain_id) {
-        let mut abis = Vec::new();
-        for path in &contract.abi {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            abis.push(parse_abi(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
-        }
-        let mut abi = ContractAbi::new(&contract.name, chain_id, contract.address, &abis);
+        let mut abi = ContractAbi::new(&contract.name, chain_id, contract.address, &contract_abis(contract)?);
         if contract.gemforce {
-            abi = ContractAbi::new(
-                &contract.name,
-                chain_id,
-                contract.address,
-                &[abis, gemforce_abis()].concat(),
-            )
-            .with_events(gemforce_events());
+            abi = abi.with_events(gemforce_events());
         }
         contracts.push(abi);
     }
     Ok(Decoder::new(contracts))
+}
+
+/// The view-call proxy over every configured chain, with the configured contracts' functions and errors
+/// (`None` without chains).
+pub fn view_calls(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Option<Arc<ViewCalls>>> {
+    if settings.chains.is_empty() {
+        return Ok(None);
+    }
+    let mut catalog = Catalog::default();
+    for contract in &settings.contracts {
+        catalog.add(&contract.name, contract.chain, contract.address, &contract_abis(contract)?);
+    }
+    let rpc_metrics = RpcMetrics::register(metrics);
+    let chains = settings
+        .chains
+        .iter()
+        .map(|chain| {
+            let urls = chain.rpc.iter().map(|u| (u.expose().clone(), u.redacted())).collect();
+            let rpc = TxRpc::new(chain.id, urls, RetryPolicy::default()).with_metrics(rpc_metrics.clone());
+            (Arc::new(rpc) as Arc<dyn ViewCaller>, chain.multicall3)
+        })
+        .collect();
+    let c = &settings.calls;
+    let options =
+        CallOptions { cache_bytes: c.cache_bytes, max_batch: c.max_batch, head_max_age: c.head_max_age };
+    let proxy = CallProxy::new(chains, options).with_metrics(CallMetrics::register(metrics));
+    Ok(Some(Arc::new(ViewCalls { proxy, catalog })))
 }
 
 pub fn source(chain: &ChainSettings, metrics: &Metrics) -> EvmChain {
@@ -179,7 +210,7 @@ pub fn app_state(
     store: &SqlStore,
     metrics: Metrics,
     txm: Option<Arc<TxManager>>,
-) -> AppState {
+) -> anyhow::Result<AppState> {
     let gemforce = settings
         .contracts
         .iter()
@@ -195,7 +226,8 @@ pub fn app_state(
             finality: s.finality.to_string(),
         })
         .collect();
-    AppState {
+    Ok(AppState {
+        calls: view_calls(settings, &metrics)?,
         webhooks: gemgate_api::WebhookMetrics::register(&metrics),
         http: gemgate_api::HttpMetrics::register(&metrics),
         store: gemgate_api::StorePorts::of(store),
@@ -204,7 +236,7 @@ pub fn app_state(
         gemforce: Arc::new(gemforce),
         sinks: Arc::new(sinks),
         txm,
-    }
+    })
 }
 
 /// The transaction manager over the configured chains and signers (`None` without chains). Signers are
@@ -361,7 +393,7 @@ pub async fn run_service(
             .await
             .with_context(|| format!("binding the API to {}", settings.api.listen))?;
         tracing::info!(listen = %settings.api.listen, "API listening");
-        let router = gemgate_api::router(app_state(settings, &store, metrics.clone(), txm.clone()));
+        let router = gemgate_api::router(app_state(settings, &store, metrics.clone(), txm.clone())?);
         let rx = rx.clone();
         tasks.spawn(async move {
             gemgate_api::serve(listener, router, stopped(rx)).await.context("serving the API")

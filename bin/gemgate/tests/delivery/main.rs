@@ -285,6 +285,7 @@ async fn api(
         webhooks: webhooks.clone(),
         http: gemgate_api::HttpMetrics::default(),
         txm: None,
+        calls: None,
     };
     tokio::spawn(gemgate_api::serve(listener, gemgate_api::router(state), std::future::pending()));
     (base, webhooks)

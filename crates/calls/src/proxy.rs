@@ -1,0 +1,370 @@
+//! `CallProxy`: view calls for the API and the CLI. A call's block is pinned first (a tag, number or hash
+//! becomes one number and hash), then the call runs at exactly that hash, so its result can be kept: the
+//! same call at the same block hash always answers the same. Tags and numbers are re-read after
+//! `head_max_age`; identical calls in flight share one round trip; a batch of calls at one block goes to
+//! the node as one Multicall3 `aggregate3` where the chain has it, else side by side.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, Bytes};
+use gemgate_domain::broadcast::CallRequest;
+use gemgate_domain::calls::{BlockSelector, CallOutput, PinnedBlock};
+use gemgate_domain::ports::ViewCaller;
+use gemgate_domain::{ChainError, ChainId};
+use lru::LruCache;
+
+use crate::cache::{CallKey, ResultCache, SingleFlight};
+use crate::metrics::{CallMetrics, ChainLabel};
+use crate::multicall;
+
+/// How long a chain without Multicall3 (at the block asked about) is believed to have none.
+const NO_MULTICALL_RECHECK: Duration = Duration::from_secs(60);
+/// Pinned tags and numbers kept at once.
+const PINS_KEPT: usize = 4096;
+
+/// One view call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewCall {
+    pub chain_id: ChainId,
+    /// `msg.sender` of the call; calls without one may be batched through Multicall3.
+    pub from: Option<Address>,
+    pub to: Address,
+    pub data: Bytes,
+    pub block: BlockSelector,
+}
+
+/// A call's output and the block it ran at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallAnswer {
+    pub block: PinnedBlock,
+    pub output: CallOutput,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("chain {0} is not configured")]
+    UnknownChain(ChainId),
+    #[error("chain {chain_id} has no block {block}")]
+    NoSuchBlock { chain_id: ChainId, block: BlockSelector },
+    #[error("a batch holds at most {max} calls; {given} given")]
+    TooMany { max: usize, given: usize },
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+/// The proxy's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CallOptions {
+    /// Bytes of results kept; 0: none.
+    pub cache_bytes: u64,
+    pub max_batch: usize,
+    pub head_max_age: Duration,
+}
+
+#[derive(Debug)]
+struct Chain {
+    caller: Arc<dyn ViewCaller>,
+    multicall3: Option<Address>,
+    /// Whether Multicall3 answered as deployed, and when that was seen.
+    multicall_seen: Mutex<Option<(bool, Instant)>>,
+}
+
+type PinKey = (ChainId, BlockSelector);
+
+#[derive(Debug)]
+pub struct CallProxy {
+    chains: HashMap<ChainId, Chain>,
+    options: CallOptions,
+    results: ResultCache,
+    in_flight: SingleFlight<CallKey, Result<CallOutput, ChainError>>,
+    /// Blocks by selector, with when they were read (a hash never expires).
+    pins: Mutex<LruCache<PinKey, (PinnedBlock, Instant)>>,
+    pins_in_flight: SingleFlight<PinKey, Result<Option<PinnedBlock>, ChainError>>,
+    metrics: CallMetrics,
+}
+
+impl CallProxy {
+    /// `chains`: each chain's caller and its Multicall3 address (`None`: calls in a batch run side by side).
+    pub fn new(chains: Vec<(Arc<dyn ViewCaller>, Option<Address>)>, options: CallOptions) -> Self {
+        let chains = chains
+            .into_iter()
+            .map(|(caller, multicall3)| {
+                (caller.chain_id(), Chain { caller, multicall3, multicall_seen: Mutex::new(None) })
+            })
+            .collect();
+        let kept = std::num::NonZeroUsize::new(PINS_KEPT).unwrap_or(std::num::NonZeroUsize::MIN);
+        Self {
+            chains,
+            options,
+            results: ResultCache::new(options.cache_bytes),
+            in_flight: SingleFlight::default(),
+            pins: Mutex::new(LruCache::new(kept)),
+            pins_in_flight: SingleFlight::default(),
+            metrics: CallMetrics::default(),
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: CallMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn options(&self) -> CallOptions {
+        self.options
+    }
+
+    /// One call.
+    pub async fn call(&self, call: &ViewCall) -> Result<CallAnswer, CallError> {
+        let chain = self.chain(call.chain_id)?;
+        let block = self.pin(chain, call.block).await?;
+        let output = self.fetch(chain, block, call).await?;
+        Ok(CallAnswer { block, output })
+    }
+
+    /// Several calls, answered in order. Calls at the same block (and without `from`) that the cache does
+    /// not have go to the node as one Multicall3 batch.
+    pub async fn call_many(
+        &self,
+        calls: &[ViewCall],
+    ) -> Result<Vec<Result<CallAnswer, CallError>>, CallError> {
+        if calls.len() > self.options.max_batch {
+            return Err(CallError::TooMany { max: self.options.max_batch, given: calls.len() });
+        }
+        // Each distinct block once.
+        let mut pins: HashMap<PinKey, Result<PinnedBlock, CallError>> = HashMap::new();
+        for call in calls {
+            let key = (call.chain_id, call.block);
+            if !pins.contains_key(&key) {
+                let pinned = match self.chain(call.chain_id) {
+                    Ok(chain) => self.pin(chain, call.block).await,
+                    Err(e) => Err(e),
+                };
+                pins.insert(key, pinned);
+            }
+        }
+        let mut answers: Vec<Option<Result<CallAnswer, CallError>>> = vec![None; calls.len()];
+        // Cache hits are answered now; the rest grouped by chain and block.
+        let mut groups: HashMap<(ChainId, PinnedBlock), Vec<usize>> = HashMap::new();
+        for (i, call) in calls.iter().enumerate() {
+            let block = match &pins[&(call.chain_id, call.block)] {
+                Ok(block) => *block,
+                Err(e) => {
+                    answers[i] = Some(Err(e.clone()));
+                    continue;
+                }
+            };
+            if let Some(output) = self.cached(&key(call, block)) {
+                answers[i] = Some(Ok(CallAnswer { block, output }));
+            } else {
+                groups.entry((call.chain_id, block)).or_default().push(i);
+            }
+        }
+        for ((chain_id, block), members) in groups {
+            let chain = self.chain(chain_id)?;
+            let (batchable, alone): (Vec<usize>, Vec<usize>) =
+                members.into_iter().partition(|&i| calls[i].from.is_none());
+            let mut side_by_side = alone;
+            match self.batch(chain, block, calls, &batchable).await {
+                Some(outputs) => {
+                    for (i, output) in batchable.into_iter().zip(outputs) {
+                        answers[i] = Some(Ok(CallAnswer { block, output }));
+                    }
+                }
+                None => side_by_side.extend(batchable),
+            }
+            let outputs = futures::future::join_all(
+                side_by_side.iter().map(|&i| self.from_node(chain, block, &calls[i])),
+            )
+            .await;
+            for (i, output) in side_by_side.into_iter().zip(outputs) {
+                answers[i] = Some(output.map(|output| CallAnswer { block, output }).map_err(CallError::from));
+            }
+        }
+        Ok(answers.into_iter().map(|a| a.unwrap_or(Err(CallError::UnknownChain(0)))).collect())
+    }
+
+    fn chain(&self, chain_id: ChainId) -> Result<&Chain, CallError> {
+        self.chains.get(&chain_id).ok_or(CallError::UnknownChain(chain_id))
+    }
+
+    /// The block `at` names now: a hash once read is kept for good, tags and numbers for `head_max_age`.
+    async fn pin(&self, chain: &Chain, at: BlockSelector) -> Result<PinnedBlock, CallError> {
+        let chain_id = chain.caller.chain_id();
+        let key = (chain_id, at);
+        let fresh = |(_, read): &(PinnedBlock, Instant)| {
+            matches!(at, BlockSelector::Hash(_)) || read.elapsed() < self.options.head_max_age
+        };
+        if let Some(entry) = self.lock_pins().get(&key).filter(|e| fresh(e)) {
+            return Ok(entry.0);
+        }
+        let (pinned, _) = self.pins_in_flight.run(&key, || chain.caller.pin(at)).await;
+        let block = pinned?.ok_or(CallError::NoSuchBlock { chain_id, block: at })?;
+        self.lock_pins().put(key, (block, Instant::now()));
+        Ok(block)
+    }
+
+    fn lock_pins(&self) -> std::sync::MutexGuard<'_, LruCache<PinKey, (PinnedBlock, Instant)>> {
+        self.pins.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A cached result, counted.
+    fn cached(&self, key: &CallKey) -> Option<CallOutput> {
+        let label = ChainLabel { chain_id: key.chain_id };
+        match self.results.get(key) {
+            Some(output) => {
+                self.metrics.hits.get_or_create(&label).inc();
+                self.metrics.rpc_saved.get_or_create(&label).inc();
+                Some(output)
+            }
+            None => {
+                self.metrics.misses.get_or_create(&label).inc();
+                None
+            }
+        }
+    }
+
+    fn keep(&self, key: CallKey, output: CallOutput) {
+        self.results.insert(key, output);
+        let (entries, bytes) = self.results.usage();
+        self.metrics.cache_entries.set(entries as i64);
+        self.metrics.cache_bytes.set(bytes as i64);
+    }
+
+    /// One call from the cache, or from the node.
+    async fn fetch(
+        &self,
+        chain: &Chain,
+        block: PinnedBlock,
+        call: &ViewCall,
+    ) -> Result<CallOutput, ChainError> {
+        match self.cached(&key(call, block)) {
+            Some(output) => Ok(output),
+            None => self.from_node(chain, block, call).await,
+        }
+    }
+
+    /// One call from the node, sharing an identical call in flight.
+    async fn from_node(
+        &self,
+        chain: &Chain,
+        block: PinnedBlock,
+        call: &ViewCall,
+    ) -> Result<CallOutput, ChainError> {
+        let key = key(call, block);
+        let label = ChainLabel { chain_id: call.chain_id };
+        let (output, ran) = self
+            .in_flight
+            .run(&key, || async {
+                self.metrics.rpc_calls.get_or_create(&label).inc();
+                let request = CallRequest {
+                    from: call.from.unwrap_or_default(),
+                    to: Some(call.to),
+                    data: call.data.clone(),
+                    ..CallRequest::default()
+                };
+                let output = chain.caller.call_at(&request, block.hash).await;
+                if let Ok(output) = &output {
+                    // Kept before the flight lands, so a caller arriving after it finds the result.
+                    self.keep(key.clone(), output.clone());
+                }
+                output
+            })
+            .await;
+        if !ran {
+            self.metrics.coalesced.get_or_create(&label).inc();
+            self.metrics.rpc_saved.get_or_create(&label).inc();
+        }
+        output
+    }
+
+    /// The calls at `members` as one Multicall3 batch; `None` when there is no batch to make (fewer than
+    /// two distinct calls, no Multicall3 at this block) or it failed, and the calls should run one by one.
+    async fn batch(
+        &self,
+        chain: &Chain,
+        block: PinnedBlock,
+        calls: &[ViewCall],
+        members: &[usize],
+    ) -> Option<Vec<CallOutput>> {
+        let multicall3 = chain.multicall3?;
+        let mut distinct: Vec<(Address, Bytes)> = Vec::new();
+        let mut slots = Vec::with_capacity(members.len());
+        for &i in members {
+            let call = (calls[i].to, calls[i].data.clone());
+            let slot = distinct.iter().position(|c| *c == call).unwrap_or_else(|| {
+                distinct.push(call);
+                distinct.len() - 1
+            });
+            slots.push(slot);
+        }
+        if distinct.len() < 2 || !self.has_multicall(chain, multicall3, block).await {
+            return None;
+        }
+        let label = ChainLabel { chain_id: chain.caller.chain_id() };
+        let request = CallRequest {
+            to: Some(multicall3),
+            data: multicall::encode(&distinct),
+            ..CallRequest::default()
+        };
+        self.metrics.rpc_calls.get_or_create(&label).inc();
+        let answer = chain.caller.call_at(&request, block.hash).await;
+        let outputs = match answer {
+            Ok(CallOutput::Returned(data)) => multicall::decode(&data, distinct.len()),
+            Ok(CallOutput::Reverted { message, .. }) => {
+                tracing::debug!(%message, "the Multicall3 batch reverted; calling one by one");
+                None
+            }
+            Err(error) => {
+                tracing::debug!(%error, "the Multicall3 batch failed; calling one by one");
+                None
+            }
+        }?;
+        self.metrics.batches.get_or_create(&label).inc();
+        self.metrics.rpc_saved.get_or_create(&label).inc_by(distinct.len() as u64 - 1);
+        for ((to, data), output) in distinct.iter().zip(&outputs) {
+            let key = CallKey {
+                chain_id: label.chain_id,
+                block: block.hash,
+                from: None,
+                to: *to,
+                data: data.clone(),
+            };
+            self.keep(key, output.clone());
+        }
+        Some(slots.into_iter().map(|slot| outputs[slot].clone()).collect())
+    }
+
+    /// Whether Multicall3 has code at `block` (a yes is kept; a no is asked again after a minute).
+    async fn has_multicall(&self, chain: &Chain, multicall3: Address, block: PinnedBlock) -> bool {
+        let seen = *chain.multicall_seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen {
+            Some((true, _)) => return true,
+            Some((false, at)) if at.elapsed() < NO_MULTICALL_RECHECK => return false,
+            _ => {}
+        }
+        let deployed = match chain.caller.has_code(multicall3, block.hash).await {
+            Ok(deployed) => deployed,
+            Err(error) => {
+                tracing::debug!(%error, "could not check for Multicall3");
+                return false;
+            }
+        };
+        if !deployed {
+            tracing::info!(chain_id = chain.caller.chain_id(), %multicall3, "no Multicall3 on this chain: batched calls run side by side");
+        }
+        *chain.multicall_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((deployed, Instant::now()));
+        deployed
+    }
+}
+
+fn key(call: &ViewCall, block: PinnedBlock) -> CallKey {
+    CallKey {
+        chain_id: call.chain_id,
+        block: block.hash,
+        from: call.from,
+        to: call.to,
+        data: call.data.clone(),
+    }
+}
