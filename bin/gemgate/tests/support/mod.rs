@@ -74,3 +74,85 @@ pub fn python_module_or_skip(test: &str, module: &str, package: &str) -> bool {
     }
     ready
 }
+
+/// The schema `schema` names, following `$ref`s into the document's components.
+fn resolve<'a>(document: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a serde_json::Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/components/schemas/");
+            resolve(document, &document["components"]["schemas"][name])
+        }
+        None => schema,
+    }
+}
+
+/// Every object in `value` (recursively) has only fields its schema declares, and every required one.
+#[allow(dead_code)] // the OpenAPI and view-call tests use it
+pub fn conforms(
+    document: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    at: &str,
+) -> Result<(), String> {
+    let schema = resolve(document, schema);
+    if let Some(options) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+        return if options.iter().any(|o| conforms(document, o, value, at).is_ok()) {
+            Ok(())
+        } else {
+            Err(format!("{at}: {value} matches none of {options:?}"))
+        };
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        // A flattened struct: the fields of every part together.
+        let mut merged = serde_json::Map::new();
+        let mut required = Vec::new();
+        for part in all {
+            let part = resolve(document, part);
+            if let Some(properties) = part["properties"].as_object() {
+                merged.extend(properties.clone());
+            }
+            required.extend(part["required"].as_array().cloned().unwrap_or_default());
+        }
+        let flat = serde_json::json!({"type": "object", "properties": merged, "required": required});
+        return conforms(document, &flat, value, at);
+    }
+    match value {
+        serde_json::Value::Object(fields) if schema["properties"].is_object() => {
+            let properties = schema["properties"].as_object().unwrap();
+            for (name, field) in fields {
+                let Some(field_schema) = properties.get(name) else {
+                    return Err(format!("{at}: field {name:?} is not in the schema ({properties:?})"));
+                };
+                conforms(document, field_schema, field, &format!("{at}.{name}"))?;
+            }
+            for name in
+                schema["required"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str)
+            {
+                if !fields.contains_key(name) {
+                    return Err(format!("{at}: required field {name:?} is missing"));
+                }
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) if schema["items"].is_object() => {
+            for (i, item) in items.iter().enumerate() {
+                conforms(document, &schema["items"], item, &format!("{at}[{i}]"))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The schema of the JSON answer `status` of `method path` in the document.
+#[allow(dead_code)]
+pub fn response_schema<'a>(
+    document: &'a serde_json::Value,
+    method: &str,
+    path: &str,
+    status: u16,
+) -> &'a serde_json::Value {
+    let response = &document["paths"][path][method]["responses"][status.to_string()];
+    assert!(response.is_object(), "{method} {path}: no {status} response in the document");
+    &response["content"]["application/json"]["schema"]
+}
