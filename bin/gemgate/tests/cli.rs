@@ -15,7 +15,8 @@ fn help_lists_every_subcommand() {
     let out = gemgate(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for command in ["run", "index", "dispatch", "serve", "txm", "keys", "migrate", "replay", "demo", "config"]
+    for command in
+        ["run", "index", "dispatch", "serve", "call", "txm", "keys", "migrate", "replay", "demo", "config"]
     {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(command)),
@@ -251,6 +252,12 @@ fn demo_deploys_and_drives_traffic_with_json_logs() {
     assert!(stdout.contains("indexed up to block"), "{stdout}");
     assert!(stdout.contains("TradeDealCreated"), "{stdout}");
     assert!(stdout.contains("trade deal 2"), "{stdout}");
+    assert!(stdout.contains("view calls through the proxy (one Multicall3 batch)"), "{stdout}");
+    assert!(
+        stdout.contains("gemforce.ownerOf(999999) = reverts: NonexistentToken(tokenId: 999999)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/v1/call"), "the summary says how to try view calls: {stdout}");
     let mut finished = false;
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         let value: serde_json::Value =

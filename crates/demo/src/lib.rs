@@ -110,7 +110,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             tasks.spawn(async move { worker.await.context("transaction worker") });
         }
     }
-    let router = gemgate_api::router(wiring::app_state(&settings, &store, metrics.clone(), txm.clone())?);
+    let state = wiring::app_state(&settings, &store, metrics.clone(), txm.clone())?;
+    let calls = state.calls.clone();
+    let router = gemgate_api::router(state);
     let api_rx = rx.clone();
     tasks.spawn(
         async move { gemgate_api::serve(listener, router, wiring::stopped(api_rx)).await.context("API") },
@@ -178,6 +180,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(manager) = &txm {
         demo_transaction(manager, &anvil).await?;
     }
+    if let Some(calls) = &calls {
+        demo_calls(calls, &anvil, &deployment).await?;
+    }
     let base = format!("http://{listen}");
     println!("done in {:.1} s. Try:", started.elapsed().as_secs_f64());
     for path in [
@@ -201,6 +206,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         anvil.accounts()[1]
     );
     println!("  curl -s '{base}/v1/transactions/<id from the answer>'");
+    println!(
+        "  curl -s -X POST '{base}/v1/call' -H 'Content-Type: application/json' \\\n      \
+         -d '{{\"chain_id\":{},\"to\":\"gemforce\",\"function\":\"carbonCreditBalance\",\"args\":[\"1\"],\"block\":\"latest\"}}'   (view calls; an array is one Multicall3 batch)",
+        anvil.chain_id()
+    );
+    println!(
+        "  gemgate call --config {} gemforce ownerOf 1 --block latest   (the same from the command line)",
+        config_path.display()
+    );
     println!(
         "  curl -s '{base}/v1/transactions?state=included&limit=10'   (newest first; next page with after=<next>)"
     );
@@ -229,6 +243,57 @@ const DEMO_SIGNER_KEY: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c
 const DEMO_API_KEY: &str = "gemgate-demo-key";
 
 /// Sends one transfer through the transaction manager and follows it to inclusion, printing its states.
+/// A batch of view calls through the proxy, as `POST /v1/call` with an array makes them: Gemforce getters
+/// by name (the Diamond's built-in ABIs), a token by signature, and one call that reverts.
+async fn demo_calls(
+    calls: &gemgate_api::ViewCalls,
+    anvil: &Anvil,
+    d: &gemgate_testkit::Deployment,
+) -> anyhow::Result<()> {
+    let chain_id = anvil.chain_id();
+    let usdc = d.usdc.to_string();
+    let holder = serde_json::json!(anvil.accounts()[1].to_string());
+    let one = serde_json::json!("1");
+    let missing = serde_json::json!("999999");
+    // (shown as, to, function, args): the USDC token is not a configured contract, so its signature says
+    // how to decode the result.
+    let inputs: [(&str, &str, &str, &[serde_json::Value]); 5] = [
+        ("gemforce", "gemforce", "owner", &[]),
+        ("gemforce", "gemforce", "ownerOf", std::slice::from_ref(&one)),
+        ("gemforce", "gemforce", "carbonCreditBalance", std::slice::from_ref(&one)),
+        ("usdc", &usdc, "balanceOf(address) returns (uint256)", std::slice::from_ref(&holder)),
+        ("gemforce", "gemforce", "ownerOf", std::slice::from_ref(&missing)),
+    ];
+    let mut prepared = Vec::new();
+    for (_, to, function, args) in inputs {
+        let input =
+            gemgate_calls::CallInput { chain_id, to, function: Some(function), args, ..Default::default() };
+        prepared.push(calls.catalog.prepare(&input).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    let batch: Vec<_> = prepared.iter().map(|p| p.call.clone()).collect();
+    let answers = calls.proxy.call_many(&batch).await.context("the demo view calls")?;
+    let mut block = None;
+    println!("view calls through the proxy (one Multicall3 batch):");
+    for ((p, answer), (shown_as, _, function, args)) in prepared.iter().zip(answers).zip(inputs) {
+        let result = calls.catalog.explain(p, &answer?);
+        block = block.or(result.block_number);
+        let shown = match (&result.decoded, &result.revert) {
+            (_, Some(revert)) => format!("reverts: {}", revert.reason),
+            (Some(decoded), None) => decoded.to_string(),
+            (None, None) => result.result.clone().unwrap_or_default(),
+        };
+        let args: Vec<String> = args.iter().map(|a| a.as_str().unwrap_or_default().to_string()).collect();
+        let name = function.split('(').next().unwrap_or(function);
+        println!(
+            "    {}.{name}({}) = {shown}",
+            result.contract.as_deref().unwrap_or("usdc"),
+            args.join(", ")
+        );
+    }
+    println!("  at block {}", block.unwrap_or_default());
+    Ok(())
+}
+
 async fn demo_transaction(manager: &gemgate_txm::TxManager, anvil: &Anvil) -> anyhow::Result<()> {
     let request = gemgate_txm::Submit::transfer(
         "demo-transfer",
