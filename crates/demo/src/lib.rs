@@ -284,11 +284,7 @@ async fn demo_calls(
         };
         let args: Vec<String> = args.iter().map(|a| a.as_str().unwrap_or_default().to_string()).collect();
         let name = function.split('(').next().unwrap_or(function);
-        println!(
-            "    {}.{name}({}) = {shown}",
-            result.contract.as_deref().unwrap_or("usdc"),
-            args.join(", ")
-        );
+        println!("    {shown_as}.{name}({}) = {shown}", args.join(", "));
     }
     println!("  at block {}", block.unwrap_or_default());
     Ok(())
