@@ -6,6 +6,7 @@
 //! `GEMGATE_BENCH_LOG=<filter>` (e.g. `warn,gemgate_indexer=debug`) shows the backfill processes' logs,
 //! with each batch's commit time.
 
+mod call;
 mod deliver;
 mod txm;
 
@@ -36,6 +37,8 @@ enum BenchWhat {
     Deliver(deliver::DeliverBench),
     /// Transaction manager requests/s from accepted to included, beside a plain alloy loop.
     Txm(txm::TxmBench),
+    /// View calls through POST /v1/call (cached, uncached, batched) beside eth_call straight to the node.
+    Call(call::CallBench),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +62,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Index(bench) => index(bench).await,
         BenchWhat::Deliver(bench) => deliver::run(bench).await,
         BenchWhat::Txm(bench) => txm::run(bench).await,
+        BenchWhat::Call(bench) => call::run(bench).await,
     }
 }
 
