@@ -70,6 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  IdentityFactory    {}", deployment.identity_factory);
     println!("  Treasury           {}", deployment.treasury);
     println!("  ERC2771Forwarder   {}", deployment.forwarder);
+    println!("  Multicall3         {}", deployment.multicall3);
 
     // The API address: the requested one, or any free port.
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
