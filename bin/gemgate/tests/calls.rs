@@ -88,20 +88,8 @@ async fn view_calls_through_the_api_and_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let config = config(dir.path(), &anvil, &d, &listen);
-    let _serve = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_gemgate"))
-            .args(["--log-filter", "warn", "serve", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
+    let _serve = support::serve(&config, &listen).await;
     let base = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(&listen).await.is_err() {
-        assert!(Instant::now() < deadline, "gemgate serve did not listen on {listen}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // A Gemforce getter on the Diamond, by name, from the built-in ABIs.
     let (status, body) =

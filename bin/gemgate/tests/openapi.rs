@@ -52,20 +52,8 @@ async fn the_openapi_document_is_the_routes_served_valid_and_true_to_the_answers
         ),
     )
     .unwrap();
-    let _serve = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_gemgate"))
-            .args(["--log-filter", "warn", "serve", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _serve = support::serve(&config, &listen).await;
     let base = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(&listen).await.is_err() {
-        assert!(Instant::now() < deadline, "gemgate serve did not listen on {listen}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let (status, document) = get(&format!("{base}/v1/openapi.json")).await;
     assert_eq!(status, 200);

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use gemgate_testkit::{Anvil, AnvilOptions, Scenario, ScenarioOptions, deploy_gemforce, find_anvil};
 use serde_json::{Value, json};
 
-use super::{machine, rate};
+use super::{cpu_seconds, machine, pid_cpu_seconds, rate};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CallBench {
@@ -36,11 +36,18 @@ pub struct CallBench {
 /// The getter every workload calls.
 const GETTER: &str = "carbonCreditBalance(uint256)";
 
-/// Latencies of one workload.
+/// Latencies of one workload, and the CPU each process spent on it.
 struct Run {
     elapsed: Duration,
     latencies: Vec<Duration>,
     calls: u64,
+    /// CPU seconds of (gemgate serve, anvil, this client) during the run.
+    cpu: [f64; 3],
+}
+
+/// CPU seconds so far of gemgate serve (`server`), anvil and this process.
+fn cpu(server: u32) -> [f64; 3] {
+    [pid_cpu_seconds(Some(server)), cpu_seconds("anvil"), pid_cpu_seconds(None)]
 }
 
 impl Run {
@@ -58,14 +65,30 @@ impl Run {
             self.percentile(0.99).as_secs_f64() * 1e3
         )
     }
+
+    /// CPU microseconds per call, by process.
+    fn cpu_line(&self) -> String {
+        let per_call = |seconds: f64| seconds * 1e6 / self.calls.max(1) as f64;
+        let [server, anvil, client] = self.cpu.map(per_call);
+        format!(
+            "      CPU per call: gemgate serve {server:.0} us, anvil {anvil:.0} us, the clients {client:.0} us"
+        )
+    }
 }
 
 /// Runs `requests` requests, `concurrency` at a time; each request makes `per_request` calls.
-async fn drive<F, Fut>(requests: u64, per_request: u64, concurrency: usize, request: F) -> anyhow::Result<Run>
+async fn drive<F, Fut>(
+    server: u32,
+    requests: u64,
+    per_request: u64,
+    concurrency: usize,
+    request: F,
+) -> anyhow::Result<Run>
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    let before = cpu(server);
     let started = Instant::now();
     let timed = futures::stream::iter(0..requests)
         .map(|i| {
@@ -79,8 +102,10 @@ where
         .collect::<Vec<_>>()
         .await;
     let elapsed = started.elapsed();
+    let after = cpu(server);
     let latencies = timed.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Run { elapsed, latencies, calls: requests * per_request })
+    let cpu = [0, 1, 2].map(|i| after[i] - before[i]);
+    Ok(Run { elapsed, latencies, calls: requests * per_request, cpu })
 }
 
 fn calldata(token_id: u64) -> Bytes {
@@ -121,7 +146,7 @@ pub async fn run(bench: CallBench) -> anyhow::Result<()> {
             anvil.chain_id()
         ),
     )?;
-    let _serve = Serving(
+    let serve = Serving(
         Command::new(std::env::current_exe()?)
             .args(["--log-filter", "warn", "serve", "--config"])
             .arg(&config)
@@ -130,6 +155,7 @@ pub async fn run(bench: CallBench) -> anyhow::Result<()> {
             .spawn()
             .context("starting gemgate serve")?,
     );
+    let server = serve.0.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(&listen).await.is_err() {
         anyhow::ensure!(Instant::now() < deadline, "gemgate serve did not listen on {listen}");
@@ -151,7 +177,7 @@ pub async fn run(bench: CallBench) -> anyhow::Result<()> {
     let c = bench.concurrency;
 
     println!("repeated calls at a pinned block ({pinned}):");
-    let baseline = drive(n, 1, c, |_| {
+    let baseline = drive(server, n, 1, c, |_| {
         let direct = direct.clone();
         async move {
             direct.call(request(diamond, 1)).block(BlockId::number(pinned)).await?;
@@ -160,7 +186,8 @@ pub async fn run(bench: CallBench) -> anyhow::Result<()> {
     })
     .await?;
     println!("  {}", baseline.line("baseline: eth_call straight to anvil (alloy)"));
-    let proxied = drive(n, 1, c, |_| {
+    println!("{}", baseline.cpu_line());
+    let proxied = drive(server, n, 1, c, |_| {
         let (http, base, expected) = (http.clone(), base.clone(), expected.clone());
         async move {
             let body = json!({"chain_id": 31337, "to": "gemforce", "function": "carbonCreditBalance", "args": ["1"], "block": pinned});
@@ -173,10 +200,11 @@ pub async fn run(bench: CallBench) -> anyhow::Result<()> {
         proxied.line("gemgate POST /v1/call (cached)"),
         rate(proxied.calls, proxied.elapsed) / rate(baseline.calls, baseline.elapsed).max(1e-9)
     );
+    println!("{}", proxied.cpu_line());
 
     println!("distinct calls at latest (nothing cached):");
     // A token id per call that no earlier call used: each is a cache miss.
-    let baseline = drive(n, 1, c, |i| {
+    let baseline = drive(server, n, 1, c, |i| {
         let direct = direct.clone();
         async move {
             direct.call(request(diamond, 1_000_000 + i)).await?;
@@ -185,7 +213,8 @@ pub async fn run(bench: CallBench) -> anyhow::Result<()> {
     })
     .await?;
     println!("  {}", baseline.line("baseline: eth_call straight to anvil (alloy)"));
-    let proxied = drive(n, 1, c, |i| {
+    println!("{}", baseline.cpu_line());
+    let proxied = drive(server, n, 1, c, |i| {
         let (http, base) = (http.clone(), base.clone());
         async move {
             let body = json!({"chain_id": 31337, "to": "gemforce", "function": "carbonCreditBalance", "args": [(2_000_000 + i).to_string()]});
@@ -198,10 +227,11 @@ pub async fn run(bench: CallBench) -> anyhow::Result<()> {
         proxied.line("gemgate POST /v1/call (uncached)"),
         proxied.percentile(0.5).as_secs_f64() / baseline.percentile(0.5).as_secs_f64().max(1e-9)
     );
+    println!("{}", proxied.cpu_line());
 
     let batches = n / bench.batch;
     println!("distinct calls at latest in batches of {} (one Multicall3 call per batch):", bench.batch);
-    let batched = drive(batches, bench.batch, c, |i| {
+    let batched = drive(server, batches, bench.batch, c, |i| {
         let (http, base, expected) = (http.clone(), base.clone(), expected.clone());
         let size = bench.batch;
         async move {
@@ -228,6 +258,7 @@ pub async fn run(bench: CallBench) -> anyhow::Result<()> {
         batched.line("gemgate POST /v1/call (arrays)"),
         bench.batch
     );
+    println!("{}", batched.cpu_line());
 
     let metrics = http.get(format!("http://{listen}/metrics")).send().await?.text().await?;
     let value = |name: &str| -> u64 {

@@ -326,6 +326,15 @@ fn cpu_seconds(comm: &str) -> f64 {
         .sum()
 }
 
+/// CPU time (user + system, seconds) of process `pid` (`None`: this process).
+fn pid_cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or("/proc/self/stat".to_string(), |pid| format!("/proc/{pid}/stat"));
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| ticks(rest, 11) + ticks(rest, 12)))
+        .unwrap_or(0.0)
+}
+
 /// CPU time of this process' reaped children (the `gemgate index` runs).
 fn children_cpu_seconds() -> f64 {
     std::fs::read_to_string("/proc/self/stat")

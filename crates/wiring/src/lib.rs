@@ -68,21 +68,22 @@ pub fn view_calls(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Opti
     for contract in &settings.contracts {
         catalog.add(&contract.name, contract.chain, contract.address, &contract_abis(contract)?);
     }
-    let rpc_metrics = RpcMetrics::register(metrics);
     let chains = settings
         .chains
         .iter()
-        .map(|chain| {
-            let urls = chain.rpc.iter().map(|u| (u.expose().clone(), u.redacted())).collect();
-            let rpc = TxRpc::new(chain.id, urls, RetryPolicy::default()).with_metrics(rpc_metrics.clone());
-            (Arc::new(rpc) as Arc<dyn ViewCaller>, chain.multicall3)
-        })
+        .map(|chain| (Arc::new(tx_rpc(chain, metrics)) as Arc<dyn ViewCaller>, chain.multicall3))
         .collect();
     let c = &settings.calls;
     let options =
         CallOptions { cache_bytes: c.cache_bytes, max_batch: c.max_batch, head_max_age: c.head_max_age };
     let proxy = CallProxy::new(chains, options).with_metrics(CallMetrics::register(metrics));
     Ok(Some(Arc::new(ViewCalls { proxy, catalog })))
+}
+
+/// One chain's JSON-RPC client for transactions and view calls, its calls counted in `metrics`.
+fn tx_rpc(chain: &ChainSettings, metrics: &Metrics) -> TxRpc {
+    let urls = chain.rpc.iter().map(|u| (u.expose().clone(), u.redacted())).collect();
+    TxRpc::new(chain.id, urls, RetryPolicy::default()).with_metrics(RpcMetrics::register(metrics))
 }
 
 pub fn source(chain: &ChainSettings, metrics: &Metrics) -> EvmChain {
@@ -249,15 +250,10 @@ pub async fn tx_manager(
     if settings.chains.is_empty() {
         return Ok(None);
     }
-    let rpc_metrics = RpcMetrics::register(metrics);
     let chains = settings
         .chains
         .iter()
-        .map(|chain| {
-            let urls = chain.rpc.iter().map(|u| (u.expose().clone(), u.redacted())).collect();
-            let rpc = TxRpc::new(chain.id, urls, RetryPolicy::default()).with_metrics(rpc_metrics.clone());
-            (chain.id, Arc::new(rpc) as Arc<dyn Broadcaster>)
-        })
+        .map(|chain| (chain.id, Arc::new(tx_rpc(chain, metrics)) as Arc<dyn Broadcaster>))
         .collect();
     let signers = gemgate_txm::signers::open(&settings.signers).await.context("opening the signers")?;
     let t = &settings.txm;

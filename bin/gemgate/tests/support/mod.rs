@@ -55,6 +55,25 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `gemgate serve --config CONFIG` as a child process, once it listens on `listen`.
+#[allow(dead_code)] // the OpenAPI and view-call tests use it
+pub async fn serve(config: &std::path::Path, listen: &str) -> KillOnDrop {
+    let child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_gemgate"))
+            .args(["--log-filter", "warn", "serve", "--config", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(listen).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "gemgate serve did not listen on {listen}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child
+}
+
 /// Whether `python3` can import `module` (an independent checker a test runs). Without it the test fails
 /// under CI and is skipped, loudly, elsewhere: `false` means skip.
 #[allow(dead_code)] // the metrics and OpenAPI tests use it; the other test binaries share this module
