@@ -69,12 +69,25 @@ struct Chain {
     multicall3: Option<Address>,
     /// Whether Multicall3 answered as deployed, and when that was seen.
     multicall_seen: Mutex<Option<(bool, Instant)>>,
+    queue: Mutex<Queue>,
+}
+
+impl Chain {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 type PinKey = (ChainId, BlockSelector);
 
-#[derive(Debug)]
+/// The proxy: cheap to clone (its state is shared), so a batch can be sent from a task of its own.
+#[derive(Debug, Clone)]
 pub struct CallProxy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     chains: HashMap<ChainId, Chain>,
     options: CallOptions,
     results: ResultCache,
@@ -88,10 +101,159 @@ pub struct CallProxy {
 impl CallProxy {
     /// `chains`: each chain's caller and its Multicall3 address (`None`: calls in a batch run side by side).
     pub fn new(chains: Vec<(Arc<dyn ViewCaller>, Option<Address>)>, options: CallOptions) -> Self {
+        Self { inner: Arc::new(Inner::new(chains, options)) }
+    }
+
+    pub fn with_metrics(mut self, metrics: CallMetrics) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.metrics = metrics,
+            None => tracing::warn!("the call proxy is shared already: its metrics stay as they were"),
+        }
+        self
+    }
+
+    pub fn options(&self) -> CallOptions {
+        self.inner.options
+    }
+
+    /// One call. Uncached calls without `from` on a chain with Multicall3 are grouped: while one goes to
+    /// the node, those arriving meanwhile wait and then go together as one batch (no call waits when the
+    /// node is idle; under load, many calls share a round trip).
+    pub async fn call(&self, call: &ViewCall) -> Result<CallAnswer, CallError> {
+        let inner = &self.inner;
+        let chain = inner.chain(call.chain_id)?;
+        let block = inner.pin(chain, call.block).await?;
+        if let Some(output) = inner.cached(&key(call, block)) {
+            return Ok(CallAnswer { block, output });
+        }
+        let output = if call.from.is_none() && chain.multicall3.is_some() {
+            self.grouped(chain, block, call).await?
+        } else {
+            inner.from_node(chain, block, call).await?
+        };
+        Ok(CallAnswer { block, output })
+    }
+
+    /// Several calls, answered in order. Calls at the same block (and without `from`) that the cache does
+    /// not have go to the node as one Multicall3 batch.
+    pub async fn call_many(
+        &self,
+        calls: &[ViewCall],
+    ) -> Result<Vec<Result<CallAnswer, CallError>>, CallError> {
+        self.inner.call_many(calls).await
+    }
+
+    async fn grouped(
+        &self,
+        chain: &Chain,
+        block: PinnedBlock,
+        call: &ViewCall,
+    ) -> Result<CallOutput, ChainError> {
+        let waiting = {
+            let mut queue = chain.lock_queue();
+            if queue.busy {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                queue.waiting.push(Waiting { call: call.clone(), block, reply });
+                Some(answer)
+            } else {
+                queue.busy = true;
+                None
+            }
+        };
+        match waiting {
+            // The batch was given up (its sender stopped): ask alone.
+            Some(answer) => match answer.await {
+                Ok(output) => output,
+                Err(_) => self.inner.from_node(chain, block, call).await,
+            },
+            None => {
+                // Whether this call completes or is dropped, the calls that queued behind it are sent.
+                let _drain = Drain { proxy: self.clone(), chain_id: call.chain_id };
+                self.inner.from_node(chain, block, call).await
+            }
+        }
+    }
+
+    /// Sends the queued calls, batch after batch, until none are left.
+    async fn drain(&self, chain_id: ChainId) {
+        let Ok(chain) = self.inner.chain(chain_id) else { return };
+        loop {
+            let waiting = {
+                let mut queue = chain.lock_queue();
+                if queue.waiting.is_empty() {
+                    queue.busy = false;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            let mut by_block: HashMap<PinnedBlock, Vec<Waiting>> = HashMap::new();
+            for w in waiting {
+                by_block.entry(w.block).or_default().push(w);
+            }
+            for (block, mut group) in by_block {
+                while !group.is_empty() {
+                    let rest = group.split_off(group.len().min(self.inner.options.max_batch.max(2)));
+                    self.inner.flush(chain, block, std::mem::replace(&mut group, rest)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Calls queued behind one in flight.
+#[derive(Debug)]
+struct Waiting {
+    call: ViewCall,
+    block: PinnedBlock,
+    reply: tokio::sync::oneshot::Sender<Result<CallOutput, ChainError>>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    /// A call or batch is in flight: calls queue instead of going out.
+    busy: bool,
+    waiting: Vec<Waiting>,
+}
+
+/// Hands the queue on when the call in flight is done or dropped.
+struct Drain {
+    proxy: CallProxy,
+    chain_id: ChainId,
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        let Ok(chain) = self.proxy.inner.chain(self.chain_id) else { return };
+        {
+            let mut queue = chain.lock_queue();
+            if queue.waiting.is_empty() {
+                queue.busy = false;
+                return;
+            }
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let (proxy, chain_id) = (self.proxy.clone(), self.chain_id);
+                runtime.spawn(async move { proxy.drain(chain_id).await });
+            }
+            // No runtime (shutting down): the waiting calls see their batch given up and ask alone.
+            Err(_) => {
+                let mut queue = chain.lock_queue();
+                queue.waiting.clear();
+                queue.busy = false;
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn new(chains: Vec<(Arc<dyn ViewCaller>, Option<Address>)>, options: CallOptions) -> Self {
         let chains = chains
             .into_iter()
             .map(|(caller, multicall3)| {
-                (caller.chain_id(), Chain { caller, multicall3, multicall_seen: Mutex::new(None) })
+                let chain =
+                    Chain { caller, multicall3, multicall_seen: Mutex::new(None), queue: Mutex::default() };
+                (chain.caller.chain_id(), chain)
             })
             .collect();
         let kept = std::num::NonZeroUsize::new(PINS_KEPT).unwrap_or(std::num::NonZeroUsize::MIN);
@@ -106,29 +268,9 @@ impl CallProxy {
         }
     }
 
-    pub fn with_metrics(mut self, metrics: CallMetrics) -> Self {
-        self.metrics = metrics;
-        self
-    }
-
-    pub fn options(&self) -> CallOptions {
-        self.options
-    }
-
-    /// One call.
-    pub async fn call(&self, call: &ViewCall) -> Result<CallAnswer, CallError> {
-        let chain = self.chain(call.chain_id)?;
-        let block = self.pin(chain, call.block).await?;
-        let output = self.fetch(chain, block, call).await?;
-        Ok(CallAnswer { block, output })
-    }
-
     /// Several calls, answered in order. Calls at the same block (and without `from`) that the cache does
     /// not have go to the node as one Multicall3 batch.
-    pub async fn call_many(
-        &self,
-        calls: &[ViewCall],
-    ) -> Result<Vec<Result<CallAnswer, CallError>>, CallError> {
+    async fn call_many(&self, calls: &[ViewCall]) -> Result<Vec<Result<CallAnswer, CallError>>, CallError> {
         if calls.len() > self.options.max_batch {
             return Err(CallError::TooMany { max: self.options.max_batch, given: calls.len() });
         }
@@ -232,16 +374,36 @@ impl CallProxy {
         self.metrics.cache_bytes.set(bytes as i64);
     }
 
-    /// One call from the cache, or from the node.
-    async fn fetch(
-        &self,
-        chain: &Chain,
-        block: PinnedBlock,
-        call: &ViewCall,
-    ) -> Result<CallOutput, ChainError> {
-        match self.cached(&key(call, block)) {
-            Some(output) => Ok(output),
-            None => self.from_node(chain, block, call).await,
+    /// Queued calls at one block, as one Multicall3 batch where that works, else one by one; each
+    /// caller gets its answer.
+    async fn flush(&self, chain: &Chain, block: PinnedBlock, group: Vec<Waiting>) {
+        // What the call ahead of them brought back meanwhile (an identical call) needs no round trip.
+        let mut group = group;
+        group.retain_mut(|waiting| {
+            let Some(output) = self.results.get(&key(&waiting.call, block)) else { return true };
+            let label = ChainLabel { chain_id: waiting.call.chain_id };
+            self.metrics.coalesced.get_or_create(&label).inc();
+            self.metrics.rpc_saved.get_or_create(&label).inc();
+            let (reply, _) = tokio::sync::oneshot::channel();
+            let _ = std::mem::replace(&mut waiting.reply, reply).send(Ok(output));
+            false
+        });
+        let calls: Vec<ViewCall> = group.iter().map(|w| w.call.clone()).collect();
+        let members: Vec<usize> = (0..calls.len()).collect();
+        match self.batch(chain, block, &calls, &members).await {
+            Some(outputs) => {
+                for (waiting, output) in group.into_iter().zip(outputs) {
+                    let _ = waiting.reply.send(Ok(output));
+                }
+            }
+            None => {
+                let outputs =
+                    futures::future::join_all(calls.iter().map(|call| self.from_node(chain, block, call)))
+                        .await;
+                for (waiting, output) in group.into_iter().zip(outputs) {
+                    let _ = waiting.reply.send(output);
+                }
+            }
         }
     }
 

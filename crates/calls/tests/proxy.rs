@@ -152,6 +152,22 @@ async fn identical_latest_calls_in_flight_share_one_round_trip_and_the_head_move
     assert_eq!(count(&metrics.rpc_calls), 1, "forty identical calls, one eth_call");
     assert_eq!(count(&metrics.coalesced) + count(&metrics.hits), 39);
 
+    // Distinct calls at once: while one is out, the rest queue and go together as Multicall3 batches.
+    let holders: Vec<Address> = (0..40u8).map(|i| Address::repeat_byte(i + 1)).collect();
+    let before = count(&metrics.rpc_calls);
+    let answers = futures::future::join_all(holders.iter().map(|h| {
+        let proxy = proxy.clone();
+        let call = rig.prepare("balanceOf", &[json!(h.to_string())], BlockSelector::Latest).call;
+        async move { proxy.call(&call).await.unwrap() }
+    }))
+    .await;
+    for answer in &answers {
+        assert_eq!(answer.output, CallOutput::Returned(Bytes::from(vec![0u8; 32])), "nobody else holds any");
+    }
+    let round_trips = count(&metrics.rpc_calls) - before;
+    assert!(round_trips < 10, "forty distinct calls took {round_trips} round trips");
+    assert!(count(&metrics.batches) >= 1);
+
     // A new block: once the head is re-read, latest is the new state, not the cached one.
     let newer = rig.mint(holder, 5).await;
     tokio::time::sleep(Duration::from_millis(250)).await;
