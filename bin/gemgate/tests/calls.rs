@@ -5,15 +5,14 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
 use gemgate_testkit::bindings::SampleERC20;
 use gemgate_testkit::{Anvil, AnvilOptions, Deployment, anvil_or_skip, deploy_gemforce};
 use serde_json::{Value, json};
-use support::{KillOnDrop, conforms, free_port, get, http, response_schema};
+use support::{conforms, free_port, get, http, response_schema};
 
 /// The key with the `read` scope (`public_reads = false`), and its SHA-256.
 const KEY: &str = "calls-test-key";

@@ -6,10 +6,9 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use support::{KillOnDrop, conforms, free_port, get, http, response_schema};
+use support::{conforms, free_port, get, http, response_schema};
 
 /// Every route the router serves, as (method, path).
 const ROUTES: [(&str, &str); 23] = [

@@ -24,7 +24,8 @@ pub struct CallBody {
     chain_id: ChainId,
     /// A `0x` address or a configured contract's name.
     to: String,
-    /// `msg.sender` of the call (default the zero address). Calls without it may be batched.
+    /// `msg.sender` of the call. Without it the sender is not specified (the call may go through
+    /// Multicall3 with others): give it when the function reads `msg.sender`.
     from: Option<String>,
     /// Calldata, `0x` hex (or `function` with `args`).
     data: Option<String>,

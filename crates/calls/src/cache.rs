@@ -25,12 +25,16 @@ pub(crate) struct CallKey {
 impl CallKey {
     /// Bytes an entry holds, roughly: the key and output plus the map's bookkeeping.
     fn size(&self, output: &CallOutput) -> u64 {
-        let output = match output {
-            CallOutput::Returned(bytes) => bytes.len(),
-            CallOutput::Reverted { data, message } => data.len() + message.len(),
-        };
-        (self.data.len() + output + 160) as u64
+        entry_size(self.data.len(), output)
     }
+}
+
+fn entry_size(data_len: usize, output: &CallOutput) -> u64 {
+    let output = match output {
+        CallOutput::Returned(bytes) => bytes.len(),
+        CallOutput::Reverted { data, message } => data.len() + message.len(),
+    };
+    (data_len + output + 160) as u64
 }
 
 /// Results kept within `capacity` bytes, least recently used evicted first.
@@ -62,14 +66,16 @@ impl ResultCache {
         self.entries().map.get(key).cloned()
     }
 
+    #[allow(clippy::needless_pass_by_value)] // both are moved into the map
     pub fn insert(&self, key: CallKey, output: CallOutput) {
         let size = key.size(&output);
         if size > self.capacity {
             return;
         }
+        let data_len = key.data.len();
         let mut entries = self.entries();
-        if let Some(old) = entries.map.put(key.clone(), output.clone()) {
-            entries.bytes -= key.size(&old);
+        if let Some(old) = entries.map.put(key, output) {
+            entries.bytes -= entry_size(data_len, &old);
         }
         entries.bytes += size;
         while entries.bytes > self.capacity {

@@ -129,7 +129,7 @@ impl CallProxy {
         let output = if call.from.is_none() && chain.multicall3.is_some() {
             self.grouped(chain, block, call).await?
         } else {
-            inner.from_node(chain, block, call).await?
+            inner.ask_node(chain, block, call).await?
         };
         Ok(CallAnswer { block, output })
     }
@@ -164,12 +164,12 @@ impl CallProxy {
             // The batch was given up (its sender stopped): ask alone.
             Some(answer) => match answer.await {
                 Ok(output) => output,
-                Err(_) => self.inner.from_node(chain, block, call).await,
+                Err(_) => self.inner.ask_node(chain, block, call).await,
             },
             None => {
                 // Whether this call completes or is dropped, the calls that queued behind it are sent.
                 let _drain = Drain { proxy: self.clone(), chain_id: call.chain_id };
-                self.inner.from_node(chain, block, call).await
+                self.inner.ask_node(chain, block, call).await
             }
         }
     }
@@ -277,13 +277,12 @@ impl Inner {
         // Each distinct block once.
         let mut pins: HashMap<PinKey, Result<PinnedBlock, CallError>> = HashMap::new();
         for call in calls {
-            let key = (call.chain_id, call.block);
-            if !pins.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = pins.entry((call.chain_id, call.block)) {
                 let pinned = match self.chain(call.chain_id) {
                     Ok(chain) => self.pin(chain, call.block).await,
                     Err(e) => Err(e),
                 };
-                pins.insert(key, pinned);
+                slot.insert(pinned);
             }
         }
         let mut answers: Vec<Option<Result<CallAnswer, CallError>>> = vec![None; calls.len()];
@@ -317,7 +316,7 @@ impl Inner {
                 None => side_by_side.extend(batchable),
             }
             let outputs = futures::future::join_all(
-                side_by_side.iter().map(|&i| self.from_node(chain, block, &calls[i])),
+                side_by_side.iter().map(|&i| self.ask_node(chain, block, &calls[i])),
             )
             .await;
             for (i, output) in side_by_side.into_iter().zip(outputs) {
@@ -398,7 +397,7 @@ impl Inner {
             }
             None => {
                 let outputs =
-                    futures::future::join_all(calls.iter().map(|call| self.from_node(chain, block, call)))
+                    futures::future::join_all(calls.iter().map(|call| self.ask_node(chain, block, call)))
                         .await;
                 for (waiting, output) in group.into_iter().zip(outputs) {
                     let _ = waiting.reply.send(output);
@@ -408,7 +407,7 @@ impl Inner {
     }
 
     /// One call from the node, sharing an identical call in flight.
-    async fn from_node(
+    async fn ask_node(
         &self,
         chain: &Chain,
         block: PinnedBlock,
