@@ -232,6 +232,7 @@ pub async fn create(
         gas_limit: request.gas,
         speed,
         valid_until,
+        relayed: Vec::new(),
     };
     manager.submit(submit).await.map(|s| accepted(&s)).map_err(submit_error)
 }

@@ -31,6 +31,9 @@ pub struct NewTransaction {
     pub valid_until_ms: Option<u64>,
     /// When set, the request is refused unless the sender's balance covers it and everything it has pending.
     pub funds: Option<Funds>,
+    /// The ERC-2771 requests the transaction relays (empty for the signer's own calls): stored with it, and
+    /// the transaction's origin is then `relay`.
+    pub relayed: Vec<crate::relay::RelayedCall>,
 }
 
 /// What a balance check needs: the sender's balance and the price per gas a pending request may pay.
@@ -55,7 +58,8 @@ pub struct TxRecord {
     pub speed: String,
     pub state: TxState,
     pub error: Option<String>,
-    /// `api` (signed by us) or `raw` (signed by the client).
+    /// `api` (signed by us), `relay` (signed by us, carrying users' ERC-2771 requests) or `raw` (signed by
+    /// the client).
     pub origin: String,
     /// A cancellation or expiry in flight: the state the request takes when its no-op is included.
     pub ending: Option<TxState>,

@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod ports;
 pub mod reads;
+pub mod relay;
 pub mod signature;
 pub mod tx;
 

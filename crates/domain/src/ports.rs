@@ -1,6 +1,6 @@
 //! Ports: one trait per outside capability. Engines (indexer, dispatcher, transaction manager, call proxy)
 //! are written against these traits; adapters implement them (`chain` for `ChainSource`, `Broadcaster` and
-//! `ViewCaller`, `store` for `Store`, `OutboxStore`, `Ledger`, `ReadModel` and `DeliveryControl`, `sinks`
+//! `ViewCaller`, `store` for `Store`, `OutboxStore`, `Ledger`, `RelayQuotas`, `ReadModel` and `DeliveryControl`, `sinks`
 //! for `Sink`, `txm` for `Signer`). Nothing here knows about alloy providers, sqlx or brokers.
 
 use alloy_primitives::{Address, B256, Bytes, U256};
@@ -13,6 +13,7 @@ use crate::ledger::{
     Accepted, Attempt, Lease, LiveTx, NewTransaction, RawSubmission, TxChange, TxListQuery, TxPage, TxRecord,
 };
 use crate::reads::{ChainStatus, EventPage, EventQuery, ReplayFrom, SinkBacklog};
+use crate::relay::{QuotaCharge, RelayedCall};
 use crate::{
     BlockRef, ChainError, ChainEvent, ChainId, FinalityLevel, OutboxMessage, SignerError, SinkError,
     StoreError, TxState,
@@ -274,6 +275,18 @@ pub trait Ledger: Send + Sync {
     async fn list(&self, query: &TxListQuery) -> Result<TxPage, StoreError>;
     /// The number of requests per state.
     async fn transaction_states(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// The ERC-2771 requests a transaction relays, in the order it carries them.
+    async fn relayed(&self, id: &str) -> Result<Vec<RelayedCall>, StoreError>;
+}
+
+/// The relayer's quotas, kept in the database so every API replica counts against the same totals.
+#[async_trait]
+pub trait RelayQuotas: Send + Sync {
+    /// Charges every quota or none, atomically with respect to concurrent charges: `Ok(None)` when all
+    /// were charged, `Ok(Some(i))` when charge `i` would pass its limit (nothing charged).
+    async fn charge(&self, charges: &[QuotaCharge]) -> Result<Option<usize>, StoreError>;
+    /// Gives charges back (a request that turned out to be a repeat of one already accepted).
+    async fn refund(&self, charges: &[QuotaCharge]) -> Result<(), StoreError>;
 }
 
 /// A chain as the transaction manager uses it: account reads, fee quotes, gas estimates, broadcast, receipts

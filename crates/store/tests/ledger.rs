@@ -30,6 +30,7 @@ fn request(key: Option<&str>, body: &str) -> NewTransaction {
         valid_until: None,
         valid_until_ms: None,
         funds: None,
+        relayed: Vec::new(),
     }
 }
 

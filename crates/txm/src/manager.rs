@@ -10,6 +10,7 @@ use alloy::primitives::{Address, Bytes, U256};
 use gemgate_domain::broadcast::{CallRequest, FeeQuote, SendFailure};
 use gemgate_domain::ledger::{Accepted, Attempt, Funds, NewTransaction, RawSubmission, TxRecord};
 use gemgate_domain::ports::{Broadcaster, Ledger};
+use gemgate_domain::relay::RelayedCall;
 use gemgate_domain::{ChainError, ChainId, SendError, StoreError, TxState};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -81,6 +82,8 @@ pub struct Submit {
     pub gas_limit: Option<u64>,
     pub speed: Speed,
     pub valid_until: Option<(String, u64)>,
+    /// The users' ERC-2771 requests this transaction relays (empty for the signer's own calls).
+    pub relayed: Vec<RelayedCall>,
 }
 
 impl Submit {
@@ -98,6 +101,7 @@ impl Submit {
             gas_limit: None,
             speed: Speed::Normal,
             valid_until: None,
+            relayed: Vec::new(),
         }
     }
 }
@@ -382,6 +386,7 @@ impl TxManager {
             valid_until: request.valid_until.as_ref().map(|(text, _)| text.clone()),
             valid_until_ms: request.valid_until.as_ref().map(|(_, ms)| *ms),
             funds: Some(Funds { balance, max_fee_per_gas: price.max_per_gas() }),
+            relayed: request.relayed,
         };
         let accepted = self.accept(new, chain_nonce).await?;
         match accepted {

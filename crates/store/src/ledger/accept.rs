@@ -188,7 +188,7 @@ async fn accept_all(
             speed: request.speed.clone(),
             valid_until: request.valid_until.clone(),
             valid_until_ms: request.valid_until_ms,
-            ..TxRecord::new(request.chain_id, &request.sender, *nonce, "api", TxState::Queued)
+            ..TxRecord::new(request.chain_id, &request.sender, *nonce, origin(request), TxState::Queued)
         };
         *nonce += 1;
         if let Some(key) = &request.idempotency_key {
@@ -217,7 +217,24 @@ async fn accept_all(
     for chunk in new.chunks(INSERT_CHUNK) {
         insert_requests(tx, chunk).await?;
     }
+    let relayed: Vec<(&str, &RelayedCall, usize)> = requests
+        .iter()
+        .zip(&answers)
+        .filter_map(|((request, _), answer)| match answer {
+            Accepted::New(record) => Some((record.id.as_str(), &request.relayed)),
+            _ => None,
+        })
+        .flat_map(|(id, calls)| calls.iter().enumerate().map(move |(i, call)| (id, call, i)))
+        .collect();
+    for chunk in relayed.chunks(INSERT_CHUNK) {
+        super::relay::insert_relayed(tx, chunk).await?;
+    }
     Ok(answers)
+}
+
+/// `relay` for a transaction carrying users' ERC-2771 requests, else `api`.
+fn origin(request: &NewTransaction) -> &'static str {
+    if request.relayed.is_empty() { "api" } else { "relay" }
 }
 
 /// New requests a statement: 16 values each, well under SQLite's and Postgres's parameter limits.

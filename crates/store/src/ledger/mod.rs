@@ -11,12 +11,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use alloy_primitives::U256;
 pub use gemgate_domain::ledger::*;
+use gemgate_domain::relay::RelayedCall;
 use gemgate_domain::{StoreError, TxState};
 use gemgate_projections::{Cell, ColumnKind};
 
 mod accept;
 mod lifecycle;
 mod reads;
+mod relay;
 
 use crate::bulk::OutboxRow;
 use crate::conn::{Bind, db_error};
@@ -287,5 +289,10 @@ impl gemgate_domain::ports::Ledger for SqlStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn transaction_states(&self) -> Result<Vec<(String, u64)>, StoreError> {
         SqlStore::transaction_states(self).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
+    async fn relayed(&self, id: &str) -> Result<Vec<RelayedCall>, StoreError> {
+        SqlStore::relayed(self, id).await
     }
 }

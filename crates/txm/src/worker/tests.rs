@@ -195,6 +195,10 @@ impl Ledger for MemLedger {
     async fn transaction_states(&self) -> Result<Vec<(String, u64)>, StoreError> {
         Err(not_here("counting"))
     }
+
+    async fn relayed(&self, _: &str) -> Result<Vec<gemgate_domain::relay::RelayedCall>, StoreError> {
+        Err(not_here("relayed requests"))
+    }
 }
 
 /// A chain whose answers the test writes: what it mined, what its pool holds, which refusal comes next.
