@@ -25,6 +25,40 @@ pub(crate) struct RawSettings {
     pub txm: RawTxm,
     #[serde(default)]
     pub calls: RawCalls,
+    #[serde(default)]
+    pub relayers: Vec<RawRelayer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRelayer {
+    pub name: String,
+    pub chain: u64,
+    pub forwarder: String,
+    pub signer: String,
+    pub max_gas_price_gwei: Option<f64>,
+    pub budget_wei: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<RawRelayAllow>,
+    pub per_user: Option<RawQuota>,
+    pub per_key: Option<RawQuota>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRelayAllow {
+    pub to: String,
+    #[serde(default)]
+    pub functions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuota {
+    pub requests: Option<u64>,
+    pub window: Option<String>,
+    pub gas_per_day: Option<u64>,
+    pub wei_per_day: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -28,6 +28,53 @@ pub struct Settings {
     pub signers: Vec<SignerSettings>,
     pub txm: TxmSettings,
     pub calls: CallsSettings,
+    pub relayers: Vec<RelayerSettings>,
+}
+
+/// `[[relayers]]`: an ERC-2771 relayer (`POST /v1/relay`): users sign requests for `forwarder`, and
+/// `signer` pays for the transactions that carry them, within the allowlist and the quotas.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayerSettings {
+    pub name: String,
+    pub chain_id: ChainId,
+    /// The `ERC2771Forwarder` users sign for (its EIP-712 domain is read from `eip712Domain()`).
+    pub forwarder: Address,
+    /// A `[[signers]]` name on `chain`: it sends and pays.
+    pub signer: String,
+    /// `max_gas_price_gwei`: no relaying while the fee cap needed is above this (wei per gas).
+    pub max_gas_price: Option<u128>,
+    /// `budget_wei`: the sponsor's budget over the relayer's lifetime (gas at the fee cap plus value); no
+    /// relaying once it is spent.
+    pub budget_wei: Option<alloy_primitives::U256>,
+    /// `[[relayers.allow]]`: the targets and functions requests may call; nothing else is relayed.
+    pub allow: Vec<RelayAllowSettings>,
+    /// `[relayers.per_user]`: limits per signing user (`from`).
+    pub per_user: QuotaSettings,
+    /// `[relayers.per_key]`: limits per API key.
+    pub per_key: QuotaSettings,
+}
+
+/// `[[relayers.allow]]`: `to` (an address or a `[[contracts]]` name) and `functions` (signatures or `0x`
+/// selectors; empty = any function of `to`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayAllowSettings {
+    pub to: Address,
+    #[serde(serialize_with = "selectors_text")]
+    pub selectors: Vec<[u8; 4]>,
+}
+
+/// A relayer's limits for one subject (a user or an API key); `None` is unlimited.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QuotaSettings {
+    /// `requests` per `window` (fixed windows aligned to the Unix epoch; default window 1h).
+    pub requests: Option<u64>,
+    #[serde(with = "duration_text")]
+    pub window: Duration,
+    /// `gas_per_day`: the gas limits of the subject's requests per UTC day.
+    pub gas_per_day: Option<u64>,
+    /// `wei_per_day`: what relaying the subject's requests may cost per UTC day (gas at the fee cap plus
+    /// value), wei.
+    pub wei_per_day: Option<alloy_primitives::U256>,
 }
 
 /// `[calls]`: the view-call proxy (`POST /v1/call`, `gemgate call`).

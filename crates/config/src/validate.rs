@@ -10,7 +10,9 @@ use alloy_primitives::Address;
 use gemgate_domain::Finality;
 
 use crate::Problem;
-use crate::raw::{OneOrMany, RawApi, RawChain, RawContract, RawSettings, RawSigner, RawSink};
+use crate::raw::{
+    OneOrMany, RawApi, RawChain, RawContract, RawQuota, RawRelayer, RawSettings, RawSigner, RawSink,
+};
 use crate::secret::{Secret, SecretUrl};
 use crate::settings::*;
 
@@ -72,13 +74,16 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
         named(&raw.sinks, "sinks", |s| &s.name, &mut p, |s, key, p| sink(s, key, &contract_names, ctx, p));
     let (signers, _) =
         named(&raw.signers, "signers", |s| &s.name, &mut p, |s, key, p| signer(s, key, &chain_ids, ctx, p));
+    let (relayers, _) = named(&raw.relayers, "relayers", |r| &r.name, &mut p, |r, key, p| {
+        relayer(r, key, &chain_ids, &contracts, &signers, p)
+    });
 
     if !p.0.is_empty() {
         return Err(p.0);
     }
     match (database, api, telemetry, txm) {
         (Some(database), Some(api), Some(telemetry), Some(txm)) => {
-            Ok(Settings { database, api, telemetry, chains, contracts, sinks, signers, txm, calls })
+            Ok(Settings { database, api, telemetry, chains, contracts, sinks, signers, txm, calls, relayers })
         }
         // Every `None` above recorded a problem, so this is unreachable in practice; stay total anyway.
         _ => Err(vec![Problem { key: "(settings)".into(), message: "invalid settings".into() }]),
@@ -245,15 +250,10 @@ fn txm(raw: &RawSettings, p: &mut Problems) -> Option<TxmSettings> {
     let max_bump_after = duration(&t.max_bump_after, "max_bump_after", Duration::from_secs(600));
     let rebroadcast_after = duration(&t.rebroadcast_after, "rebroadcast_after", Duration::from_secs(10));
     let lease_ttl = duration(&t.lease_ttl, "lease_ttl", Duration::from_secs(15));
-    let max_fee_per_gas = match t.max_fee_gwei {
-        Some(gwei) if gwei.is_finite() && gwei > 0.0 => Some((gwei * 1e9).round() as u128),
-        Some(_) => {
-            p.add("txm.max_fee_gwei", "must be a positive number of gwei");
-            ok = false;
-            None
-        }
-        None => None,
-    };
+    let max_fee_per_gas = gwei(t.max_fee_gwei, "txm.max_fee_gwei", p).unwrap_or_else(|()| {
+        ok = false;
+        None
+    });
     let mut raw_allow = Vec::new();
     for (i, allow) in t.raw_allow.iter().enumerate() {
         let key = format!("txm.raw_allow[{i}]");
@@ -265,19 +265,8 @@ fn txm(raw: &RawSettings, p: &mut Problems) -> Option<TxmSettings> {
                 continue;
             }
         };
-        let mut selectors = Vec::new();
-        for (j, sel) in allow.selectors.iter().enumerate() {
-            match hex::decode(sel.trim_start_matches("0x")).ok().and_then(|b| <[u8; 4]>::try_from(b).ok()) {
-                Some(bytes) => selectors.push(bytes),
-                None => {
-                    p.add(
-                        format!("{key}.selectors[{j}]"),
-                        format!("{sel:?} is not a 4-byte selector such as \"0xa9059cbb\""),
-                    );
-                    ok = false;
-                }
-            }
-        }
+        let selectors = selectors(&allow.selectors, &format!("{key}.selectors"), p);
+        ok &= selectors.len() == allow.selectors.len();
         raw_allow.push(RawAllowSettings { to, selectors });
     }
     ok.then_some(TxmSettings {
@@ -291,6 +280,130 @@ fn txm(raw: &RawSettings, p: &mut Problems) -> Option<TxmSettings> {
         raw_max_fee_multiple: t.raw_max_fee_multiple.unwrap_or(10).max(1),
         raw_allow,
     })
+}
+
+/// A positive number of gwei as wei; `Err` (recorded) for anything else.
+fn gwei(value: Option<f64>, key: &str, p: &mut Problems) -> Result<Option<u128>, ()> {
+    match value {
+        Some(gwei) if gwei.is_finite() && gwei > 0.0 => Ok(Some((gwei * 1e9).round() as u128)),
+        Some(_) => {
+            p.add(key, "must be a positive number of gwei");
+            Err(())
+        }
+        None => Ok(None),
+    }
+}
+
+/// Four-byte selectors from `0x` hex or function signatures (`transfer(address,uint256)`, parameter names
+/// allowed); each one that is neither is recorded under `key[i]` and left out.
+fn selectors(texts: &[String], key: &str, p: &mut Problems) -> Vec<[u8; 4]> {
+    let mut found = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let hex_selector = text
+            .strip_prefix("0x")
+            .and_then(|digits| hex::decode(digits).ok())
+            .and_then(|b| <[u8; 4]>::try_from(b).ok());
+        match hex_selector.or_else(|| alloy::json_abi::Function::parse(text).ok().map(|f| f.selector().0)) {
+            Some(selector) => found.push(selector),
+            None => p.add(
+                format!("{key}[{i}]"),
+                format!(
+                    "{text:?} is neither a 4-byte selector such as \"0xa9059cbb\" nor a function signature such as \"transfer(address,uint256)\""
+                ),
+            ),
+        }
+    }
+    found
+}
+
+/// A wei amount written as a decimal string.
+fn wei(text: &Option<String>, key: &str, p: &mut Problems) -> Option<alloy_primitives::U256> {
+    let text = text.as_ref()?;
+    match alloy_primitives::U256::from_str_radix(text.trim(), 10) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            p.add(key, format!("{text:?} is not a decimal number of wei"));
+            None
+        }
+    }
+}
+
+/// `[[relayers]]`: each on a configured chain, paid by a signer on that chain, with an allowlist whose
+/// targets are addresses or contract names.
+fn relayer(
+    r: &RawRelayer,
+    key: &str,
+    chain_ids: &HashSet<u64>,
+    contracts: &[ContractSettings],
+    signers: &[SignerSettings],
+    p: &mut Problems,
+) -> Option<RelayerSettings> {
+    let before = p.0.len();
+    check_name(&r.name, &format!("{key}.name"), p);
+    if !chain_ids.contains(&r.chain) {
+        p.add(format!("{key}.chain"), format!("chain {} is not in [[chains]]", r.chain));
+    }
+    let forwarder = parse_address(&r.forwarder, &format!("{key}.forwarder"), p);
+    match signers.iter().find(|s| s.name == r.signer) {
+        None => p.add(format!("{key}.signer"), format!("{:?} is not in [[signers]]", r.signer)),
+        Some(s) if !s.chains.contains(&r.chain) => {
+            p.add(format!("{key}.signer"), format!("signer {:?} is not allowed on chain {}", r.signer, r.chain))
+        }
+        Some(_) => {}
+    }
+    let max_gas_price = gwei(r.max_gas_price_gwei, &format!("{key}.max_gas_price_gwei"), p).unwrap_or(None);
+    let budget_wei = wei(&r.budget_wei, &format!("{key}.budget_wei"), p);
+    if r.allow.is_empty() {
+        p.add(
+            format!("{key}.allow"),
+            "a relayer relays only what its allowlist names: add [[relayers.allow]] entries (to, functions)",
+        );
+    }
+    let mut allow = Vec::new();
+    for (i, entry) in r.allow.iter().enumerate() {
+        let entry_key = format!("{key}.allow[{i}]");
+        let to = match contracts.iter().find(|c| c.name == entry.to && c.chain == r.chain) {
+            Some(contract) => Some(contract.address),
+            None => parse_address(&entry.to, &format!("{entry_key}.to"), p),
+        };
+        let selectors = selectors(&entry.functions, &format!("{entry_key}.functions"), p);
+        if let Some(to) = to {
+            allow.push(RelayAllowSettings { to, selectors });
+        }
+    }
+    let per_user = quota(r.per_user.as_ref(), &format!("{key}.per_user"), p);
+    let per_key = quota(r.per_key.as_ref(), &format!("{key}.per_key"), p);
+    (p.0.len() == before).then(|| RelayerSettings {
+        name: r.name.clone(),
+        chain_id: r.chain,
+        forwarder: forwarder.unwrap_or_default(),
+        signer: r.signer.clone(),
+        max_gas_price,
+        budget_wei,
+        allow,
+        per_user,
+        per_key,
+    })
+}
+
+fn quota(raw: Option<&RawQuota>, key: &str, p: &mut Problems) -> QuotaSettings {
+    let Some(raw) = raw else { return QuotaSettings { window: Duration::from_secs(3600), ..Default::default() } };
+    let window = match &raw.window {
+        None => Duration::from_secs(3600),
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if d.as_secs() >= 1 => d,
+            _ => {
+                p.add(format!("{key}.window"), format!("{text:?} is not a duration of a second or more such as \"1h\""));
+                Duration::from_secs(3600)
+            }
+        },
+    };
+    QuotaSettings {
+        requests: raw.requests,
+        window,
+        gas_per_day: raw.gas_per_day,
+        wei_per_day: wei(&raw.wei_per_day, &format!("{key}.wei_per_day"), p),
+    }
 }
 
 /// Multicall3's address on most EVM chains.

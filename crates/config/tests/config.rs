@@ -321,3 +321,99 @@ fn cors_origins_and_websocket_lists_are_validated() {
     assert!(found.iter().any(|p| p.starts_with("chains[0].ws[0]: scheme \"http\"")), "{found:#?}");
     assert_eq!(found.len(), 5, "{found:#?}");
 }
+
+#[test]
+fn relayers_name_their_chain_signer_allowlist_and_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ping.json"), ABI).unwrap();
+    let base = r#"
+        [[chains]]
+        id = 31337
+        rpc = ["http://127.0.0.1:8545"]
+        [[contracts]]
+        name = "gemforce"
+        chain = 31337
+        address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+        abi = ["ping.json"]
+        [[signers]]
+        name = "sponsor"
+        kind = "local"
+        key_env = "K"
+        chains = [31337]
+    "#;
+    let key = ("K", "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80");
+    let good = format!(
+        r#"{base}
+        [[relayers]]
+        name = "carbon"
+        chain = 31337
+        forwarder = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+        signer = "sponsor"
+        max_gas_price_gwei = 50
+        budget_wei = "1000000000000000000"
+        [[relayers.allow]]
+        to = "gemforce"
+        functions = ["retireCarbonCredits(uint256 tokenId, uint256 amount)", "0xa9059cbb"]
+        [relayers.per_user]
+        requests = 20
+        window = "10m"
+        [relayers.per_key]
+        gas_per_day = 5000000
+        wei_per_day = "100000000000000000"
+    "#
+    );
+    let settings = load_str(&good, Path::new("x"), dir.path(), &env(&[key])).unwrap();
+    let relayer = &settings.relayers[0];
+    assert_eq!(relayer.forwarder.to_string(), "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512");
+    assert_eq!(relayer.max_gas_price, Some(50_000_000_000));
+    assert_eq!(relayer.budget_wei.unwrap().to_string(), "1000000000000000000");
+    assert_eq!(relayer.allow[0].to.to_string(), "0x5FbDB2315678afecb367f032d93F642f64180aa3");
+    // keccak256("retireCarbonCredits(uint256,uint256)")[..4]
+    let retire = alloy_primitives::keccak256("retireCarbonCredits(uint256,uint256)");
+    assert_eq!(relayer.allow[0].selectors, vec![retire[..4].try_into().unwrap(), [0xa9, 0x05, 0x9c, 0xbb]]);
+    assert_eq!(relayer.per_user.requests, Some(20));
+    assert_eq!(relayer.per_user.window.as_secs(), 600);
+    assert_eq!(relayer.per_key.window.as_secs(), 3600, "the window defaults to an hour");
+    assert_eq!(relayer.per_key.gas_per_day, Some(5_000_000));
+
+    let bad = format!(
+        r#"{base}
+        [[relayers]]
+        name = "bad name"
+        chain = 5
+        forwarder = "0x123"
+        signer = "nobody"
+        budget_wei = "1 ether"
+        [relayers.per_user]
+        window = "soon"
+        [[relayers]]
+        name = "open"
+        chain = 31337
+        forwarder = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+        signer = "sponsor"
+        [[relayers]]
+        name = "typo"
+        chain = 31337
+        forwarder = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+        signer = "sponsor"
+        [[relayers.allow]]
+        to = "gemforc"
+        functions = ["retire(uint256"]
+    "#
+    );
+    let found = problems(load_str(&bad, Path::new("x"), dir.path(), &env(&[key])));
+    let expect = [
+        "relayers[0].name",
+        "relayers[0].chain: chain 5 is not in [[chains]]",
+        "relayers[0].forwarder",
+        "relayers[0].signer: \"nobody\" is not in [[signers]]",
+        "relayers[0].budget_wei",
+        "relayers[0].per_user.window",
+        "relayers[1].allow: a relayer relays only what its allowlist names",
+        "relayers[2].allow[0].to",
+        "relayers[2].allow[0].functions[0]",
+    ];
+    for start in expect {
+        assert!(found.iter().any(|p| p.starts_with(start)), "missing {start:?} in {found:?}");
+    }
+}
