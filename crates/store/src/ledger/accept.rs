@@ -141,6 +141,8 @@ async fn accept_all(
     };
     // The cost of what each sender has pending, read once and kept up to date.
     let mut pending: HashMap<(u64, String), U256> = HashMap::new();
+    // Forwarder nonces being relayed: (relayer, user, nonce) -> the transaction carrying it.
+    let mut relaying: HashMap<(String, String, String), String> = HashMap::new();
     let mut answers = Vec::with_capacity(requests.len());
     for (request, _) in requests {
         if let Some(key) = &request.idempotency_key
@@ -151,6 +153,10 @@ async fn accept_all(
             } else {
                 Accepted::Conflict { id: existing.id.clone() }
             });
+            continue;
+        }
+        if let Some(id) = relaying_already(tx, &request.relayed, &relaying).await? {
+            answers.push(Accepted::Conflict { id });
             continue;
         }
         let sender_key = (request.chain_id, request.sender.clone());
@@ -191,6 +197,9 @@ async fn accept_all(
             ..TxRecord::new(request.chain_id, &request.sender, *nonce, origin(request), TxState::Queued)
         };
         *nonce += 1;
+        for call in &request.relayed {
+            relaying.insert((call.relayer.clone(), call.from.clone(), call.nonce.clone()), record.id.clone());
+        }
         if let Some(key) = &request.idempotency_key {
             known.insert(key.clone(), (record.clone(), request.body_sha256.clone()));
         }
@@ -230,6 +239,34 @@ async fn accept_all(
         super::relay::insert_relayed(tx, chunk).await?;
     }
     Ok(answers)
+}
+
+/// The transaction already relaying one of `calls`' forwarder nonces (same relayer, user and nonce) while it
+/// is still pending: accepted earlier in this batch, or in the ledger. The relayer's sender row is locked
+/// before this runs, so two replicas cannot both accept the same nonce; one that failed or expired frees it.
+async fn relaying_already(
+    tx: &mut dyn Tx,
+    calls: &[RelayedCall],
+    batch: &HashMap<(String, String, String), String>,
+) -> Result<Option<String>, StoreError> {
+    let d = tx.dialect();
+    for call in calls {
+        if let Some(id) = batch.get(&(call.relayer.clone(), call.from.clone(), call.nonce.clone())) {
+            return Ok(Some(id.clone()));
+        }
+        let sql = format!(
+            "SELECT r.tx_id FROM relay_requests r JOIN tx_requests t ON t.id = r.tx_id \
+             WHERE r.relayer = {} AND r.meta_from = {} AND r.meta_nonce = {} AND t.state IN ({PENDING_STATES}) LIMIT 1",
+            d.param(1),
+            d.param(2),
+            d.param(3)
+        );
+        let binds = vec![Bind::text(&call.relayer), Bind::text(&call.from), Bind::text(&call.nonce)];
+        if let Some(row) = tx.fetch(&sql, binds, &[ColumnKind::Text]).await?.first() {
+            return Ok(text(row, 0));
+        }
+    }
+    Ok(None)
 }
 
 /// `relay` for a transaction carrying users' ERC-2771 requests, else `api`.
@@ -308,6 +345,6 @@ async fn insert_requests(
     Ok(())
 }
 
-async fn find_by_key(tx: &mut dyn Tx, key: &str) -> Result<Option<(TxRecord, String)>, StoreError> {
+pub(super) async fn find_by_key(tx: &mut dyn Tx, key: &str) -> Result<Option<(TxRecord, String)>, StoreError> {
     Ok(find_by_keys(tx, &[key]).await?.remove(key))
 }

@@ -238,6 +238,11 @@ impl gemgate_domain::ports::Ledger for SqlStore {
         SqlStore::transaction(self, id).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn transaction_by_key(&self, key: &str) -> Result<Option<TxRecord>, StoreError> {
+        SqlStore::transaction_by_key(self, key).await
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]
     async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         SqlStore::attempts(self, id).await

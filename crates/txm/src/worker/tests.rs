@@ -196,6 +196,10 @@ impl Ledger for MemLedger {
         Err(not_here("counting"))
     }
 
+    async fn transaction_by_key(&self, _: &str) -> Result<Option<TxRecord>, StoreError> {
+        Err(not_here("lookups by key"))
+    }
+
     async fn relayed(&self, _: &str) -> Result<Vec<gemgate_domain::relay::RelayedCall>, StoreError> {
         Err(not_here("relayed requests"))
     }
