@@ -10,8 +10,13 @@ use sha2::{Digest, Sha256};
 
 use crate::{ApiError, AppState};
 
-/// The scopes of the key in the request, or `None` without a (known) key.
-pub fn scopes_of(state: &AppState, request: &Request) -> Option<Vec<Scope>> {
+/// The name of the API key that authorized a request, for handlers that count per key (the relayer's
+/// quotas). Set by the scope checks of writes.
+#[derive(Debug, Clone)]
+pub struct KeyName(pub String);
+
+/// The key in the request (name, scopes), or `None` without a (known) key.
+pub fn key_of(state: &AppState, request: &Request) -> Option<(String, Vec<Scope>)> {
     let header = request.headers().get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let key = header.strip_prefix("Bearer ")?.trim();
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
@@ -21,7 +26,7 @@ pub fn scopes_of(state: &AppState, request: &Request) -> Option<Vec<Scope>> {
         let equal =
             configured.key_sha256.iter().zip(digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         if equal {
-            found = Some(configured.scopes.clone());
+            found = Some((configured.name.clone(), configured.scopes.clone()));
         }
     }
     found
@@ -33,9 +38,9 @@ pub async fn require_read(
     next: Next,
 ) -> Result<Response, ApiError> {
     if !state.settings.public_reads {
-        match scopes_of(&state, &request) {
+        match key_of(&state, &request) {
             None => return Err(ApiError::Unauthorized),
-            Some(scopes) if !scopes.iter().any(|s| matches!(s, Scope::Read | Scope::Admin)) => {
+            Some((_, scopes)) if !scopes.iter().any(|s| matches!(s, Scope::Read | Scope::Admin)) => {
                 return Err(ApiError::Forbidden);
             }
             Some(_) => {}
@@ -62,12 +67,29 @@ pub async fn require_transact(
     require(&state, request, next, Scope::Transact).await
 }
 
-async fn require(state: &AppState, request: Request, next: Next, scope: Scope) -> Result<Response, ApiError> {
-    match scopes_of(state, &request) {
+/// Relaying users' meta-transactions: a key with the `relay` scope (or `admin`).
+pub async fn require_relay(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    require(&state, request, next, Scope::Relay).await
+}
+
+async fn require(
+    state: &AppState,
+    mut request: Request,
+    next: Next,
+    scope: Scope,
+) -> Result<Response, ApiError> {
+    match key_of(state, &request) {
         None => Err(ApiError::Unauthorized),
-        Some(scopes) if !scopes.iter().any(|s| *s == scope || matches!(s, Scope::Admin)) => {
+        Some((_, scopes)) if !scopes.iter().any(|s| *s == scope || matches!(s, Scope::Admin)) => {
             Err(ApiError::Forbidden)
         }
-        Some(_) => Ok(next.run(request).await),
+        Some((name, _)) => {
+            request.extensions_mut().insert(KeyName(name));
+            Ok(next.run(request).await)
+        }
     }
 }

@@ -117,11 +117,49 @@ pub struct Transaction<'a> {
     /// RFC 3339, in list pages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<&'a str>,
+    /// The users' ERC-2771 requests a relayed transaction (`origin` `relay`) carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relayed: Option<Vec<RelayedView<'a>>>,
 }
 
 impl<'a> Transaction<'a> {
     pub fn of(record: &'a gemgate_domain::ledger::TxRecord) -> Self {
-        Self { record: TxView::of(record), attempts: None, confirmations: None, created_at: None }
+        Self {
+            record: TxView::of(record),
+            attempts: None,
+            confirmations: None,
+            created_at: None,
+            relayed: None,
+        }
+    }
+}
+
+/// A user's meta-request inside a relayed transaction.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RelayedView<'a> {
+    /// The user (`from` of the request, `_msgSender()` in the target).
+    pub from: &'a str,
+    /// The target contract.
+    pub to: &'a str,
+    /// The forwarder nonce the request spends, decimal.
+    pub nonce: &'a str,
+    /// The EIP-712 digest the user signed.
+    pub digest: &'a str,
+    pub relayer: &'a str,
+    /// Unix seconds.
+    pub deadline: u64,
+}
+
+impl<'a> RelayedView<'a> {
+    pub fn of(call: &'a gemgate_domain::relay::RelayedCall) -> Self {
+        Self {
+            from: &call.from,
+            to: &call.to,
+            nonce: &call.nonce,
+            digest: &call.digest,
+            relayer: &call.relayer,
+            deadline: call.deadline,
+        }
     }
 }
 

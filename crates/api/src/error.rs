@@ -30,6 +30,13 @@ pub enum ApiError {
     Unavailable {
         message: String,
     },
+    /// A refusal with its own status and stable code (the relayer's), `Retry-After` when it says.
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        retry_after: Option<u64>,
+    },
     Internal {
         message: String,
     },
@@ -75,6 +82,14 @@ impl IntoResponse for ApiError {
             ApiError::Internal { message } => {
                 tracing::error!(%message, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into())
+            }
+            ApiError::Refused { status, code, message, retry_after } => {
+                let body = Json(ErrorBody { error: ErrorDetail { code, message } });
+                return match retry_after {
+                    Some(seconds) => (status, [(axum::http::header::RETRY_AFTER, seconds.to_string())], body)
+                        .into_response(),
+                    None => (status, body).into_response(),
+                };
             }
         };
         (status, Json(ErrorBody { error: ErrorDetail { code, message } })).into_response()

@@ -11,6 +11,7 @@ mod error;
 mod handlers;
 mod http_metrics;
 mod openapi;
+mod relay;
 mod transactions;
 
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub txm: Option<Arc<gemgate_txm::TxManager>>,
     /// The view-call proxy and the ABIs it encodes with (`None` without chains configured).
     pub calls: Option<Arc<ViewCalls>>,
+    /// The ERC-2771 relayer (`None` without `[[relayers]]`).
+    pub relay: Option<Arc<gemgate_relay::Relayer>>,
 }
 
 /// What `POST /v1/call` needs: the proxy and the configured contracts' functions and errors.
@@ -163,8 +166,11 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::cancel))
         .routes(routes!(transactions::speed_up))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_transact));
+    let relay = OpenApiRouter::new()
+        .routes(routes!(relay::relay))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_relay));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .nest("/v1", v1.merge(admin).merge(transact))
+        .nest("/v1", v1.merge(admin).merge(transact).merge(relay))
         .routes(routes!(handlers::gemforce_webhook))
         .routes(routes!(handlers::health))
         .routes(routes!(handlers::ready))

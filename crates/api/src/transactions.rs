@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Digest;
 
-use crate::dto::{ErrorBody, Transaction, Transactions};
+use crate::dto::{ErrorBody, RelayedView, Transaction, Transactions};
 use crate::{ApiError, AppState};
 
 /// Calldata larger than this is refused (geth's pool refuses transactions over 128 KiB).
@@ -121,7 +121,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key))
 }
 
-fn submit_error(error: SubmitError) -> ApiError {
+pub(crate) fn submit_error(error: SubmitError) -> ApiError {
     match error {
         SubmitError::UnknownSigner(_)
         | SubmitError::UnknownChain(_)
@@ -146,7 +146,7 @@ fn accepted(submitted: &Submitted) -> Response {
 }
 
 /// A typed body, serialized before the handler returns (the views borrow the records it owns).
-fn respond(status: StatusCode, body: &impl serde::Serialize) -> Response {
+pub(crate) fn respond(status: StatusCode, body: &impl serde::Serialize) -> Response {
     (status, Json(body)).into_response()
 }
 
@@ -271,8 +271,12 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
         .await?
         .ok_or_else(|| ApiError::NotFound { what: format!("transaction {id}") })?;
     let attempts = manager.store.attempts(&id).await?;
+    let relayed = if record.origin == "relay" { manager.store.relayed(&id).await? } else { Vec::new() };
     let mut body = Transaction::of(&record);
     body.attempts = Some(attempts.iter().map(AttemptView::of).collect());
+    if record.origin == "relay" {
+        body.relayed = Some(relayed.iter().map(RelayedView::of).collect());
+    }
     if let (Some(number), Ok(rpc)) = (record.block_number, manager.chain(record.chain_id))
         && let Ok(Some((head, _))) = rpc.head(gemgate_domain::FinalityLevel::Latest).await
     {
@@ -398,7 +402,7 @@ pub async fn speed_up(State(state): State<AppState>, Path(id): Path<String>) -> 
         .await?
         .ok_or_else(|| ApiError::NotFound { what: format!("transaction {id}") })?;
     if !matches!(record.state, gemgate_domain::TxState::Signed | gemgate_domain::TxState::Submitted)
-        || record.origin != "api"
+        || record.origin == "raw"
     {
         return Err(ApiError::Conflict {
             message: format!("transaction {id} is {:?}: nothing to speed up", record.state),

@@ -74,9 +74,13 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
         named(&raw.sinks, "sinks", |s| &s.name, &mut p, |s, key, p| sink(s, key, &contract_names, ctx, p));
     let (signers, _) =
         named(&raw.signers, "signers", |s| &s.name, &mut p, |s, key, p| signer(s, key, &chain_ids, ctx, p));
-    let (relayers, _) = named(&raw.relayers, "relayers", |r| &r.name, &mut p, |r, key, p| {
-        relayer(r, key, &chain_ids, &contracts, &signers, p)
-    });
+    let (relayers, _) = named(
+        &raw.relayers,
+        "relayers",
+        |r| &r.name,
+        &mut p,
+        |r, key, p| relayer(r, key, &chain_ids, &contracts, &signers, p),
+    );
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -346,9 +350,10 @@ fn relayer(
     let forwarder = parse_address(&r.forwarder, &format!("{key}.forwarder"), p);
     match signers.iter().find(|s| s.name == r.signer) {
         None => p.add(format!("{key}.signer"), format!("{:?} is not in [[signers]]", r.signer)),
-        Some(s) if !s.chains.contains(&r.chain) => {
-            p.add(format!("{key}.signer"), format!("signer {:?} is not allowed on chain {}", r.signer, r.chain))
-        }
+        Some(s) if !s.chains.contains(&r.chain) => p.add(
+            format!("{key}.signer"),
+            format!("signer {:?} is not allowed on chain {}", r.signer, r.chain),
+        ),
         Some(_) => {}
     }
     let max_gas_price = gwei(r.max_gas_price_gwei, &format!("{key}.max_gas_price_gwei"), p).unwrap_or(None);
@@ -387,13 +392,18 @@ fn relayer(
 }
 
 fn quota(raw: Option<&RawQuota>, key: &str, p: &mut Problems) -> QuotaSettings {
-    let Some(raw) = raw else { return QuotaSettings { window: Duration::from_secs(3600), ..Default::default() } };
+    let Some(raw) = raw else {
+        return QuotaSettings { window: Duration::from_secs(3600), ..Default::default() };
+    };
     let window = match &raw.window {
         None => Duration::from_secs(3600),
         Some(text) => match humantime::parse_duration(text) {
             Ok(d) if d.as_secs() >= 1 => d,
             _ => {
-                p.add(format!("{key}.window"), format!("{text:?} is not a duration of a second or more such as \"1h\""));
+                p.add(
+                    format!("{key}.window"),
+                    format!("{text:?} is not a duration of a second or more such as \"1h\""),
+                );
                 Duration::from_secs(3600)
             }
         },

@@ -16,11 +16,15 @@ pub enum RelayError {
     Expired { deadline: u64 },
     #[error("{0}")]
     BadSignature(String),
-    #[error("the signature's s is in the upper half of the curve order: the malleable twin of a valid signature (EIP-2), refused")]
+    #[error(
+        "the signature's s is in the upper half of the curve order: the malleable twin of a valid signature (EIP-2), refused"
+    )]
     HighS,
     #[error("forwarder nonce {nonce} of {from} was used on chain (the forwarder's next nonce is {next})")]
     NonceUsed { from: String, nonce: String, next: String },
-    #[error("forwarder nonce {nonce} of {from} is ahead of the forwarder's next nonce {next}: send the earlier requests first, and this one once they are included")]
+    #[error(
+        "forwarder nonce {nonce} of {from} is ahead of the forwarder's next nonce {next}: send the earlier requests first, and this one once they are included"
+    )]
     NonceAhead { from: String, nonce: String, next: String },
     #[error("another request with this forwarder nonce is being relayed (transaction {id})")]
     NoncePending { id: String },

@@ -13,7 +13,11 @@ const GWEI: u64 = 1_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Limit {
     /// A quota of `subject` (`user 0x..` or `key backend`) on `what`, whose window ends at `ends` (Unix s).
-    Quota { subject: String, what: &'static str, ends: u64 },
+    Quota {
+        subject: String,
+        what: &'static str,
+        ends: u64,
+    },
     Budget,
 }
 
@@ -35,17 +39,26 @@ pub fn charges(
             let window = quota.window.as_secs().max(1);
             let start = now - now % window;
             let limit_of = Limit::Quota { subject: name.clone(), what: "requests", ends: start + window };
-            out.push((QuotaCharge { bucket: bucket("requests"), window_start: start, amount: 1, limit }, limit_of));
+            out.push((
+                QuotaCharge { bucket: bucket("requests"), window_start: start, amount: 1, limit },
+                limit_of,
+            ));
         }
         let day = now - now % DAY;
         if let Some(limit) = quota.gas_per_day {
             let limit_of = Limit::Quota { subject: name.clone(), what: "gas per day", ends: day + DAY };
-            out.push((QuotaCharge { bucket: bucket("gas"), window_start: day, amount: gas, limit }, limit_of));
+            out.push((
+                QuotaCharge { bucket: bucket("gas"), window_start: day, amount: gas, limit },
+                limit_of,
+            ));
         }
         if let Some(limit) = quota.wei_per_day {
             let limit_of = Limit::Quota { subject: name.clone(), what: "spend per day", ends: day + DAY };
             let limit = gwei_down(limit);
-            out.push((QuotaCharge { bucket: bucket("gwei"), window_start: day, amount: cost, limit }, limit_of));
+            out.push((
+                QuotaCharge { bucket: bucket("gwei"), window_start: day, amount: cost, limit },
+                limit_of,
+            ));
         }
     };
     subject(&relayer.per_user, "user", from);
@@ -54,7 +67,10 @@ pub fn charges(
     }
     if let Some(budget) = relayer.budget_wei {
         let bucket = format!("{}:budget:gwei", relayer.name);
-        out.push((QuotaCharge { bucket, window_start: 0, amount: cost, limit: gwei_down(budget) }, Limit::Budget));
+        out.push((
+            QuotaCharge { bucket, window_start: 0, amount: cost, limit: gwei_down(budget) },
+            Limit::Budget,
+        ));
     }
     out
 }
@@ -103,7 +119,8 @@ mod tests {
     fn each_configured_limit_is_one_charge_in_its_window() {
         let now = 1_700_000_123;
         let found = charges(&relayer(), "0xab", Some("backend"), 90_000, U256::from(1_000_000_001u64), now);
-        let buckets: Vec<_> = found.iter().map(|(c, _)| (c.bucket.as_str(), c.window_start, c.amount, c.limit)).collect();
+        let buckets: Vec<_> =
+            found.iter().map(|(c, _)| (c.bucket.as_str(), c.window_start, c.amount, c.limit)).collect();
         assert_eq!(
             buckets,
             vec![
@@ -114,7 +131,10 @@ mod tests {
                 ("carbon:budget:gwei", 0, 2, 5),
             ]
         );
-        assert_eq!(found[0].1, Limit::Quota { subject: "user 0xab".into(), what: "requests", ends: now - now % 600 + 600 });
+        assert_eq!(
+            found[0].1,
+            Limit::Quota { subject: "user 0xab".into(), what: "requests", ends: now - now % 600 + 600 }
+        );
         assert_eq!(found[3].1, Limit::Budget);
     }
 

@@ -16,19 +16,19 @@ use alloy::json_abi::JsonAbi;
 use alloy_primitives::{Address, Bytes, U256};
 use gemgate_calls::Catalog;
 use gemgate_config::RelayerSettings;
+use gemgate_domain::ChainId;
 use gemgate_domain::broadcast::CallRequest;
 use gemgate_domain::calls::{BlockSelector, CallOutput};
 use gemgate_domain::ports::{RelayQuotas, ViewCaller};
 use gemgate_domain::relay::RelayedCall;
-use gemgate_domain::ChainId;
 use gemgate_txm::fees::Speed;
 use gemgate_txm::manager::address_text;
 use gemgate_txm::{Submit, SubmitError, Submitted, TxManager};
 
+use crate::RelayError;
 use crate::metrics::RelayMetrics;
 use crate::quota::{self, Limit};
 use crate::request::{self, ForwarderDomain, SignedRequest};
-use crate::RelayError;
 
 /// A relay request as the API parsed it.
 #[derive(Debug, Clone)]
@@ -91,7 +91,12 @@ impl Relayer {
             if !callers.contains_key(&s.chain_id) {
                 return Err(format!("relayer {:?}: chain {} is not configured", s.name, s.chain_id));
             }
-            catalog.add(&format!("{} forwarder", s.name), s.chain_id, s.forwarder, std::slice::from_ref(&errors));
+            catalog.add(
+                &format!("{} forwarder", s.name),
+                s.chain_id,
+                s.forwarder,
+                std::slice::from_ref(&errors),
+            );
             entries.push(Entry { settings: s.clone(), payer, domain: tokio::sync::OnceCell::new() });
         }
         Ok(Self { entries, txm, callers, quotas, catalog, metrics: RelayMetrics::default() })
@@ -152,9 +157,9 @@ impl Relayer {
     }
 
     fn caller(&self, chain_id: ChainId) -> Result<&Arc<dyn ViewCaller>, RelayError> {
-        self.callers.get(&chain_id).ok_or_else(|| {
-            RelayError::Unavailable(format!("chain {chain_id} is not configured"))
-        })
+        self.callers
+            .get(&chain_id)
+            .ok_or_else(|| RelayError::Unavailable(format!("chain {chain_id} is not configured")))
     }
 
     /// The forwarder's domain, read from `eip712Domain()` the first time.
@@ -210,9 +215,12 @@ impl Relayer {
             return Err(RelayError::GasPriceTooHigh { needed: price.max_per_gas(), ceiling });
         }
         let execute = input.request.execute_call(signature);
-        let gas = match self.txm.estimate(s.chain_id, entry.payer, Some(s.forwarder), r.value, &execute).await {
+        let gas = match self.txm.estimate(s.chain_id, entry.payer, Some(s.forwarder), r.value, &execute).await
+        {
             Ok(gas) => gas,
-            Err(SubmitError::Reverts(message)) => return Err(self.diagnose(entry, input, &execute, message).await),
+            Err(SubmitError::Reverts(message)) => {
+                return Err(self.diagnose(entry, input, &execute, message).await);
+            }
             Err(other) => return Err(submit_error(other)),
         };
 
@@ -286,7 +294,13 @@ impl Relayer {
     }
 
     /// Why `execute` would revert, asked of the chain at one pinned block (see the module's notes).
-    async fn diagnose(&self, entry: &Entry, input: &RelayInput, execute: &Bytes, estimate: String) -> RelayError {
+    async fn diagnose(
+        &self,
+        entry: &Entry,
+        input: &RelayInput,
+        execute: &Bytes,
+        estimate: String,
+    ) -> RelayError {
         match self.find_cause(entry, input, execute).await {
             Ok(Some(cause)) => cause,
             Ok(None) => RelayError::SimulationReverted(gemgate_calls::Revert {
@@ -356,7 +370,11 @@ impl Relayer {
             return Ok(Some(RelayError::SimulationReverted(self.catalog.revert(s.chain_id, r.to, data))));
         }
         if let CallOutput::Reverted { data, .. } = &whole {
-            return Ok(Some(RelayError::SimulationReverted(self.catalog.revert(s.chain_id, s.forwarder, data))));
+            return Ok(Some(RelayError::SimulationReverted(self.catalog.revert(
+                s.chain_id,
+                s.forwarder,
+                data,
+            ))));
         }
         Ok(None)
     }

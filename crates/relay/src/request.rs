@@ -257,7 +257,10 @@ mod tests {
         ));
         let mut short = request.clone();
         short.signature = Bytes::from(request.signature[..64].to_vec());
-        assert!(matches!(short.verified_signature(&short.digest(&domain())), Err(RelayError::BadSignature(_))));
+        assert!(matches!(
+            short.verified_signature(&short.digest(&domain())),
+            Err(RelayError::BadSignature(_))
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The relayer's rows on SQLite and Postgres: quotas charged by many concurrent requests never pass their
 //! limit (50 against 20: exactly 20), a set of charges is all or nothing, refunds give back, and the ERC-2771
-//! requests a transaction relays are stored with it and read back in order.
+//! requests a transaction relays are stored with it and read back in order, and a forwarder nonce being
+//! relayed is not accepted twice.
 
 mod common;
 
@@ -49,7 +50,11 @@ async fn quotas_hold(url: &str) {
     // All or nothing: the second charge fails, so the first is not kept either.
     let pair = [charge("r:user:a:gas", 600, 1_000), charge("r:key:backend:requests", 1, 20)];
     assert_eq!(store.charge(&pair).await.unwrap(), Some(1));
-    assert_eq!(store.charge(&[charge("r:user:a:gas", 1_000, 1_000)]).await.unwrap(), None, "nothing was kept");
+    assert_eq!(
+        store.charge(&[charge("r:user:a:gas", 1_000, 1_000)]).await.unwrap(),
+        None,
+        "nothing was kept"
+    );
     assert_eq!(store.charge(&[charge("r:user:a:gas", 1, 1_000)]).await.unwrap(), Some(0));
     // A first charge larger than its limit is refused too (no row to update).
     assert_eq!(store.charge(&[charge("r:user:b:gas", 1_001, 1_000)]).await.unwrap(), Some(0));
@@ -86,10 +91,24 @@ async fn quotas_hold(url: &str) {
     let calls = store.relayed(&record.id).await.unwrap();
     assert_eq!(calls, vec![relayed("0xd1", 0), relayed("0xd2", 1)]);
     // The same request again is the same transaction, with nothing stored twice.
-    let again = store.accept(&[(request, 0)], &payload).await.unwrap();
+    let again = store.accept(&[(request.clone(), 0)], &payload).await.unwrap();
     assert!(matches!(&again[0], Accepted::Existing(r) if r.id == record.id), "{again:?}");
     assert_eq!(store.relayed(&record.id).await.unwrap().len(), 2);
     assert!(store.relayed("31337-0xnobody-0").await.unwrap().is_empty());
+
+    // Another signed request spending a forwarder nonce that a pending transaction relays is refused with
+    // that transaction's id, whether it is in the ledger or earlier in the same batch.
+    let reuse = |key: &str, nonce: u64| NewTransaction {
+        idempotency_key: Some(key.into()),
+        body_sha256: key.into(),
+        relayed: vec![RelayedCall { digest: key.into(), ..relayed(key, nonce) }],
+        ..request.clone()
+    };
+    let answers = store.accept(&[(reuse("0xe1", 1), 0)], &payload).await.unwrap();
+    assert!(matches!(&answers[0], Accepted::Conflict { id } if *id == record.id), "{answers:?}");
+    let answers = store.accept(&[(reuse("0xe2", 5), 0), (reuse("0xe3", 5), 0)], &payload).await.unwrap();
+    let Accepted::New(first) = &answers[0] else { panic!("{answers:?}") };
+    assert!(matches!(&answers[1], Accepted::Conflict { id } if *id == first.id), "{answers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

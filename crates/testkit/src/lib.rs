@@ -11,6 +11,7 @@ pub mod bindings;
 mod deploy;
 mod error;
 mod proxy;
+pub mod relay;
 mod rng;
 mod scenario;
 mod send;

@@ -23,7 +23,8 @@ pub struct TxView<'a> {
     /// A cancel or expiry in flight: the state the request ends in when its no-op is included.
     pub ending: Option<gemgate_domain::TxState>,
     pub error: Option<&'a str>,
-    /// `api` or `raw` (client-signed).
+    /// `api` (our signer's call), `relay` (our signer carrying users' ERC-2771 requests) or `raw`
+    /// (client-signed).
     pub origin: &'a str,
     pub revision: u64,
     pub tx_hash: Option<&'a str>,

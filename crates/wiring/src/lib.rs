@@ -14,6 +14,7 @@ use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
 use gemgate_outbox::{DispatchMetrics, DispatchSettings, Dispatcher};
 use gemgate_projections::gemforce::{gemforce_abis, gemforce_events};
 use gemgate_projections::{ContractAbi, Decoder, ProjectionSet};
+use gemgate_relay::{RelayMetrics, Relayer};
 use gemgate_store::SqlStore;
 use gemgate_telemetry::Metrics;
 use gemgate_txm::{RawAllow, TxManager, TxmOptions};
@@ -64,10 +65,7 @@ pub fn view_calls(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Opti
     if settings.chains.is_empty() {
         return Ok(None);
     }
-    let mut catalog = Catalog::default();
-    for contract in &settings.contracts {
-        catalog.add(&contract.name, contract.chain, contract.address, &contract_abis(contract)?);
-    }
+    let catalog = catalog(settings)?;
     let chains = settings
         .chains
         .iter()
@@ -78,6 +76,34 @@ pub fn view_calls(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Opti
         CallOptions { cache_bytes: c.cache_bytes, max_batch: c.max_batch, head_max_age: c.head_max_age };
     let proxy = CallProxy::new(chains, options).with_metrics(CallMetrics::register(metrics));
     Ok(Some(Arc::new(ViewCalls { proxy, catalog })))
+}
+
+/// Every configured contract's functions and errors, to encode calls and read reverts.
+fn catalog(settings: &Settings) -> anyhow::Result<Catalog> {
+    let mut catalog = Catalog::default();
+    for contract in &settings.contracts {
+        catalog.add(&contract.name, contract.chain, contract.address, &contract_abis(contract)?);
+    }
+    Ok(catalog)
+}
+
+/// The ERC-2771 relayer over the transaction manager (`None` without `[[relayers]]`).
+pub fn relayer(
+    settings: &Settings,
+    store: &SqlStore,
+    metrics: &Metrics,
+    txm: Option<&Arc<TxManager>>,
+) -> anyhow::Result<Option<Arc<Relayer>>> {
+    let (false, Some(txm)) = (settings.relayers.is_empty(), txm) else { return Ok(None) };
+    let callers = settings
+        .chains
+        .iter()
+        .map(|chain| (chain.id, Arc::new(tx_rpc(chain, metrics)) as Arc<dyn ViewCaller>))
+        .collect();
+    let relayer =
+        Relayer::new(&settings.relayers, txm.clone(), callers, Arc::new(store.clone()), catalog(settings)?)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Some(Arc::new(relayer.with_metrics(RelayMetrics::register(metrics)))))
 }
 
 /// One chain's JSON-RPC client for transactions and view calls, its calls counted in `metrics`.
@@ -229,6 +255,7 @@ pub fn app_state(
         .collect();
     Ok(AppState {
         calls: view_calls(settings, &metrics)?,
+        relay: relayer(settings, store, &metrics, txm.as_ref())?,
         webhooks: gemgate_api::WebhookMetrics::register(&metrics),
         http: gemgate_api::HttpMetrics::register(&metrics),
         store: gemgate_api::StorePorts::of(store),

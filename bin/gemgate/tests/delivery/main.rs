@@ -286,6 +286,7 @@ async fn api(
         http: gemgate_api::HttpMetrics::default(),
         txm: None,
         calls: None,
+        relay: None,
     };
     tokio::spawn(gemgate_api::serve(listener, gemgate_api::router(state), std::future::pending()));
     (base, webhooks)

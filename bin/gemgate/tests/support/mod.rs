@@ -14,10 +14,39 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: Option<&serde_json::Value>,
 ) -> (u16, serde_json::Value) {
+    let answer = try_http(method, url, headers, body).await.unwrap();
+    (answer.status, answer.body)
+}
+
+/// An answer of `try_http`.
+#[derive(Debug)]
+#[allow(dead_code)] // the relay tests read the headers
+pub struct Answer {
+    pub status: u16,
+    /// Header lines as received, names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+#[allow(dead_code)]
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Like `http`, with the headers, and an error instead of a panic when the server is not there (a test
+/// that kills it retries).
+pub async fn try_http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> std::io::Result<Answer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -31,13 +60,21 @@ pub async fn http(
     }
     request.push_str("\r\n");
     request.push_str(&body);
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
+    stream.read_to_end(&mut response).await?;
     let text = String::from_utf8_lossy(&response);
-    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string())))
+    let broken = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no HTTP answer");
+    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(broken)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let body = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
+    Ok(Answer { status, headers, body })
 }
 
 /// `GET url`.

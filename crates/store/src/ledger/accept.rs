@@ -345,6 +345,9 @@ async fn insert_requests(
     Ok(())
 }
 
-pub(super) async fn find_by_key(tx: &mut dyn Tx, key: &str) -> Result<Option<(TxRecord, String)>, StoreError> {
+pub(super) async fn find_by_key(
+    tx: &mut dyn Tx,
+    key: &str,
+) -> Result<Option<(TxRecord, String)>, StoreError> {
     Ok(find_by_keys(tx, &[key]).await?.remove(key))
 }

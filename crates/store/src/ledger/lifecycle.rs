@@ -59,7 +59,7 @@ impl SqlStore {
         in_tx!(self, tx => {
             let d = tx.dialect();
             let sql = format!(
-                "UPDATE tx_requests SET ending = {} WHERE id = {} AND origin = 'api' AND ending IS NULL \
+                "UPDATE tx_requests SET ending = {} WHERE id = {} AND origin <> 'raw' AND ending IS NULL \
                  AND state IN ('queued', 'signed', 'submitted')",
                 d.param(1),
                 d.param(2)
@@ -76,7 +76,7 @@ impl SqlStore {
             let d = tx.dialect();
             let sql = format!(
                 "UPDATE tx_attempts SET sent_ms = 0 WHERE request_id = {} AND sent_ms IS NOT NULL \
-                 AND request_id IN (SELECT id FROM tx_requests WHERE id = {} AND origin = 'api' AND state IN ('signed', 'submitted'))",
+                 AND request_id IN (SELECT id FROM tx_requests WHERE id = {} AND origin <> 'raw' AND state IN ('signed', 'submitted'))",
                 d.param(1),
                 d.param(2)
             );

@@ -13,8 +13,10 @@ impl SqlStore {
     /// The request accepted under idempotency key `key`.
     pub async fn transaction_by_key(&self, key: &str) -> Result<Option<TxRecord>, StoreError> {
         let key = key.to_string();
-        self.with_tx(move |tx| Box::pin(async move { Ok(accept::find_by_key(tx, &key).await?.map(|(r, _)| r)) }))
-            .await
+        self.with_tx(move |tx| {
+            Box::pin(async move { Ok(accept::find_by_key(tx, &key).await?.map(|(r, _)| r)) })
+        })
+        .await
     }
 
     /// A request's attempts in order.
@@ -69,7 +71,7 @@ impl SqlStore {
                 let live = LIVE_STATES.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
                 let (filter, binds) = match &sender {
                     Some(sender) => (
-                        format!("chain_id = {} AND sender = {} AND origin = 'api'", d.param(1), d.param(2)),
+                        format!("chain_id = {} AND sender = {} AND origin <> 'raw'", d.param(1), d.param(2)),
                         vec![Bind::int(chain_id), Bind::text(sender)],
                     ),
                     None => (format!("chain_id = {} AND origin = 'raw'", d.param(1)), vec![Bind::int(chain_id)]),

@@ -91,7 +91,7 @@ impl Ledger for MemLedger {
             .values()
             .filter(|l| l.record.chain_id == chain_id && LIVE_STATES.contains(&l.record.state))
             .filter(|l| match sender {
-                Some(sender) => l.record.sender == sender && l.record.origin == "api",
+                Some(sender) => l.record.sender == sender && l.record.origin != "raw",
                 None => l.record.origin == "raw",
             })
             .cloned()
@@ -171,7 +171,7 @@ impl Ledger for MemLedger {
         let mut state = self.state.lock().unwrap();
         let Some(live) = state.requests.get_mut(id) else { return Ok(None) };
         let open = matches!(live.record.state, TxState::Queued | TxState::Signed | TxState::Submitted);
-        if live.record.origin == "api" && live.record.ending.is_none() && open {
+        if live.record.origin != "raw" && live.record.ending.is_none() && open {
             live.record.ending = Some(ending);
         }
         Ok(Some(live.record.clone()))

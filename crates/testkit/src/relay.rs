@@ -1,0 +1,154 @@
+//! Users' ERC-2771 requests as a frontend makes them, written here independently of gemgate's relayer: the
+//! EIP-712 `ForwardRequest` of OpenZeppelin's `ERC2771Forwarder`, signed by a user's key under a domain, and
+//! the `POST /v1/relay` body that carries it. Also the holdings a relayed call needs: Gemforce NFTs with
+//! carbon credits, minted to users who hold no ether.
+
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::DynProvider;
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::{SolCall, SolStruct, eip712_domain};
+use serde_json::{Value, json};
+
+use crate::bindings::{CarbonCreditFacet, GemforceMinterFacet};
+use crate::{Result, TestkitError, confirm};
+
+alloy::sol! {
+    struct ForwardRequest {
+        address from;
+        address to;
+        uint256 value;
+        uint256 gas;
+        uint256 nonce;
+        uint48 deadline;
+        bytes data;
+    }
+
+    function retireCarbonCredits(uint256 tokenId, uint256 amount) external;
+}
+
+/// The domain a request is signed under.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    pub name: String,
+    pub version: String,
+    pub chain_id: u64,
+    pub forwarder: Address,
+}
+
+impl Domain {
+    /// The sample `GemforceForwarder`'s domain.
+    pub fn gemforce(chain_id: u64, forwarder: Address) -> Self {
+        Self { name: "GemforceForwarder".into(), version: "1".into(), chain_id, forwarder }
+    }
+
+    pub fn json(&self) -> Value {
+        json!({"name": self.name, "version": self.version, "chainId": self.chain_id,
+            "verifyingContract": self.forwarder.to_string()})
+    }
+}
+
+/// A request before it is signed.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub to: Address,
+    pub data: Bytes,
+    pub gas: u64,
+    pub nonce: u64,
+    pub deadline: u64,
+}
+
+/// `retireCarbonCredits(token, amount)` calldata.
+pub fn retire_call(token: U256, amount: u64) -> Bytes {
+    retireCarbonCreditsCall { tokenId: token, amount: U256::from(amount) }.abi_encode().into()
+}
+
+/// Seconds since the epoch, plus `ahead`.
+pub fn deadline_in(ahead: u64) -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() + ahead
+}
+
+/// `user`'s 65-byte signature (v 27/28) of `meta` under `domain`, and the request's `from`.
+pub fn sign(user: &PrivateKeySigner, domain: &Domain, meta: &Meta) -> Bytes {
+    sign_as(user, user.address(), domain, meta)
+}
+
+/// Signed by `user` while claiming to be `from` (a forgery, when they differ).
+pub fn sign_as(user: &PrivateKeySigner, from: Address, domain: &Domain, meta: &Meta) -> Bytes {
+    let request = ForwardRequest {
+        from,
+        to: meta.to,
+        value: U256::ZERO,
+        gas: U256::from(meta.gas),
+        nonce: U256::from(meta.nonce),
+        deadline: alloy::primitives::aliases::U48::from(meta.deadline),
+        data: meta.data.clone(),
+    };
+    let domain = eip712_domain! {
+        name: domain.name.clone(),
+        version: domain.version.clone(),
+        chain_id: domain.chain_id,
+        verifying_contract: domain.forwarder,
+    };
+    let digest = request.eip712_signing_hash(&domain);
+    let signature = user.sign_hash_sync(&digest).expect("local keys sign");
+    Bytes::from(signature.as_bytes().to_vec())
+}
+
+/// The `POST /v1/relay` body for a request signed as `from`, with the domain it was signed under.
+pub fn body(relayer: &str, from: Address, domain: &Domain, meta: &Meta, signature: &Bytes) -> Value {
+    json!({
+        "relayer": relayer,
+        "chain_id": domain.chain_id,
+        "request": {
+            "from": from.to_string(),
+            "to": meta.to.to_string(),
+            "value": "0",
+            "gas": meta.gas,
+            "nonce": meta.nonce.to_string(),
+            "deadline": meta.deadline,
+            "data": meta.data.to_string(),
+        },
+        "signature": signature.to_string(),
+        "domain": domain.json(),
+    })
+}
+
+/// Mints a Gemforce NFT to `holder` (by the Diamond's `owner`) and gives it `credits` carbon credits;
+/// returns the token id.
+pub async fn mint_with_credits(
+    provider: &DynProvider,
+    diamond: Address,
+    owner: Address,
+    holder: Address,
+    credits: u64,
+) -> Result<U256> {
+    let minter = GemforceMinterFacet::new(diamond, provider.clone());
+    let pending = minter
+        .gemforceMint(holder, Vec::new())
+        .from(owner)
+        .send()
+        .await
+        .map_err(TestkitError::contract("gemforceMint"))?;
+    let receipt = confirm(provider, pending, "gemforceMint").await?;
+    let token = receipt
+        .inner
+        .logs()
+        .iter()
+        .rev()
+        .find(|log| log.address() == diamond && log.topics().len() > 1)
+        .map(|log| U256::from_be_bytes(log.topics()[1].0))
+        .ok_or_else(|| TestkitError::Reverted {
+            what: "gemforceMint emitted no tokenId".into(),
+            tx: receipt.transaction_hash,
+        })?;
+    let carbon = CarbonCreditFacet::new(diamond, provider.clone());
+    let pending = carbon
+        .initializeCarbonCredits(token, U256::from(credits))
+        .from(owner)
+        .send()
+        .await
+        .map_err(TestkitError::contract("initializeCarbonCredits"))?;
+    confirm(provider, pending, "initializeCarbonCredits").await?;
+    Ok(token)
+}
