@@ -11,7 +11,7 @@ use std::process::Command;
 use support::{conforms, free_port, get, http, response_schema};
 
 /// Every route the router serves, as (method, path).
-const ROUTES: [(&str, &str); 23] = [
+const ROUTES: [(&str, &str); 24] = [
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),
@@ -35,6 +35,7 @@ const ROUTES: [(&str, &str); 23] = [
     ("post", "/v1/transactions/{id}/cancel"),
     ("post", "/v1/transactions/{id}/speed-up"),
     ("post", "/v1/call"),
+    ("post", "/v1/relay"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,8 +80,8 @@ async fn the_openapi_document_is_the_routes_served_valid_and_true_to_the_answers
     assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     for (method, path) in &served {
         let secured = document["paths"][path][method]["security"].is_array();
-        let writes =
-            path.starts_with("/v1/sinks/") || (method == "post" && path.starts_with("/v1/transactions"));
+        let writes = path.starts_with("/v1/sinks/")
+            || (method == "post" && (path.starts_with("/v1/transactions") || path == "/v1/relay"));
         assert_eq!(secured, writes, "{method} {path}: security");
     }
 

@@ -25,7 +25,7 @@ use gemgate_testkit::relay::{self, Domain, Meta};
 use gemgate_testkit::{Anvil, AnvilOptions, Deployment, anvil_or_skip, deploy_gemforce};
 use serde_json::{Value, json};
 use sha2::Digest;
-use support::{KillOnDrop, free_port, get, http, try_http};
+use support::{KillOnDrop, conforms, free_port, get, http, response_schema, try_http};
 
 /// anvil's second account pays for relayed transactions ("sponsor"); the first owns the Diamond.
 const SPONSOR_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -255,6 +255,12 @@ async fn relayed_requests_act_as_the_user_and_every_refusal_has_its_code() {
     // The same signed request again: the same transaction, even though its nonce is used now.
     let (status, again) = post(&base, RELAY_KEY, &body).await;
     assert_eq!((status, &again["id"]), (200, &json!(id)), "{again}");
+    // The answers are what the OpenAPI document says.
+    let (_, document) = get(&format!("{base}/v1/openapi.json")).await;
+    conforms(&document, response_schema(&document, "post", "/v1/relay", 202), &accepted, "accepted").unwrap();
+    conforms(&document, response_schema(&document, "post", "/v1/relay", 200), &again, "repeat").unwrap();
+    let schema = response_schema(&document, "get", "/v1/transactions/{id}", 200);
+    conforms(&document, schema, &done, "transaction").unwrap();
 
     // Every refusal, each with its own code, before anything is signed or spent.
     let sponsor = SPONSOR_KEY.parse::<PrivateKeySigner>().unwrap().address();
@@ -355,6 +361,7 @@ async fn relayed_requests_act_as_the_user_and_every_refusal_has_its_code() {
         let (got, answer) = post(&base, RELAY_KEY, body).await;
         assert_eq!((got, answer["error"]["code"].as_str()), (*status, Some(*code)), "{case}: {answer}");
         codes.insert(*code);
+        conforms(&document, response_schema(&document, "post", "/v1/relay", *status), &answer, case).unwrap();
         if *code == "simulation_reverted" {
             let message = answer["error"]["message"].as_str().unwrap();
             assert!(message.contains("NotTokenOwner"), "the facet's custom error, decoded: {message}");

@@ -17,7 +17,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 )]
 pub struct ApiDoc;
 
-/// `Authorization: Bearer <api key>`; a key's scopes (`read`, `admin`, `transact`) decide what it may call.
+/// `Authorization: Bearer <api key>`; a key's scopes (`read`, `transact`, `relay`, `admin`) decide what it
+/// may call.
 #[derive(Debug)]
 struct Bearer;
 
