@@ -112,6 +112,17 @@ budget_wei = "1"
 to = "gemforce"
 
 [[relayers]]
+name = "batched"
+chain = {chain}
+forwarder = "{forwarder}"
+signer = "sponsor"
+[[relayers.allow]]
+to = "gemforce"
+[relayers.batch]
+max = 10
+wait = "300ms"
+
+[[relayers]]
 name = "cheap"
 chain = {chain}
 forwarder = "{forwarder}"
@@ -590,4 +601,72 @@ async fn a_relayer_killed_while_200_requests_arrive_includes_each_exactly_once()
     assert_eq!(distinct.len(), 200, "one transaction per signed request");
     let sponsor = SPONSOR_KEY.parse::<PrivateKeySigner>().unwrap().address();
     assert_eq!(provider.get_transaction_count(sponsor).await.unwrap(), 200, "no transaction sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_together_go_in_one_execute_batch_and_a_failing_member_sinks_no_other() {
+    let test = "requests_waiting_together_go_in_one_execute_batch_and_a_failing_member_sinks_no_other";
+    let Some(anvil) = anvil_or_skip(test, AnvilOptions::default()).await.unwrap() else { return };
+    let provider = anvil.provider();
+    let d = deploy_gemforce(&provider, anvil.accounts()[0]).await.unwrap();
+    let domain = Domain::gemforce(anvil.chain_id(), d.forwarder);
+    let mut users = Vec::new();
+    for _ in 0..5 {
+        users.push(user(&provider, &d, 100).await);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let db_url = format!("sqlite://{}", dir.path().join("gemgate.db").display());
+    let config = config(dir.path(), &anvil, &d, &db_url, &listen);
+    let _run = KillOnDrop(gemgate(&config, "run"));
+    listening(&listen).await;
+    let base = format!("http://{listen}");
+
+    // Blocks wait until the test mines one, so the batch is still pending when the first member's
+    // deadline passes: at execution the forwarder finds that member expired and skips it.
+    let _: () = provider.raw_request("evm_setAutomine".into(), (false,)).await.unwrap();
+    let soon = relay::deadline_in(3);
+    let tasks: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(i, (user, token))| {
+            let mut meta = retire(&d, *token, 10, 0);
+            if i == 0 {
+                meta.deadline = soon;
+            }
+            let (base, body) = (base.clone(), signed("batched", user, &domain, &meta));
+            tokio::spawn(async move { post(&base, RELAY_KEY, &body).await })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["relayed"].as_array().unwrap().len(), 5, "one transaction carries all five: {body}");
+        ids.insert(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = ids.into_iter().next().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while transaction(&base, &id).await["state"] != "submitted" {
+        assert!(Instant::now() < deadline, "the batch was not broadcast");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while relay::deadline_in(0) <= soon + 1 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _: () = provider.raw_request("evm_setAutomine".into(), (true,)).await.unwrap();
+    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let done = included(&base, &id).await;
+    assert_eq!(done["receipt"]["status"], "success", "the batch itself succeeds: {done}");
+    assert_eq!(done["relayed"].as_array().unwrap().len(), 5);
+
+    let forwarder = GemforceForwarder::new(d.forwarder, provider.clone());
+    let carbon = CarbonCreditFacet::new(d.diamond, provider.clone());
+    for (i, (user, token)) in users.iter().enumerate() {
+        let (nonce, credits) = if i == 0 { (0, 100) } else { (1, 90) };
+        assert_eq!(forwarder.nonces(user.address()).call().await.unwrap(), U256::from(nonce), "user {i}");
+        assert_eq!(carbon.carbonCreditBalance(*token).call().await.unwrap(), U256::from(credits), "user {i}");
+    }
 }

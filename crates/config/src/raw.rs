@@ -42,6 +42,15 @@ pub(crate) struct RawRelayer {
     pub allow: Vec<RawRelayAllow>,
     pub per_user: Option<RawQuota>,
     pub per_key: Option<RawQuota>,
+    pub batch: Option<RawBatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBatch {
+    pub max: Option<usize>,
+    pub wait: Option<String>,
+    pub refund_receiver: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

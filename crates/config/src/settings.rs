@@ -52,6 +52,25 @@ pub struct RelayerSettings {
     pub per_user: QuotaSettings,
     /// `[relayers.per_key]`: limits per API key.
     pub per_key: QuotaSettings,
+    /// `[relayers.batch]`: requests waiting together go in one `executeBatch`.
+    pub batch: BatchSettings,
+}
+
+/// `[relayers.batch]`: `max` requests (default 1: no batching, each request its own `execute`) gathered for
+/// up to `wait` (default 100ms) go in one `executeBatch` with `refund_receiver` (default the paying signer),
+/// so a member that fails on chain is skipped and does not sink the others.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchSettings {
+    pub max: usize,
+    #[serde(with = "duration_text")]
+    pub wait: Duration,
+    pub refund_receiver: Option<Address>,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self { max: 1, wait: Duration::from_millis(100), refund_receiver: None }
+    }
 }
 
 /// `[[relayers.allow]]`: `to` (an address or a `[[contracts]]` name) and `functions` (signatures or `0x`

@@ -11,7 +11,7 @@ use gemgate_domain::Finality;
 
 use crate::Problem;
 use crate::raw::{
-    OneOrMany, RawApi, RawChain, RawContract, RawQuota, RawRelayer, RawSettings, RawSigner, RawSink,
+    OneOrMany, RawApi, RawBatch, RawChain, RawContract, RawQuota, RawRelayer, RawSettings, RawSigner, RawSink,
 };
 use crate::secret::{Secret, SecretUrl};
 use crate::settings::*;
@@ -378,6 +378,7 @@ fn relayer(
     }
     let per_user = quota(r.per_user.as_ref(), &format!("{key}.per_user"), p);
     let per_key = quota(r.per_key.as_ref(), &format!("{key}.per_key"), p);
+    let batch = batch(r.batch.as_ref(), &format!("{key}.batch"), p);
     (p.0.len() == before).then(|| RelayerSettings {
         name: r.name.clone(),
         chain_id: r.chain,
@@ -388,7 +389,39 @@ fn relayer(
         allow,
         per_user,
         per_key,
+        batch,
     })
+}
+
+fn batch(raw: Option<&RawBatch>, key: &str, p: &mut Problems) -> BatchSettings {
+    let defaults = BatchSettings::default();
+    let Some(raw) = raw else { return defaults };
+    let max = match raw.max {
+        None => defaults.max,
+        Some(max) if (1..=100).contains(&max) => max,
+        Some(max) => {
+            p.add(format!("{key}.max"), format!("{max} is not between 1 and 100"));
+            defaults.max
+        }
+    };
+    let wait = match &raw.wait {
+        None => defaults.wait,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if d <= Duration::from_secs(10) => d,
+            _ => {
+                p.add(
+                    format!("{key}.wait"),
+                    format!("{text:?} is not a duration up to 10s such as \"100ms\""),
+                );
+                defaults.wait
+            }
+        },
+    };
+    let refund_receiver = raw
+        .refund_receiver
+        .as_deref()
+        .and_then(|text| parse_address(text, &format!("{key}.refund_receiver"), p));
+    BatchSettings { max, wait, refund_receiver }
 }
 
 fn quota(raw: Option<&RawQuota>, key: &str, p: &mut Problems) -> QuotaSettings {

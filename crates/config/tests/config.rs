@@ -360,6 +360,9 @@ fn relayers_name_their_chain_signer_allowlist_and_quotas() {
         [relayers.per_key]
         gas_per_day = 5000000
         wei_per_day = "100000000000000000"
+        [relayers.batch]
+        max = 10
+        wait = "50ms"
     "#
     );
     let settings = load_str(&good, Path::new("x"), dir.path(), &env(&[key])).unwrap();
@@ -375,6 +378,8 @@ fn relayers_name_their_chain_signer_allowlist_and_quotas() {
     assert_eq!(relayer.per_user.window.as_secs(), 600);
     assert_eq!(relayer.per_key.window.as_secs(), 3600, "the window defaults to an hour");
     assert_eq!(relayer.per_key.gas_per_day, Some(5_000_000));
+    assert_eq!((relayer.batch.max, relayer.batch.wait.as_millis()), (10, 50));
+    assert_eq!(relayer.batch.refund_receiver, None, "refunds go to the paying signer by default");
 
     let bad = format!(
         r#"{base}
@@ -386,6 +391,9 @@ fn relayers_name_their_chain_signer_allowlist_and_quotas() {
         budget_wei = "1 ether"
         [relayers.per_user]
         window = "soon"
+        [relayers.batch]
+        max = 0
+        refund_receiver = "nobody"
         [[relayers]]
         name = "open"
         chain = 31337
@@ -409,6 +417,8 @@ fn relayers_name_their_chain_signer_allowlist_and_quotas() {
         "relayers[0].signer: \"nobody\" is not in [[signers]]",
         "relayers[0].budget_wei",
         "relayers[0].per_user.window",
+        "relayers[0].batch.max: 0 is not between 1 and 100",
+        "relayers[0].batch.refund_receiver",
         "relayers[1].allow: a relayer relays only what its allowlist names",
         "relayers[2].allow[0].to",
         "relayers[2].allow[0].functions[0]",

@@ -244,8 +244,8 @@ pub trait Ledger: Send + Sync {
     async fn accept_raw(&self, raw: &RawSubmission, payload: &TxPayload) -> Result<Accepted, StoreError>;
     /// One request by id.
     async fn transaction(&self, id: &str) -> Result<Option<TxRecord>, StoreError>;
-    /// The request accepted under an idempotency key.
-    async fn transaction_by_key(&self, key: &str) -> Result<Option<TxRecord>, StoreError>;
+    /// The transaction relaying the ERC-2771 request with EIP-712 digest `digest`.
+    async fn transaction_relaying(&self, digest: &str) -> Result<Option<TxRecord>, StoreError>;
     /// A request's attempts in order.
     async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError>;
     /// The requests the workers still follow on a chain, in nonce order with their attempts: one sender's

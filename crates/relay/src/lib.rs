@@ -4,6 +4,7 @@
 //! the paying signer, the quotas) and hands it to the transaction manager, which sends it like any other
 //! request. The checks that need no chain are in `request`; the quota arithmetic in `quota`.
 
+mod batch;
 pub mod error;
 pub mod metrics;
 pub mod quota;

@@ -112,6 +112,7 @@ mod tests {
                 gas_per_day: None,
                 wei_per_day: Some(U256::from(2_500_000_001u64)),
             },
+            batch: Default::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The relayer: picks the `[[relayers]]` entry, runs every check in order (cheapest and most specific
-//! first, the chain last), charges the quotas and submits through the transaction manager with the EIP-712
-//! digest as idempotency key, so the same signed request is one transaction however often it is sent.
+//! first, the chain last), charges the quotas and hands the request to its sender (`batch`), which submits
+//! through the transaction manager. The ledger keeps every relayed request's EIP-712 digest with its
+//! transaction, so the same signed request is one transaction however often, and wherever, it is sent.
 //!
 //! The simulation is the gas estimate of `execute` from the paying signer (a node runs the call exactly as
 //! `eth_call` would): when it passes, the forwarder has verified the signature against its current nonce,
@@ -10,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy::json_abi::JsonAbi;
 use alloy_primitives::{Address, Bytes, U256};
@@ -23,9 +24,10 @@ use gemgate_domain::ports::{RelayQuotas, ViewCaller};
 use gemgate_domain::relay::RelayedCall;
 use gemgate_txm::fees::Speed;
 use gemgate_txm::manager::address_text;
-use gemgate_txm::{Submit, SubmitError, Submitted, TxManager};
+use gemgate_txm::{SubmitError, Submitted, TxManager};
 
 use crate::RelayError;
+use crate::batch::{Member, Sender};
 use crate::metrics::RelayMetrics;
 use crate::quota::{self, Limit};
 use crate::request::{self, ForwarderDomain, SignedRequest};
@@ -47,6 +49,8 @@ struct Entry {
     payer: Address,
     /// The forwarder's EIP-712 domain, read once (OpenZeppelin's is immutable).
     domain: tokio::sync::OnceCell<ForwarderDomain>,
+    /// Sends checked requests, alone or batched.
+    sender: Arc<Sender>,
 }
 
 pub struct Relayer {
@@ -97,7 +101,10 @@ impl Relayer {
                 s.forwarder,
                 std::slice::from_ref(&errors),
             );
-            entries.push(Entry { settings: s.clone(), payer, domain: tokio::sync::OnceCell::new() });
+            let sender =
+                Sender::new(txm.clone(), s.chain_id, s.forwarder, s.signer.clone(), payer, s.batch.clone());
+            let domain = tokio::sync::OnceCell::new();
+            entries.push(Entry { settings: s.clone(), payer, domain, sender: Arc::new(sender) });
         }
         Ok(Self { entries, txm, callers, quotas, catalog, metrics: RelayMetrics::default() })
     }
@@ -195,10 +202,10 @@ impl Relayer {
         if let Some(signed) = &input.domain {
             check_domain(signed, &domain)?;
         }
-        let digest = input.request.digest(&domain);
-        let idempotency_key = format!("relay:{digest}");
+        let hash = input.request.digest(&domain);
+        let digest = hash.to_string();
         // A request seen before is answered with its transaction, whatever has happened on chain since.
-        if let Some(existing) = self.txm.store.transaction_by_key(&idempotency_key).await? {
+        if let Some(existing) = self.txm.store.transaction_relaying(&digest).await? {
             return Ok(Submitted::Existing(existing));
         }
         let now = unix_now();
@@ -206,7 +213,7 @@ impl Relayer {
         if deadline <= now {
             return Err(RelayError::Expired { deadline });
         }
-        let signature = input.request.verified_signature(&digest)?;
+        let signature = input.request.verified_signature(&hash)?;
         self.allowed(s, &input.request)?;
         let price = self.txm.market(s.chain_id, Speed::Normal).await.map_err(submit_error)?;
         if let Some(ceiling) = s.max_gas_price
@@ -214,7 +221,7 @@ impl Relayer {
         {
             return Err(RelayError::GasPriceTooHigh { needed: price.max_per_gas(), ceiling });
         }
-        let execute = input.request.execute_call(signature);
+        let execute = input.request.execute_call(signature.clone());
         let gas = match self.txm.estimate(s.chain_id, entry.payer, Some(s.forwarder), r.value, &execute).await
         {
             Ok(gas) => gas,
@@ -237,35 +244,27 @@ impl Relayer {
             });
         }
 
-        let until = UNIX_EPOCH + Duration::from_secs(deadline);
-        let submit = Submit {
-            idempotency_key: Some(idempotency_key),
-            body_sha256: digest.to_string(),
-            signer: s.signer.clone(),
-            chain_id: s.chain_id,
-            to: Some(s.forwarder),
-            value: r.value,
-            data: execute,
-            gas_limit: Some(gas),
-            speed: Speed::Normal,
-            valid_until: Some((humantime::format_rfc3339(until).to_string(), deadline * 1000)),
-            relayed: vec![RelayedCall {
-                digest: digest.to_string(),
-                relayer: s.name.clone(),
-                from: address_text(r.from),
-                to: address_text(r.to),
-                nonce: r.nonce.to_string(),
-                deadline,
-            }],
+        let call = RelayedCall {
+            digest: digest.clone(),
+            relayer: s.name.clone(),
+            from: address_text(r.from),
+            to: address_text(r.to),
+            nonce: r.nonce.to_string(),
+            deadline,
         };
-        let submitted = self.txm.submit(submit).await;
+        let member = Member { data: input.request.data(signature), call, gas };
+        let submitted = entry.sender.send(member).await;
         if !matches!(submitted, Ok(Submitted::New(_))) {
             // Not a new transaction: what was charged for it is given back.
             self.quotas.refund(&plain).await?;
         }
         match submitted {
             Ok(done) => Ok(done),
-            Err(SubmitError::Conflict(id)) => Err(RelayError::NoncePending { id }),
+            // Relayed meanwhile (another replica took the same signed request): its transaction.
+            Err(SubmitError::Conflict(id)) => match self.txm.store.transaction_relaying(&digest).await? {
+                Some(existing) => Ok(Submitted::Existing(existing)),
+                None => Err(RelayError::NoncePending { id }),
+            },
             Err(other) => Err(submit_error(other)),
         }
     }

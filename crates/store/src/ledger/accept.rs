@@ -241,8 +241,9 @@ async fn accept_all(
     Ok(answers)
 }
 
-/// The transaction already relaying one of `calls`' forwarder nonces (same relayer, user and nonce) while it
-/// is still pending: accepted earlier in this batch, or in the ledger. The relayer's sender row is locked
+/// The transaction already relaying one of `calls`: the same signed request (its digest), or its forwarder
+/// nonce (same relayer, user and nonce) while that transaction is pending, accepted earlier in this batch or
+/// in the ledger. The relayer's sender row is locked
 /// before this runs, so two replicas cannot both accept the same nonce; one that failed or expired frees it.
 async fn relaying_already(
     tx: &mut dyn Tx,
@@ -253,6 +254,12 @@ async fn relaying_already(
     for call in calls {
         if let Some(id) = batch.get(&(call.relayer.clone(), call.from.clone(), call.nonce.clone())) {
             return Ok(Some(id.clone()));
+        }
+        // The same signed request relayed already (in another transaction: a batch, or another replica's).
+        let sql = format!("SELECT tx_id FROM relay_requests WHERE digest = {}", d.param(1));
+        if let Some(row) = tx.fetch(&sql, vec![Bind::text(&call.digest)], &[ColumnKind::Text]).await?.first()
+        {
+            return Ok(text(row, 0));
         }
         let sql = format!(
             "SELECT r.tx_id FROM relay_requests r JOIN tx_requests t ON t.id = r.tx_id \
@@ -345,9 +352,6 @@ async fn insert_requests(
     Ok(())
 }
 
-pub(super) async fn find_by_key(
-    tx: &mut dyn Tx,
-    key: &str,
-) -> Result<Option<(TxRecord, String)>, StoreError> {
+async fn find_by_key(tx: &mut dyn Tx, key: &str) -> Result<Option<(TxRecord, String)>, StoreError> {
     Ok(find_by_keys(tx, &[key]).await?.remove(key))
 }

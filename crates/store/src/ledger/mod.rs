@@ -239,8 +239,8 @@ impl gemgate_domain::ports::Ledger for SqlStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn transaction_by_key(&self, key: &str) -> Result<Option<TxRecord>, StoreError> {
-        SqlStore::transaction_by_key(self, key).await
+    async fn transaction_relaying(&self, digest: &str) -> Result<Option<TxRecord>, StoreError> {
+        SqlStore::transaction_relaying(self, digest).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(id = %id))]

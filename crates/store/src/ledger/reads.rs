@@ -10,15 +10,6 @@ impl SqlStore {
         self.with_tx(move |tx| Box::pin(async move { record_by_id(tx, &id).await })).await
     }
 
-    /// The request accepted under idempotency key `key`.
-    pub async fn transaction_by_key(&self, key: &str) -> Result<Option<TxRecord>, StoreError> {
-        let key = key.to_string();
-        self.with_tx(move |tx| {
-            Box::pin(async move { Ok(accept::find_by_key(tx, &key).await?.map(|(r, _)| r)) })
-        })
-        .await
-    }
-
     /// A request's attempts in order.
     pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         let id = id.to_string();

@@ -47,6 +47,24 @@ pub(super) async fn insert_relayed(
 }
 
 impl SqlStore {
+    /// The transaction relaying the request with EIP-712 digest `digest`.
+    pub async fn transaction_relaying(&self, digest: &str) -> Result<Option<TxRecord>, StoreError> {
+        let digest = digest.to_string();
+        self.with_tx(move |tx| {
+            Box::pin(async move {
+                let d = tx.dialect();
+                let sql = format!(
+                    "SELECT {} FROM tx_requests WHERE id = (SELECT tx_id FROM relay_requests WHERE digest = {})",
+                    columns(d),
+                    d.param(1)
+                );
+                let rows = tx.fetch(&sql, vec![Bind::text(digest)], &kinds(&RECORD)).await?;
+                rows.first().map(|r| record(r)).transpose()
+            })
+        })
+        .await
+    }
+
     /// The ERC-2771 requests transaction `id` relays, in the order it carries them.
     pub async fn relayed(&self, id: &str) -> Result<Vec<RelayedCall>, StoreError> {
         let id = id.to_string();

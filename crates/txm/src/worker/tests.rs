@@ -196,8 +196,8 @@ impl Ledger for MemLedger {
         Err(not_here("counting"))
     }
 
-    async fn transaction_by_key(&self, _: &str) -> Result<Option<TxRecord>, StoreError> {
-        Err(not_here("lookups by key"))
+    async fn transaction_relaying(&self, _: &str) -> Result<Option<TxRecord>, StoreError> {
+        Err(not_here("relayed requests"))
     }
 
     async fn relayed(&self, _: &str) -> Result<Vec<gemgate_domain::relay::RelayedCall>, StoreError> {
