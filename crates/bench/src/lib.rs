@@ -8,6 +8,7 @@
 
 mod call;
 mod deliver;
+mod relay;
 mod txm;
 
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ enum BenchWhat {
     Txm(txm::TxmBench),
     /// View calls through POST /v1/call (cached, uncached, batched) beside eth_call straight to the node.
     Call(call::CallBench),
+    /// Signed meta-transactions through POST /v1/relay beside POST /v1/transactions, accepted to included.
+    Relay(relay::RelayBench),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -63,6 +66,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Deliver(bench) => deliver::run(bench).await,
         BenchWhat::Txm(bench) => txm::run(bench).await,
         BenchWhat::Call(bench) => call::run(bench).await,
+        BenchWhat::Relay(bench) => relay::run(bench).await,
     }
 }
 

@@ -123,32 +123,55 @@ pub async fn mint_with_credits(
     holder: Address,
     credits: u64,
 ) -> Result<U256> {
+    let tokens = mint_many_with_credits(provider, diamond, owner, &[holder], credits).await?;
+    Ok(tokens[0])
+}
+
+/// Mints one Gemforce NFT to each of `holders` and gives each `credits` carbon credits, sending every
+/// transaction before waiting for any receipt (for benchmarks with many users); returns the token ids in
+/// the holders' order.
+pub async fn mint_many_with_credits(
+    provider: &DynProvider,
+    diamond: Address,
+    owner: Address,
+    holders: &[Address],
+    credits: u64,
+) -> Result<Vec<U256>> {
+    use alloy::providers::Provider;
     let minter = GemforceMinterFacet::new(diamond, provider.clone());
-    let pending = minter
-        .gemforceMint(holder, Vec::new())
-        .from(owner)
-        .send()
-        .await
-        .map_err(TestkitError::contract("gemforceMint"))?;
-    let receipt = confirm(provider, pending, "gemforceMint").await?;
-    let token = receipt
-        .inner
-        .logs()
-        .iter()
-        .rev()
-        .find(|log| log.address() == diamond && log.topics().len() > 1)
-        .map(|log| U256::from_be_bytes(log.topics()[1].0))
-        .ok_or_else(|| TestkitError::Reverted {
-            what: "gemforceMint emitted no tokenId".into(),
-            tx: receipt.transaction_hash,
-        })?;
     let carbon = CarbonCreditFacet::new(diamond, provider.clone());
-    let pending = carbon
-        .initializeCarbonCredits(token, U256::from(credits))
-        .from(owner)
-        .send()
-        .await
-        .map_err(TestkitError::contract("initializeCarbonCredits"))?;
-    confirm(provider, pending, "initializeCarbonCredits").await?;
-    Ok(token)
+    let mut nonce =
+        provider.get_transaction_count(owner).await.map_err(TestkitError::rpc("eth_getTransactionCount"))?;
+    let mut minted = Vec::new();
+    for holder in holders {
+        let call = minter.gemforceMint(*holder, Vec::new()).from(owner).nonce(nonce).gas(200_000);
+        minted.push(call.send().await.map_err(TestkitError::contract("gemforceMint"))?);
+        nonce += 1;
+    }
+    let mut tokens = Vec::new();
+    for pending in minted {
+        let receipt = confirm(provider, pending, "gemforceMint").await?;
+        let token = receipt
+            .inner
+            .logs()
+            .iter()
+            .find(|log| log.address() == diamond && log.topics().len() > 2)
+            .map(|log| U256::from_be_bytes(log.topics()[1].0))
+            .ok_or_else(|| TestkitError::Reverted {
+                what: "gemforceMint emitted no tokenId".into(),
+                tx: receipt.transaction_hash,
+            })?;
+        tokens.push(token);
+    }
+    let mut initialized = Vec::new();
+    for token in &tokens {
+        let call =
+            carbon.initializeCarbonCredits(*token, U256::from(credits)).from(owner).nonce(nonce).gas(200_000);
+        initialized.push(call.send().await.map_err(TestkitError::contract("initializeCarbonCredits"))?);
+        nonce += 1;
+    }
+    for pending in initialized {
+        confirm(provider, pending, "initializeCarbonCredits").await?;
+    }
+    Ok(tokens)
 }
