@@ -258,6 +258,15 @@ fn demo_deploys_and_drives_traffic_with_json_logs() {
         "{stdout}"
     );
     assert!(stdout.contains("/v1/call"), "the summary says how to try view calls: {stdout}");
+    assert!(stdout.contains("relayed a meta-transaction: user 0x"), "{stdout}");
+    assert!(stdout.contains("/v1/relay"), "the summary says how to try the relayer: {stdout}");
+    let body: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("gemgate-demo-relay.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&body["relayer"], &body["request"]["nonce"]),
+        (&serde_json::json!("carbon"), &serde_json::json!("1"))
+    );
+    assert_eq!(body["signature"].as_str().map(str::len), Some(132), "a 65-byte signature: {body}");
     let mut finished = false;
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         let value: serde_json::Value =

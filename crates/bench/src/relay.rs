@@ -80,7 +80,12 @@ pub async fn run(bench: RelayBench) -> anyhow::Result<()> {
     std::fs::write(&config, config_text(&anvil, &d, &db_url, &listen, bench.batch))?;
     let _service = Running(
         Command::new(std::env::current_exe()?)
-            .args(["--log-filter", "warn", "run", "--config"])
+            .args([
+                "--log-filter",
+                &std::env::var("GEMGATE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+                "run",
+                "--config",
+            ])
             .arg(&config)
             .env("GEMGATE_BENCH_SPONSOR_KEY", SPONSOR_KEY)
             .stdout(Stdio::null())

@@ -113,6 +113,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let state = wiring::app_state(&settings, &store, metrics.clone(), txm.clone())?;
     let calls = state.calls.clone();
+    let relayer = state.relay.clone();
     let router = gemgate_api::router(state);
     let api_rx = rx.clone();
     tasks.spawn(
@@ -184,6 +185,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(calls) = &calls {
         demo_calls(calls, &anvil, &deployment).await?;
     }
+    let relay_body = args.dir.join("gemgate-demo-relay.json");
+    if let (Some(relayer), Some(manager)) = (&relayer, &txm) {
+        demo_relay(relayer, manager, &provider, &deployment, &relay_body).await?;
+    }
     let base = format!("http://{listen}");
     println!("done in {:.1} s. Try:", started.elapsed().as_secs_f64());
     for path in [
@@ -207,6 +212,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         anvil.accounts()[1]
     );
     println!("  curl -s '{base}/v1/transactions/<id from the answer>'");
+    if relayer.is_some() {
+        println!(
+            "  curl -s -X POST '{base}/v1/relay' -H 'Authorization: Bearer {DEMO_API_KEY}' -H 'Content-Type: application/json' \\\n      \
+             -d @{}   (a meta-transaction the user above signed: 202 the first time, 200 with the same transaction after)",
+            relay_body.display()
+        );
+    }
     println!(
         "  curl -s -X POST '{base}/v1/call' -H 'Content-Type: application/json' \\\n      \
          -d '{{\"chain_id\":{},\"to\":\"gemforce\",\"function\":\"carbonCreditBalance\",\"args\":[\"1\"],\"block\":\"latest\"}}'   (view calls; an array is one Multicall3 batch)",
@@ -240,8 +252,59 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// anvil's tenth account (funded, unused by the traffic scenario): the demo's signer.
 const DEMO_SIGNER_KEY: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
-/// The demo's API key (scopes read and transact); only its SHA-256 is in the configuration.
+/// The demo's API key (scopes read, transact and relay); only its SHA-256 is in the configuration.
 const DEMO_API_KEY: &str = "gemgate-demo-key";
+
+/// A user who holds no ether retires carbon credits of their own token through the relayer (the facet sees
+/// them as `_msgSender()`; the demo's signer pays), and signs a second request, written to `body_path` for
+/// the reader to send with curl.
+async fn demo_relay(
+    relayer: &gemgate_relay::Relayer,
+    manager: &gemgate_txm::TxManager,
+    provider: &alloy::providers::DynProvider,
+    d: &gemgate_testkit::Deployment,
+    body_path: &Path,
+) -> anyhow::Result<()> {
+    use gemgate_testkit::relay::{self, Domain, Meta};
+    let user = alloy::signers::local::PrivateKeySigner::random();
+    let token = relay::mint_with_credits(provider, d.diamond, d.owner, user.address(), 100).await?;
+    let domain = Domain::gemforce(d.chain_id, d.forwarder);
+    let meta = |amount, nonce| Meta {
+        to: d.diamond,
+        data: relay::retire_call(token, amount),
+        gas: 150_000,
+        nonce,
+        deadline: relay::deadline_in(24 * 3600),
+    };
+    let first = meta(5, 0);
+    let request = gemgate_relay::ForwardRequest {
+        from: user.address(),
+        to: first.to,
+        value: alloy_primitives::U256::ZERO,
+        gas: alloy_primitives::U256::from(first.gas),
+        nonce: alloy_primitives::U256::ZERO,
+        deadline: alloy_primitives::aliases::U48::from(first.deadline),
+        data: first.data.clone(),
+    };
+    let input = gemgate_relay::RelayInput {
+        relayer: Some("carbon".into()),
+        chain_id: d.chain_id,
+        request: gemgate_relay::SignedRequest { request, signature: relay::sign(&user, &domain, &first) },
+        domain: None,
+    };
+    let id =
+        relayer.relay(input, Some("demo")).await.context("relaying the demo request")?.record().id.clone();
+    println!(
+        "relayed a meta-transaction: user {} (no ether) retired 5 carbon credits of token {token}; the signer paid: request {id}",
+        user.address()
+    );
+    wait_included(manager, &id, "the relayed request").await?;
+    let second = meta(3, 1);
+    let body = relay::body("carbon", user.address(), &domain, &second, &relay::sign(&user, &domain, &second));
+    std::fs::write(body_path, serde_json::to_vec_pretty(&body)?)
+        .with_context(|| format!("writing {}", body_path.display()))?;
+    Ok(())
+}
 
 /// Sends one transfer through the transaction manager and follows it to inclusion, printing its states.
 /// A batch of view calls through the proxy, as `POST /v1/call` with an array makes them: Gemforce getters
@@ -301,9 +364,14 @@ async fn demo_transaction(manager: &gemgate_txm::TxManager, anvil: &Anvil) -> an
     );
     let id = manager.submit(request).await.context("submitting the demo transfer")?.record().id.clone();
     println!("sent 0.001 ETH through the transaction manager: request {id}");
+    wait_included(manager, &id, "the demo transfer").await
+}
+
+/// Follows request `id` to inclusion and prints where it went.
+async fn wait_included(manager: &gemgate_txm::TxManager, id: &str, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let record = manager.store.transaction(&id).await?.context("the demo request vanished")?;
+        let record = manager.store.transaction(id).await?.with_context(|| format!("{what} vanished"))?;
         if matches!(
             record.state,
             gemgate_domain::TxState::Included
@@ -318,17 +386,8 @@ async fn demo_transaction(manager: &gemgate_txm::TxManager, anvil: &Anvil) -> an
             );
             return Ok(());
         }
-        anyhow::ensure!(
-            !record.state.is_terminal(),
-            "the demo transfer ended {:?}: {:?}",
-            record.state,
-            record.error
-        );
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the demo transfer is still {:?} after 30 s",
-            record.state
-        );
+        anyhow::ensure!(!record.state.is_terminal(), "{what} ended {:?}: {:?}", record.state, record.error);
+        anyhow::ensure!(Instant::now() < deadline, "{what} is still {:?} after 30 s", record.state);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -362,10 +421,17 @@ fn demo_config(
         ));
     }
     config.push_str(&format!(
-        "\n[[api.keys]]\nname = \"demo\"\nkey_sha256 = \"{}\"\nscopes = [\"read\", \"transact\"]\n\n\
+        "\n[[api.keys]]\nname = \"demo\"\nkey_sha256 = \"{}\"\nscopes = [\"read\", \"transact\", \"relay\"]\n\n\
          [[signers]]\nname = \"demo\"\nkind = \"local\"\nkey_file = \"{}\"\nchains = [{chain}]\n\n[txm]\npoll_interval = \"100ms\"\n",
         hex::encode(sha2::Sha256::digest(DEMO_API_KEY.as_bytes())),
         signer_key.display()
+    ));
+    config.push_str(&format!(
+        "\n# Users sign ERC-2771 requests for the forwarder; the demo signer pays (POST /v1/relay).\n\
+         [[relayers]]\nname = \"carbon\"\nchain = {chain}\nforwarder = \"{}\"\nsigner = \"demo\"\n\
+         [[relayers.allow]]\nto = \"gemforce\"\nfunctions = [\"retireCarbonCredits(uint256,uint256)\"]\n\
+         [relayers.per_user]\nrequests = 20\nwindow = \"1h\"\n",
+        d.forwarder
     ));
     config
 }

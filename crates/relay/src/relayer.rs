@@ -3,11 +3,13 @@
 //! through the transaction manager. The ledger keeps every relayed request's EIP-712 digest with its
 //! transaction, so the same signed request is one transaction however often, and wherever, it is sent.
 //!
-//! The simulation is the gas estimate of `execute` from the paying signer (a node runs the call exactly as
-//! `eth_call` would): when it passes, the forwarder has verified the signature against its current nonce,
-//! the deadline, the target's trust and the inner call. When it fails, the relayer asks the chain why, at
-//! one pinned block: the forwarder's nonce for `from`, the target's `isTrustedForwarder`, the inner call
-//! as the forwarder makes it (its revert reason decoded from the configured ABIs), and `execute` itself.
+//! The simulation is an `eth_call` of `execute` from the paying signer at the latest block, with the gas
+//! limit the transaction will carry (`SignedRequest::gas_limit`; no gas estimate, whose binary search
+//! would run the call a dozen times): when it passes, the forwarder has verified the signature against its
+//! current nonce, the deadline, the target's trust and the inner call. When it fails, the relayer asks the
+//! chain why, at one pinned block: the forwarder's nonce for `from`, the target's `isTrustedForwarder`, and
+//! the inner call as the forwarder makes it (its revert reason decoded from the configured ABIs); failing
+//! those, the forwarder's own error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,11 +17,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy::json_abi::JsonAbi;
 use alloy_primitives::{Address, Bytes, U256};
-use gemgate_calls::Catalog;
+use gemgate_calls::{Catalog, Revert};
 use gemgate_config::RelayerSettings;
 use gemgate_domain::ChainId;
 use gemgate_domain::broadcast::CallRequest;
-use gemgate_domain::calls::{BlockSelector, CallOutput};
+use gemgate_domain::calls::{BlockSelector, CallOutput, PinnedBlock};
 use gemgate_domain::ports::{RelayQuotas, ViewCaller};
 use gemgate_domain::relay::RelayedCall;
 use gemgate_txm::fees::Speed;
@@ -169,6 +171,12 @@ impl Relayer {
             .ok_or_else(|| RelayError::Unavailable(format!("chain {chain_id} is not configured")))
     }
 
+    /// The chain's latest block, read for each simulation: a head even a moment old could still show a
+    /// forwarder nonce that a request just included has spent.
+    async fn head(&self, chain_id: ChainId, caller: &Arc<dyn ViewCaller>) -> Result<PinnedBlock, RelayError> {
+        caller.pin(BlockSelector::Latest).await?.ok_or_else(|| no_head(chain_id))
+    }
+
     /// The forwarder's domain, read from `eip712Domain()` the first time.
     async fn domain(&self, entry: &Entry) -> Result<ForwarderDomain, RelayError> {
         let s = &entry.settings;
@@ -222,14 +230,20 @@ impl Relayer {
             return Err(RelayError::GasPriceTooHigh { needed: price.max_per_gas(), ceiling });
         }
         let execute = input.request.execute_call(signature.clone());
-        let gas = match self.txm.estimate(s.chain_id, entry.payer, Some(s.forwarder), r.value, &execute).await
-        {
-            Ok(gas) => gas,
-            Err(SubmitError::Reverts(message)) => {
-                return Err(self.diagnose(entry, input, &execute, message).await);
-            }
-            Err(other) => return Err(submit_error(other)),
+        let gas = input.request.gas_limit(&execute);
+        let caller = self.caller(s.chain_id)?;
+        let head = self.head(s.chain_id, caller).await?;
+        let simulation = CallRequest {
+            from: entry.payer,
+            to: Some(s.forwarder),
+            value: r.value,
+            data: execute,
+            gas_limit: Some(gas),
         };
+        if let CallOutput::Reverted { data, .. } = caller.call_at(&simulation, head.hash).await? {
+            let whole = self.catalog.revert(s.chain_id, s.forwarder, &data);
+            return Err(self.diagnose(entry, input, whole).await);
+        }
 
         let cost = U256::from(gas).saturating_mul(U256::from(price.max_per_gas())).saturating_add(r.value);
         let charges = quota::charges(s, &address_text(r.from), key, gas, cost, now);
@@ -293,32 +307,16 @@ impl Relayer {
     }
 
     /// Why `execute` would revert, asked of the chain at one pinned block (see the module's notes).
-    async fn diagnose(
-        &self,
-        entry: &Entry,
-        input: &RelayInput,
-        execute: &Bytes,
-        estimate: String,
-    ) -> RelayError {
-        match self.find_cause(entry, input, execute).await {
+    async fn diagnose(&self, entry: &Entry, input: &RelayInput, whole: Revert) -> RelayError {
+        match self.find_cause(entry, input).await {
             Ok(Some(cause)) => cause,
-            Ok(None) => RelayError::SimulationReverted(gemgate_calls::Revert {
-                kind: "unknown",
-                reason: estimate,
-                name: None,
-                args: None,
-                data: Bytes::new(),
-            }),
+            // The chain moved on between the simulation and the diagnosis: what the simulation said.
+            Ok(None) => RelayError::SimulationReverted(whole),
             Err(e) => e,
         }
     }
 
-    async fn find_cause(
-        &self,
-        entry: &Entry,
-        input: &RelayInput,
-        execute: &Bytes,
-    ) -> Result<Option<RelayError>, RelayError> {
+    async fn find_cause(&self, entry: &Entry, input: &RelayInput) -> Result<Option<RelayError>, RelayError> {
         let s = &entry.settings;
         let r = &input.request.request;
         let caller = self.caller(s.chain_id)?;
@@ -333,18 +331,10 @@ impl Relayer {
             data: input.request.inner_call(),
             gas_limit: r.gas.try_into().ok(),
         };
-        let whole = CallRequest {
-            from: entry.payer,
-            to: Some(s.forwarder),
-            value: r.value,
-            data: execute.clone(),
-            gas_limit: None,
-        };
-        let (nonce, trust, inner, whole) = tokio::try_join!(
+        let (nonce, trust, inner) = tokio::try_join!(
             caller.call_at(&nonce_call, at),
             caller.call_at(&trust_call, at),
             caller.call_at(&inner, at),
-            caller.call_at(&whole, at),
         )?;
         if let CallOutput::Returned(data) = &nonce
             && let Some(next) = request::read_nonce(data)
@@ -367,13 +357,6 @@ impl Relayer {
         }
         if let CallOutput::Reverted { data, .. } = &inner {
             return Ok(Some(RelayError::SimulationReverted(self.catalog.revert(s.chain_id, r.to, data))));
-        }
-        if let CallOutput::Reverted { data, .. } = &whole {
-            return Ok(Some(RelayError::SimulationReverted(self.catalog.revert(
-                s.chain_id,
-                s.forwarder,
-                data,
-            ))));
         }
         Ok(None)
     }

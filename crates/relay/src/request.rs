@@ -58,6 +58,15 @@ pub const FORWARDER_ERRORS: [&str; 8] = [
 const HALF_ORDER: U256 =
     alloy_primitives::uint!(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0_U256);
 
+const INTRINSIC_GAS: u64 = 21_000;
+/// The forwarder's work around the call, with a wide margin.
+const FORWARDER_OVERHEAD: u64 = 80_000;
+
+/// What calldata costs (EIP-2028): 16 gas a non-zero byte, 4 a zero byte.
+pub fn calldata_gas(data: &[u8]) -> u64 {
+    data.iter().map(|b| if *b == 0 { 4 } else { 16 }).sum()
+}
+
 /// The domain a forwarder signs under, as its `eip712Domain()` answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwarderDomain {
@@ -138,6 +147,18 @@ impl SignedRequest {
         let mut normalized = bytes.to_vec();
         normalized[64] = 27 + u8::from(parity);
         Ok(normalized.into())
+    }
+
+    /// The gas limit of the transaction carrying this request in `calldata`: the intrinsic cost (21,000 and
+    /// the calldata), the forwarder's own work (signature recovery, the nonce write, the target's trust
+    /// check, the event: well under `FORWARDER_OVERHEAD`), and the request's `gas` with the 1/64 a call keeps
+    /// back (EIP-150), since the forwarder checks the target was given all of it. Unused gas is not paid for.
+    pub fn gas_limit(&self, calldata: &[u8]) -> u64 {
+        let inner: u64 = self.request.gas.try_into().unwrap_or(u64::MAX / 2);
+        INTRINSIC_GAS
+            .saturating_add(calldata_gas(calldata))
+            .saturating_add(FORWARDER_OVERHEAD)
+            .saturating_add(inner.saturating_mul(64).div_ceil(63))
     }
 
     /// `execute(request)` calldata with `signature` (as `verified_signature` returned it).

@@ -11,7 +11,7 @@ use alloy::sol_types::{SolCall, SolStruct, eip712_domain};
 use serde_json::{Value, json};
 
 use crate::bindings::{CarbonCreditFacet, GemforceMinterFacet};
-use crate::{Result, TestkitError, confirm};
+use crate::{Result, TestkitError};
 
 alloy::sol! {
     struct ForwardRequest {
@@ -127,9 +127,9 @@ pub async fn mint_with_credits(
     Ok(tokens[0])
 }
 
-/// Mints one Gemforce NFT to each of `holders` and gives each `credits` carbon credits, sending every
-/// transaction before waiting for any receipt (for benchmarks with many users); returns the token ids in
-/// the holders' order.
+/// Mints one Gemforce NFT to each of `holders` and gives each `credits` carbon credits; returns the token
+/// ids in the holders' order. Many holders (benchmarks) are minted with automine paused, the transactions
+/// sent in nonce order and mined a full block at a time.
 pub async fn mint_many_with_credits(
     provider: &DynProvider,
     diamond: Address,
@@ -140,21 +140,30 @@ pub async fn mint_many_with_credits(
     use alloy::providers::Provider;
     let minter = GemforceMinterFacet::new(diamond, provider.clone());
     let carbon = CarbonCreditFacet::new(diamond, provider.clone());
+    let many = holders.len() > 1;
+    if many {
+        let _: () = provider
+            .raw_request("evm_setAutomine".into(), (false,))
+            .await
+            .map_err(TestkitError::rpc("evm_setAutomine"))?;
+    }
     let mut nonce =
         provider.get_transaction_count(owner).await.map_err(TestkitError::rpc("eth_getTransactionCount"))?;
     let mut minted = Vec::new();
     for holder in holders {
         let call = minter.gemforceMint(*holder, Vec::new()).from(owner).nonce(nonce).gas(200_000);
-        minted.push(call.send().await.map_err(TestkitError::contract("gemforceMint"))?);
+        minted.push(*call.send().await.map_err(TestkitError::contract("gemforceMint"))?.tx_hash());
         nonce += 1;
     }
+    let receipts = mined(provider, &minted, many).await?;
     let mut tokens = Vec::new();
-    for pending in minted {
-        let receipt = confirm(provider, pending, "gemforceMint").await?;
+    for receipt in receipts {
         let token = receipt
             .inner
             .logs()
             .iter()
+            // The last log is GemforceMinted(tokenId indexed, owner indexed, ...) after ERC-721's Transfer.
+            .rev()
             .find(|log| log.address() == diamond && log.topics().len() > 2)
             .map(|log| U256::from_be_bytes(log.topics()[1].0))
             .ok_or_else(|| TestkitError::Reverted {
@@ -167,11 +176,58 @@ pub async fn mint_many_with_credits(
     for token in &tokens {
         let call =
             carbon.initializeCarbonCredits(*token, U256::from(credits)).from(owner).nonce(nonce).gas(200_000);
-        initialized.push(call.send().await.map_err(TestkitError::contract("initializeCarbonCredits"))?);
+        initialized
+            .push(*call.send().await.map_err(TestkitError::contract("initializeCarbonCredits"))?.tx_hash());
         nonce += 1;
     }
-    for pending in initialized {
-        confirm(provider, pending, "initializeCarbonCredits").await?;
+    mined(provider, &initialized, many).await?;
+    if many {
+        let _: () = provider
+            .raw_request("evm_setAutomine".into(), (true,))
+            .await
+            .map_err(TestkitError::rpc("evm_setAutomine"))?;
     }
     Ok(tokens)
+}
+
+/// The successful receipts of `sent`, mining blocks until the last is in one when `mine` is set.
+async fn mined(
+    provider: &DynProvider,
+    sent: &[alloy::primitives::B256],
+    mine: bool,
+) -> Result<Vec<alloy::rpc::types::TransactionReceipt>> {
+    use alloy::providers::Provider;
+    let Some(last) = sent.last() else { return Ok(Vec::new()) };
+    let started = std::time::Instant::now();
+    loop {
+        let receipt = provider
+            .get_transaction_receipt(*last)
+            .await
+            .map_err(TestkitError::rpc("eth_getTransactionReceipt"))?;
+        if receipt.is_some() {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            return Err(TestkitError::NoReceipt { what: "minting".into(), tx: *last, seconds: 120 });
+        }
+        if mine {
+            let _: String =
+                provider.raw_request("evm_mine".into(), ()).await.map_err(TestkitError::rpc("evm_mine"))?;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    let mut receipts = Vec::new();
+    for hash in sent {
+        let receipt = provider
+            .get_transaction_receipt(*hash)
+            .await
+            .map_err(TestkitError::rpc("eth_getTransactionReceipt"))?
+            .ok_or_else(|| TestkitError::NoReceipt { what: "minting".into(), tx: *hash, seconds: 0 })?;
+        if !receipt.status() {
+            return Err(TestkitError::Reverted { what: "minting".into(), tx: *hash });
+        }
+        receipts.push(receipt);
+    }
+    Ok(receipts)
 }
