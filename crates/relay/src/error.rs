@@ -41,7 +41,7 @@ pub enum RelayError {
     #[error("the fee cap needed, {needed} wei per gas, is above this relayer's ceiling {ceiling}")]
     GasPriceTooHigh { needed: u128, ceiling: u128 },
     #[error("the request reverts in simulation: {}", .0.reason)]
-    SimulationReverted(Revert),
+    SimulationReverted(Box<Revert>),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]

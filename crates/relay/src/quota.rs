@@ -53,7 +53,7 @@ pub fn charges(
             ));
         }
         if let Some(limit) = quota.wei_per_day {
-            let limit_of = Limit::Quota { subject: name.clone(), what: "spend per day", ends: day + DAY };
+            let limit_of = Limit::Quota { subject: name, what: "spend per day", ends: day + DAY };
             let limit = gwei_down(limit);
             out.push((
                 QuotaCharge { bucket: bucket("gwei"), window_start: day, amount: cost, limit },

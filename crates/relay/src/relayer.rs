@@ -311,7 +311,7 @@ impl Relayer {
         match self.find_cause(entry, input).await {
             Ok(Some(cause)) => cause,
             // The chain moved on between the simulation and the diagnosis: what the simulation said.
-            Ok(None) => RelayError::SimulationReverted(whole),
+            Ok(None) => RelayError::SimulationReverted(Box::new(whole)),
             Err(e) => e,
         }
     }
@@ -356,7 +356,9 @@ impl Relayer {
             }));
         }
         if let CallOutput::Reverted { data, .. } = &inner {
-            return Ok(Some(RelayError::SimulationReverted(self.catalog.revert(s.chain_id, r.to, data))));
+            return Ok(Some(RelayError::SimulationReverted(Box::new(
+                self.catalog.revert(s.chain_id, r.to, data),
+            ))));
         }
         Ok(None)
     }

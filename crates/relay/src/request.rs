@@ -254,7 +254,7 @@ mod tests {
         let normalized = request.verified_signature(&request.digest(&domain())).unwrap();
         assert!(matches!(normalized[64], 27 | 28));
         // v as 0/1 is accepted and normalized.
-        let mut zero_one = request.clone();
+        let mut zero_one = request;
         let mut bytes = zero_one.signature.to_vec();
         bytes[64] -= 27;
         zero_one.signature = bytes.into();
