@@ -292,6 +292,9 @@ async fn relayed_requests_act_as_the_user_and_every_refusal_has_its_code() {
     let mut expired = retire(&d, token, 5, 1);
     expired.deadline = relay::deadline_in(0) - 10;
     cases.push(("expired", signed("carbon", &alice, &domain, &expired), 422, "expired"));
+    let mut paying = signed("carbon", &alice, &domain, &retire(&d, token, 5, 1));
+    paying["request"]["value"] = json!("1");
+    cases.push(("value", paying, 422, "value_not_allowed"));
     let forged = retire(&d, token, 5, 1);
     let forged_sig = relay::sign_as(&bob, alice.address(), &domain, &forged);
     cases.push((
@@ -476,23 +479,32 @@ async fn a_key_quota_of_20_holds_against_50_concurrent_requests_on_two_replicas(
         })
         .collect();
     let mut accepted = Vec::new();
-    let mut refused = 0;
-    for task in tasks {
+    let mut refused = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
         let (status, body) = task.await.unwrap();
         match status {
             202 => accepted.push(body["id"].as_str().unwrap().to_string()),
             429 => {
                 assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
-                refused += 1;
+                refused.push(i);
             }
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert_eq!((accepted.len(), refused), (20, 30), "exactly the quota passes, across both replicas");
+    assert_eq!((accepted.len(), refused.len()), (20, 30), "exactly the quota passes, across both replicas");
     let base = format!("http://{}", listens[0]);
     for id in &accepted {
         included(&base, id).await;
     }
+
+    // The count is in the database: a replica started afresh still refuses.
+    drop(_serve);
+    let _serve = KillOnDrop(gemgate(&serve_config, "serve"));
+    listening(&listens[1]).await;
+    let (user, token) = &users[refused[0]];
+    let body = signed("tight", user, &domain, &retire(&d, *token, 1, 0));
+    let (status, answer) = post(&format!("http://{}", listens[1]), RELAY_KEY, &body).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (429, Some("quota_exceeded")), "{answer}");
     drop(_serve);
     drop(_run);
     db.drop().await;

@@ -42,7 +42,7 @@ pub struct ForwardRequestBody {
     from: String,
     /// The target contract (it must trust the forwarder).
     to: String,
-    /// Wei, decimal; the relayer pays it. Default 0.
+    /// Wei, decimal; the relayer pays it (at most `relayers.max_value_wei`, default 0). Default 0.
     value: Option<String>,
     /// Gas for the call to the target (a number or a decimal string).
     #[schema(value_type = u64)]
@@ -165,7 +165,7 @@ fn relay_error(error: RelayError) -> ApiError {
         (status = 400, description = "malformed, or unknown_relayer", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "nonce_pending: another request with this forwarder nonce is being relayed", body = ErrorBody),
-        (status = 422, description = "refused: wrong_domain, wrong_chain, expired, bad_signature, high_s, nonce_used, nonce_ahead, target_not_trusting, target_not_allowed, selector_not_allowed, budget_spent, simulation_reverted", body = ErrorBody),
+        (status = 422, description = "refused: wrong_domain, wrong_chain, expired, value_not_allowed, bad_signature, high_s, nonce_used, nonce_ahead, target_not_trusting, target_not_allowed, selector_not_allowed, budget_spent, simulation_reverted", body = ErrorBody),
         (status = 429, description = "quota_exceeded (Retry-After: seconds until the window ends)", body = ErrorBody),
         (status = 503, description = "gas_price_too_high, or the chain or database is unavailable", body = ErrorBody),
     ))]

@@ -38,6 +38,7 @@ pub(crate) struct RawRelayer {
     pub signer: String,
     pub max_gas_price_gwei: Option<f64>,
     pub budget_wei: Option<String>,
+    pub max_value_wei: Option<String>,
     #[serde(default)]
     pub allow: Vec<RawRelayAllow>,
     pub per_user: Option<RawQuota>,

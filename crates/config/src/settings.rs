@@ -46,6 +46,9 @@ pub struct RelayerSettings {
     /// `budget_wei`: the sponsor's budget over the relayer's lifetime (gas at the fee cap plus value); no
     /// relaying once it is spent.
     pub budget_wei: Option<alloy_primitives::U256>,
+    /// `max_value_wei`: the most ether (wei) a request may have the relayer send along; default 0, so a
+    /// user cannot spend the sponsor's ether through a payable target.
+    pub max_value_wei: alloy_primitives::U256,
     /// `[[relayers.allow]]`: the targets and functions requests may call; nothing else is relayed.
     pub allow: Vec<RelayAllowSettings>,
     /// `[relayers.per_user]`: limits per signing user (`from`).

@@ -358,6 +358,7 @@ fn relayer(
     }
     let max_gas_price = gwei(r.max_gas_price_gwei, &format!("{key}.max_gas_price_gwei"), p).unwrap_or(None);
     let budget_wei = wei(&r.budget_wei, &format!("{key}.budget_wei"), p);
+    let max_value_wei = wei(&r.max_value_wei, &format!("{key}.max_value_wei"), p).unwrap_or_default();
     if r.allow.is_empty() {
         p.add(
             format!("{key}.allow"),
@@ -386,6 +387,7 @@ fn relayer(
         signer: r.signer.clone(),
         max_gas_price,
         budget_wei,
+        max_value_wei,
         allow,
         per_user,
         per_key,

@@ -351,6 +351,7 @@ fn relayers_name_their_chain_signer_allowlist_and_quotas() {
         signer = "sponsor"
         max_gas_price_gwei = 50
         budget_wei = "1000000000000000000"
+        max_value_wei = "5"
         [[relayers.allow]]
         to = "gemforce"
         functions = ["retireCarbonCredits(uint256 tokenId, uint256 amount)", "0xa9059cbb"]
@@ -370,6 +371,7 @@ fn relayers_name_their_chain_signer_allowlist_and_quotas() {
     assert_eq!(relayer.forwarder.to_string(), "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512");
     assert_eq!(relayer.max_gas_price, Some(50_000_000_000));
     assert_eq!(relayer.budget_wei.unwrap().to_string(), "1000000000000000000");
+    assert_eq!(relayer.max_value_wei.to_string(), "5");
     assert_eq!(relayer.allow[0].to.to_string(), "0x5FbDB2315678afecb367f032d93F642f64180aa3");
     // keccak256("retireCarbonCredits(uint256,uint256)")[..4]
     let retire = alloy_primitives::keccak256("retireCarbonCredits(uint256,uint256)");
@@ -389,6 +391,7 @@ fn relayers_name_their_chain_signer_allowlist_and_quotas() {
         forwarder = "0x123"
         signer = "nobody"
         budget_wei = "1 ether"
+        max_value_wei = "-1"
         [relayers.per_user]
         window = "soon"
         [relayers.batch]
@@ -416,6 +419,7 @@ fn relayers_name_their_chain_signer_allowlist_and_quotas() {
         "relayers[0].forwarder",
         "relayers[0].signer: \"nobody\" is not in [[signers]]",
         "relayers[0].budget_wei",
+        "relayers[0].max_value_wei",
         "relayers[0].per_user.window",
         "relayers[0].batch.max: 0 is not between 1 and 100",
         "relayers[0].batch.refund_receiver",

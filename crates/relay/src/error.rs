@@ -30,6 +30,8 @@ pub enum RelayError {
     NoncePending { id: String },
     #[error("the target {target} does not trust the forwarder {forwarder} (isTrustedForwarder is false)")]
     TargetNotTrusting { target: String, forwarder: String },
+    #[error("the request sends {value} wei; this relayer pays at most {max} (relayers.max_value_wei)")]
+    ValueNotAllowed { value: String, max: String },
     #[error("calls to {0} are not in this relayer's allowlist")]
     TargetNotAllowed(String),
     #[error("the function {selector} of {target} is not in this relayer's allowlist")]
@@ -69,6 +71,7 @@ impl RelayError {
             RelayError::NonceAhead { .. } => "nonce_ahead",
             RelayError::NoncePending { .. } => "nonce_pending",
             RelayError::TargetNotTrusting { .. } => "target_not_trusting",
+            RelayError::ValueNotAllowed { .. } => "value_not_allowed",
             RelayError::TargetNotAllowed(_) => "target_not_allowed",
             RelayError::SelectorNotAllowed { .. } => "selector_not_allowed",
             RelayError::QuotaExceeded { .. } => "quota_exceeded",

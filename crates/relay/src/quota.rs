@@ -99,6 +99,7 @@ mod tests {
             signer: "sponsor".into(),
             max_gas_price: None,
             budget_wei: Some(U256::from(5_000_000_000u64)),
+            max_value_wei: U256::ZERO,
             allow: Vec::new(),
             per_user: QuotaSettings {
                 requests: Some(20),

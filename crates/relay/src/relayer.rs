@@ -221,6 +221,12 @@ impl Relayer {
         if deadline <= now {
             return Err(RelayError::Expired { deadline });
         }
+        if r.value > s.max_value_wei {
+            return Err(RelayError::ValueNotAllowed {
+                value: r.value.to_string(),
+                max: s.max_value_wei.to_string(),
+            });
+        }
         let signature = input.request.verified_signature(&hash)?;
         self.allowed(s, &input.request)?;
         let price = self.txm.market(s.chain_id, Speed::Normal).await.map_err(submit_error)?;
