@@ -63,7 +63,11 @@ pub struct Relayer {
     /// The configured contracts' ABIs and every forwarder's errors, to read reverts.
     catalog: Catalog,
     metrics: RelayMetrics,
+    /// The head read in flight per chain, shared by the simulations waiting for it.
+    heads: std::sync::Mutex<HashMap<ChainId, HeadRead>>,
 }
+
+type HeadRead = futures::future::Shared<futures::future::BoxFuture<'static, Result<PinnedBlock, String>>>;
 
 impl std::fmt::Debug for Relayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,7 +112,8 @@ impl Relayer {
             let domain = tokio::sync::OnceCell::new();
             entries.push(Entry { settings: s.clone(), payer, domain, sender: Arc::new(sender) });
         }
-        Ok(Self { entries, txm, callers, quotas, catalog, metrics: RelayMetrics::default() })
+        let heads = std::sync::Mutex::new(HashMap::new());
+        Ok(Self { entries, txm, callers, quotas, catalog, metrics: RelayMetrics::default(), heads })
     }
 
     /// Counts into the process's registered relay metrics.
@@ -171,10 +176,32 @@ impl Relayer {
             .ok_or_else(|| RelayError::Unavailable(format!("chain {chain_id} is not configured")))
     }
 
-    /// The chain's latest block, read for each simulation: a head even a moment old could still show a
-    /// forwarder nonce that a request just included has spent.
+    /// The chain's latest block for a simulation. Never a cached one (a head even a moment old could still
+    /// show a forwarder nonce that a request just included has spent), but requests arriving while a read is
+    /// in flight share it: one `eth_getBlockByNumber` for a crowd, at most one round trip old.
     async fn head(&self, chain_id: ChainId, caller: &Arc<dyn ViewCaller>) -> Result<PinnedBlock, RelayError> {
-        caller.pin(BlockSelector::Latest).await?.ok_or_else(|| no_head(chain_id))
+        use futures::FutureExt;
+        let read = {
+            let mut reads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+            match reads.get(&chain_id) {
+                Some(read) if read.peek().is_none() => read.clone(),
+                _ => {
+                    let caller = caller.clone();
+                    let read = async move {
+                        match caller.pin(BlockSelector::Latest).await {
+                            Ok(Some(head)) => Ok(head),
+                            Ok(None) => Err(format!("chain {chain_id} has no latest block yet")),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    reads.insert(chain_id, read.clone());
+                    read
+                }
+            }
+        };
+        read.await.map_err(RelayError::Unavailable)
     }
 
     /// The forwarder's domain, read from `eip712Domain()` the first time.
@@ -182,7 +209,7 @@ impl Relayer {
         let s = &entry.settings;
         let caller = self.caller(s.chain_id)?;
         let read = || async {
-            let head = caller.pin(BlockSelector::Latest).await?.ok_or_else(|| no_head(s.chain_id))?;
+            let head = self.head(s.chain_id, caller).await?;
             let call = view(s.forwarder, request::domain_call());
             let answer = match caller.call_at(&call, head.hash).await? {
                 CallOutput::Returned(data) => ForwarderDomain::decode(&data),
@@ -326,7 +353,7 @@ impl Relayer {
         let s = &entry.settings;
         let r = &input.request.request;
         let caller = self.caller(s.chain_id)?;
-        let head = caller.pin(BlockSelector::Latest).await?.ok_or_else(|| no_head(s.chain_id))?;
+        let head = self.head(s.chain_id, caller).await?;
         let at = head.hash;
         let nonce_call = view(s.forwarder, request::nonces_call(r.from));
         let trust_call = view(r.to, request::trust_call(s.forwarder));
@@ -403,10 +430,6 @@ fn check_domain(signed: &ForwarderDomain, actual: &ForwarderDomain) -> Result<()
 
 fn view(to: Address, data: Bytes) -> CallRequest {
     CallRequest { from: Address::ZERO, to: Some(to), value: U256::ZERO, data, gas_limit: None }
-}
-
-fn no_head(chain_id: ChainId) -> RelayError {
-    RelayError::Unavailable(format!("chain {chain_id} has no latest block yet"))
 }
 
 fn submit_error(error: SubmitError) -> RelayError {
