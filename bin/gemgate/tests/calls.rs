@@ -1,7 +1,9 @@
 //! `POST /v1/call` from `gemgate serve` and `gemgate call` against anvil with the sample contracts: calls
 //! named by contract and function (the Diamond's built-in Gemforce ABIs, a token's ABI file) answered with
 //! decoded outputs and the block they ran at, reverts as 422 with the ABI's custom error, batches as one
-//! Multicall3 call, and every bad input refused with a stable code before the node is asked.
+//! Multicall3 call, and every bad input refused with a stable code before the node is asked; and with
+//! `calls.cache_mib = 0`, `calls.head_max_age = "0s"` and `chains.multicall3 = "none"`, every call goes to the
+//! node, arrays run side by side, and `latest` follows each new block.
 
 mod support;
 
@@ -238,4 +240,76 @@ async fn view_calls_through_the_api_and_the_cli() {
     let out = cli(&["usdc", "nothing"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no function named"));
+}
+
+/// The sum of a metric family's samples in `/metrics` text (0 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cache_or_multicall3_every_call_goes_to_the_node_and_latest_follows_each_block() {
+    let test = "without_cache_or_multicall3_every_call_goes_to_the_node_and_latest_follows_each_block";
+    let Some(anvil) = anvil_or_skip(test, AnvilOptions::default()).await.unwrap() else { return };
+    let provider = anvil.provider();
+    let d = deploy_gemforce(&provider, anvil.accounts()[0]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = config(dir.path(), &anvil, &d, &listen);
+    let rpc = format!("rpc = [\"{}\"]", anvil.endpoint());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("max_batch = 10", "max_batch = 10\ncache_mib = 0\nhead_max_age = \"0s\"")
+        .replace(&rpc, &format!("{rpc}\nmulticall3 = \"none\""));
+    std::fs::write(&config, text).unwrap();
+    let _serve = support::serve(&config, &listen).await;
+    let base = format!("http://{listen}");
+    let counters = || async {
+        let (_, metrics) = get(&format!("{base}/metrics")).await;
+        let text = metrics.as_str().unwrap_or_default().to_string();
+        (
+            metric(&text, "gemgate_calls_cache_hits_total"),
+            metric(&text, "gemgate_calls_rpc_calls_total"),
+            metric(&text, "gemgate_calls_multicall_batches_total"),
+        )
+    };
+
+    // calls.cache_mib = 0: the same pinned call three times, three round trips, no hit.
+    let head = provider.get_block_number().await.unwrap();
+    let pinned = json!({"chain_id": 31337, "to": "usdc", "function": "decimals", "block": head});
+    let (hits, rpc_before, _) = counters().await;
+    for _ in 0..3 {
+        let (status, body) = call(&base, &pinned).await;
+        assert_eq!((status, &body["decoded"]), (200, &json!({"arg0": "6"})), "{body}");
+    }
+    let (hits_after, rpc_after, _) = counters().await;
+    assert_eq!((hits_after - hits, rpc_after - rpc_before), (0.0, 3.0), "no cache: each call asks the node");
+
+    // chains.multicall3 = "none": an array runs side by side, one eth_call each, every answer right.
+    let batch: Vec<Value> = anvil.accounts()[..4]
+        .iter()
+        .map(|a| json!({"chain_id": 31337, "to": "usdc", "function": "balanceOf", "args": [a.to_string()]}))
+        .collect();
+    let (status, body) = call(&base, &Value::Array(batch)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["results"].as_array().unwrap().iter().all(|r| r["decoded"] == json!({"arg0": "0"})),
+        "{body}"
+    );
+    let (_, rpc_batch, batches) = counters().await;
+    assert_eq!((rpc_batch - rpc_after, batches), (4.0, 0.0), "no Multicall3 batch without Multicall3");
+
+    // calls.head_max_age = 0s: `latest` names the new block as soon as it is mined.
+    let latest = json!({"chain_id": 31337, "to": "usdc", "function": "decimals"});
+    let (_, before) = call(&base, &latest).await;
+    let _: String = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let (_, after) = call(&base, &latest).await;
+    assert_eq!(
+        after["block_number"].as_u64().unwrap(),
+        before["block_number"].as_u64().unwrap() + 1,
+        "{after}"
+    );
 }
