@@ -109,6 +109,14 @@ async fn quotas_hold(url: &str) {
     let answers = store.accept(&[(reuse("0xe2", 5), 0), (reuse("0xe3", 5), 0)], &payload).await.unwrap();
     let Accepted::New(first) = &answers[0] else { panic!("{answers:?}") };
     assert!(matches!(&answers[1], Accepted::Conflict { id } if *id == first.id), "{answers:?}");
+    // The same signed request through two relayers of one forwarder in one batch: one transaction.
+    let other_relayer = |key: &str| NewTransaction {
+        relayed: vec![RelayedCall { relayer: "other".into(), ..reuse("0xf1", 9).relayed[0].clone() }],
+        ..reuse(key, 9)
+    };
+    let answers = store.accept(&[(reuse("0xf1", 9), 0), (other_relayer("0xf2"), 0)], &payload).await.unwrap();
+    let Accepted::New(first) = &answers[0] else { panic!("{answers:?}") };
+    assert!(matches!(&answers[1], Accepted::Conflict { id } if *id == first.id), "{answers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

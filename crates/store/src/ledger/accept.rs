@@ -141,7 +141,8 @@ async fn accept_all(
     };
     // The cost of what each sender has pending, read once and kept up to date.
     let mut pending: HashMap<(u64, String), U256> = HashMap::new();
-    // Forwarder nonces being relayed: (relayer, user, nonce) -> the transaction carrying it.
+    // Forwarder nonces being relayed in this batch: (relayer, user, nonce), and ("", digest, ""), -> the
+    // transaction carrying it.
     let mut relaying: HashMap<(String, String, String), String> = HashMap::new();
     let mut answers = Vec::with_capacity(requests.len());
     for (request, _) in requests {
@@ -199,6 +200,8 @@ async fn accept_all(
         *nonce += 1;
         for call in &request.relayed {
             relaying.insert((call.relayer.clone(), call.from.clone(), call.nonce.clone()), record.id.clone());
+            // And by digest alone (two relayers on one forwarder see the same signed request).
+            relaying.insert((String::new(), call.digest.clone(), String::new()), record.id.clone());
         }
         if let Some(key) = &request.idempotency_key {
             known.insert(key.clone(), (record.clone(), request.body_sha256.clone()));
@@ -243,8 +246,8 @@ async fn accept_all(
 
 /// The transaction already relaying one of `calls`: the same signed request (its digest), or its forwarder
 /// nonce (same relayer, user and nonce) while that transaction is pending, accepted earlier in this batch or
-/// in the ledger. The relayer's sender row is locked
-/// before this runs, so two replicas cannot both accept the same nonce; one that failed or expired frees it.
+/// in the ledger. The relayer's sender row is locked before this runs, so two replicas cannot both accept
+/// the same nonce; one that failed or expired frees it.
 async fn relaying_already(
     tx: &mut dyn Tx,
     calls: &[RelayedCall],
@@ -252,7 +255,10 @@ async fn relaying_already(
 ) -> Result<Option<String>, StoreError> {
     let d = tx.dialect();
     for call in calls {
-        if let Some(id) = batch.get(&(call.relayer.clone(), call.from.clone(), call.nonce.clone())) {
+        let in_batch = batch
+            .get(&(call.relayer.clone(), call.from.clone(), call.nonce.clone()))
+            .or_else(|| batch.get(&(String::new(), call.digest.clone(), String::new())));
+        if let Some(id) = in_batch {
             return Ok(Some(id.clone()));
         }
         // The same signed request relayed already (in another transaction: a batch, or another replica's).
