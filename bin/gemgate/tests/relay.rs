@@ -130,6 +130,26 @@ signer = "sponsor"
 max_gas_price_gwei = 0.000000001
 [[relayers.allow]]
 to = "gemforce"
+
+[[relayers]]
+name = "gassy"
+chain = {chain}
+forwarder = "{forwarder}"
+signer = "sponsor"
+[[relayers.allow]]
+to = "gemforce"
+[relayers.per_user]
+gas_per_day = 1000
+
+[[relayers]]
+name = "spendy"
+chain = {chain}
+forwarder = "{forwarder}"
+signer = "sponsor"
+[[relayers.allow]]
+to = "gemforce"
+[relayers.per_key]
+wei_per_day = "1"
 "#,
         relay = sha(RELAY_KEY),
         reader = sha(READ_KEY),
@@ -383,6 +403,18 @@ async fn relayed_requests_act_as_the_user_and_every_refusal_has_its_code() {
         }
     }
     assert_eq!(codes.len(), cases.len(), "every refusal has its own code");
+    // The daily gas and spend quotas: a request needs more than either allows.
+    for relayer in ["gassy", "spendy"] {
+        let (status, answer) =
+            post(&base, RELAY_KEY, &signed(relayer, &alice, &domain, &retire(&d, token, 5, 1))).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (429, Some("quota_exceeded")),
+            "{relayer}: {answer}"
+        );
+        let what = if relayer == "gassy" { "gas per day" } else { "spend per day" };
+        assert!(answer["error"]["message"].as_str().unwrap().contains(what), "{answer}");
+    }
     // A key without the relay scope, and no key.
     let (status, _) =
         post(&base, READ_KEY, &signed("carbon", &alice, &domain, &retire(&d, token, 5, 1))).await;

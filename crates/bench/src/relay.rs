@@ -225,32 +225,20 @@ chains = [{chain}]
 [txm]
 poll_interval = "50ms"
 bump_after = "1s"
-[[relayers]]
-name = "bench"
-chain = {chain}
-forwarder = "{forwarder}"
-signer = "sponsor"
-[[relayers.allow]]
-to = "gemforce"
-functions = ["retireCarbonCredits(uint256,uint256)"]
-[[relayers]]
-name = "batched"
-chain = {chain}
-forwarder = "{forwarder}"
-signer = "sponsor"
-[[relayers.allow]]
-to = "gemforce"
-functions = ["retireCarbonCredits(uint256,uint256)"]
-[relayers.batch]
-max = {batch_max}
-wait = "20ms"
-"#,
+{relayers}"#,
         chain = anvil.chain_id(),
         rpc = anvil.endpoint(),
         diamond = d.diamond,
         start = d.start_block,
-        forwarder = d.forwarder,
-        batch_max = batch.max(1),
+        relayers = [("bench", 1), ("batched", batch.max(1))]
+            .map(|(name, max)| format!(
+                "[[relayers]]\nname = \"{name}\"\nchain = {}\nforwarder = \"{}\"\nsigner = \"sponsor\"\n\
+                 [[relayers.allow]]\nto = \"gemforce\"\nfunctions = [\"retireCarbonCredits(uint256,uint256)\"]\n\
+                 [relayers.batch]\nmax = {max}\nwait = \"20ms\"\n",
+                anvil.chain_id(),
+                d.forwarder
+            ))
+            .concat(),
     )
 }
 
