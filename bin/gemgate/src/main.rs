@@ -3,6 +3,7 @@
 
 mod index;
 mod keys;
+mod replay;
 
 // The operator's tools beside the service, each behind a default feature: a production build
 // (`--no-default-features`) carries only what `run` and its parts need.
@@ -27,8 +28,6 @@ use gemgate_telemetry::LogStyle;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Exit code of a subcommand that exists in the interface but is not built yet (EX_UNAVAILABLE).
-const EXIT_NOT_BUILT: u8 = 69;
 /// Exit code for an invalid configuration (EX_CONFIG).
 const EXIT_BAD_CONFIG: u8 = 78;
 
@@ -85,8 +84,10 @@ enum Command {
     Txm,
     /// Apply database migrations and exit.
     Migrate,
-    /// Rebuild projections from stored events, or re-deliver to a sink from a block.
-    Replay,
+    /// Rebuild the projection tables from the stored events beside the live ones, then swap them in
+    /// atomically (the API keeps serving the old tables until then). Resumes an interrupted replay.
+    /// To deliver to a sink again from a block, see `gemgate sinks replay`.
+    Replay(replay::ReplayArgs),
     /// Start a local chain with the sample Gemforce contracts and drive realistic traffic through them.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
@@ -209,7 +210,9 @@ fn main() -> ExitCode {
             let parts = wiring::Parts { txm: true, ..wiring::Parts::NONE };
             wiring::run_service(&settings, store, gemgate_telemetry::Metrics::new(), parts).await
         }),
-        Command::Replay => not_built("replay", "the delivery and snapshot issues (roadmap 3 and 7)"),
+        Command::Replay(ref args) => {
+            with_settings(&cli, move |settings| async move { replay::run(&settings, args).await })
+        }
     }
 }
 
@@ -365,13 +368,6 @@ fn replay_time(text: &str) -> anyhow::Result<String> {
         anyhow::anyhow!("--from-time {text:?} is not an RFC 3339 time such as 2026-11-26T14:00:00Z: {e}")
     })?;
     Ok(humantime::format_rfc3339_millis(time).to_string())
-}
-
-fn not_built(command: &str, arrives_with: &str) -> ExitCode {
-    eprintln!(
-        "gemgate {command}: not built yet; it arrives with {arrives_with}. See README.md for what works today."
-    );
-    ExitCode::from(EXIT_NOT_BUILT)
 }
 
 fn config_check(cli: &Cli) -> ExitCode {

@@ -26,10 +26,10 @@ fn help_lists_every_subcommand() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_fail() {
+fn replay_without_a_source_says_which_to_give() {
     let out = gemgate(&["replay"]);
-    assert_eq!(out.status.code(), Some(69), "replay must exit 69 (not built)");
-    assert!(text(&out.stderr).contains("not built yet"), "replay: {}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(text(&out.stderr).contains("--from-store"), "replay: {}", text(&out.stderr));
 }
 
 #[test]

@@ -26,6 +26,8 @@ pub struct EventRow {
     pub args: Option<String>,
     pub topics: String,
     pub data: String,
+    /// The transaction's sender, for the events whose projections need it (a trade deal's creator).
+    pub tx_from: Option<String>,
 }
 
 /// An outbox row as stored.
@@ -44,13 +46,13 @@ pub struct OutboxRow {
 }
 
 const EVENT_COLUMNS: &str = "id, chain_id, block_number, block_hash, tx_hash, tx_index, log_index, address, \
-                             contract, event, signature, args, topics, data";
+                             contract, event, signature, args, topics, data, tx_from";
 const OUTBOX_COLUMNS: &str = "id, kind, chain_id, block_number, log_index, ordering_key, status, payload";
 
 /// Postgres advisory lock key serialising outbox writers ("gemgate outbox" as an integer).
 const OUTBOX_LOCK: i64 = 0x6765_6d67_6f75_7462;
 
-/// SQLite allows 32,766 bound parameters per statement; 500 rows of 14 columns stay well below.
+/// SQLite allows 32,766 bound parameters per statement; 500 rows of 15 columns stay well below.
 const SQLITE_CHUNK: usize = 500;
 
 #[async_trait]
@@ -69,7 +71,7 @@ impl BulkWrite for Transaction<'static, Sqlite> {
     async fn insert_events(&mut self, rows: &[EventRow]) -> Result<(), StoreError> {
         for chunk in rows.chunks(SQLITE_CHUNK) {
             let sql =
-                format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", values_clause(chunk.len(), 14));
+                format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", values_clause(chunk.len(), 15));
             let mut query = sqlx::query::<Sqlite>(AssertSqlSafe(sql));
             for r in chunk {
                 query = query
@@ -86,7 +88,8 @@ impl BulkWrite for Transaction<'static, Sqlite> {
                     .bind(r.signature.clone())
                     .bind(r.args.clone())
                     .bind(r.topics.clone())
-                    .bind(r.data.clone());
+                    .bind(r.data.clone())
+                    .bind(r.tx_from.clone());
             }
             query.execute(&mut **self).await.map_err(db_error)?;
         }
@@ -204,7 +207,7 @@ impl BulkWrite for Transaction<'static, Postgres> {
     async fn insert_events(&mut self, rows: &[EventRow]) -> Result<(), StoreError> {
         let statement = format!("COPY events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)");
         copy_in(self, &statement, rows, |copy, r| {
-            copy.row(14);
+            copy.row(15);
             copy.text(&r.id);
             copy.bigint(r.chain_id);
             copy.bigint(r.block_number);
@@ -220,6 +223,7 @@ impl BulkWrite for Transaction<'static, Postgres> {
             copy.optional_text(r.args.as_deref());
             copy.text(&r.topics);
             copy.text(&r.data);
+            copy.optional_text(r.tx_from.as_deref());
         })
         .await
     }

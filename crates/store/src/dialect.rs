@@ -57,20 +57,29 @@ impl Dialect {
 
     /// `CREATE TABLE IF NOT EXISTS` for a projection table: a text key plus its columns.
     pub fn create_table(self, table: &TableDef) -> String {
+        self.create_table_as(table.name, table)
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` of a table named `name` with `table`'s columns (a rebuild's shadow).
+    pub fn create_table_as(self, name: &str, table: &TableDef) -> String {
         let columns: Vec<String> =
             table.columns.iter().map(|c| format!("{} {}", c.name, self.column_type(c.kind))).collect();
-        format!("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, {})", table.name, columns.join(", "))
+        format!("CREATE TABLE IF NOT EXISTS {name} (key TEXT PRIMARY KEY, {})", columns.join(", "))
     }
 
     /// Upsert of a whole row by key.
     pub fn upsert(self, table: &TableDef) -> String {
+        self.upsert_into(table.name, table)
+    }
+
+    /// Upsert of a whole row of `table` by key into the table named `name`.
+    pub fn upsert_into(self, name: &str, table: &TableDef) -> String {
         let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
         let params: Vec<String> =
             table.columns.iter().enumerate().map(|(i, c)| self.param_as(i + 2, c.kind)).collect();
         let updates: Vec<String> = names.iter().map(|n| format!("{n} = excluded.{n}")).collect();
         format!(
-            "INSERT INTO {} (key, {}) VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET {}",
-            table.name,
+            "INSERT INTO {name} (key, {}) VALUES ({}, {}) ON CONFLICT (key) DO UPDATE SET {}",
             names.join(", "),
             self.param(1),
             params.join(", "),
@@ -79,7 +88,12 @@ impl Dialect {
     }
 
     pub fn select_row(self, table: &TableDef) -> String {
+        self.select_row_from(table.name, table)
+    }
+
+    /// A row of `table` by key, from the table named `name`.
+    pub fn select_row_from(self, name: &str, table: &TableDef) -> String {
         let columns: Vec<String> = table.columns.iter().map(|c| self.read(c.name, c.kind)).collect();
-        format!("SELECT {} FROM {} WHERE key = {}", columns.join(", "), table.name, self.param(1))
+        format!("SELECT {} FROM {name} WHERE key = {}", columns.join(", "), self.param(1))
     }
 }

@@ -84,6 +84,7 @@ macro_rules! in_tx {
 // After `in_tx!`, which it uses.
 pub mod delivery;
 pub mod ledger;
+pub mod rebuild;
 
 impl SqlStore {
     /// Connects to `sqlite://FILE` (created if missing, WAL mode) or `postgres://...`.

@@ -22,15 +22,18 @@ fn projection_error(error: ProjectionError) -> StoreError {
     }
 }
 
-/// Loads projection rows through the transaction.
-struct Loader<'t> {
-    tx: &'t mut dyn Tx,
+/// Loads projection rows through the transaction, from the tables themselves or (a rebuild) from their
+/// shadows: the table's name with `suffix`.
+pub(crate) struct Loader<'t> {
+    pub(crate) tx: &'t mut dyn Tx,
+    pub(crate) suffix: &'static str,
 }
 
 #[async_trait]
 impl RowLoader for Loader<'_> {
     async fn load(&mut self, table: &'static TableDef, key: &str) -> Result<Option<Row>, StoreError> {
-        let sql = self.tx.dialect().select_row(table);
+        let name = format!("{}{}", table.name, self.suffix);
+        let sql = self.tx.dialect().select_row_from(&name, table);
         let kinds: Vec<ColumnKind> = table.columns.iter().map(|c| c.kind).collect();
         let mut rows = self.tx.fetch(&sql, vec![Bind::text(key)], &kinds).await?;
         Ok(rows.pop().map(|cells| table.columns.iter().map(|c| c.name.to_string()).zip(cells).collect()))
@@ -73,6 +76,7 @@ fn event_row(event: &ChainEvent, address: String) -> EventRow {
         args: (!event.args.is_null()).then(|| event.args.to_string()),
         topics: serde_json::to_string(&event.topics).unwrap_or_else(|_| "[]".into()),
         data: event.data.to_string(),
+        tx_from: event.tx_from.map(|a| a.to_checksum(None)),
     }
 }
 
@@ -90,10 +94,28 @@ fn event_outbox_row(event: &ChainEvent) -> OutboxRow {
 }
 
 pub async fn stored_cursor(tx: &mut dyn Tx, chain_id: ChainId) -> Result<Option<BlockRef>, StoreError> {
+    read_cursor(tx, chain_id, "").await
+}
+
+/// The stored cursor, locked until the transaction ends: every writer that moves a chain's state (a batch,
+/// a revert, a rebuild's swap) takes this lock first, so they run one after another. (SQLite's writers are
+/// serialised by its write lock already.)
+pub(crate) async fn locked_cursor(
+    tx: &mut dyn Tx,
+    chain_id: ChainId,
+) -> Result<Option<BlockRef>, StoreError> {
+    let lock = match tx.dialect() {
+        crate::Dialect::Postgres => " FOR UPDATE",
+        crate::Dialect::Sqlite => "",
+    };
+    read_cursor(tx, chain_id, lock).await
+}
+
+async fn read_cursor(tx: &mut dyn Tx, chain_id: ChainId, lock: &str) -> Result<Option<BlockRef>, StoreError> {
     let p1 = tx.dialect().param(1);
     let rows = tx
         .fetch(
-            &format!("SELECT block_number, block_hash, parent_hash FROM cursors WHERE chain_id = {p1}"),
+            &format!("SELECT block_number, block_hash, parent_hash FROM cursors WHERE chain_id = {p1}{lock}"),
             vec![Bind::int(chain_id)],
             &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text],
         )
@@ -107,7 +129,7 @@ pub async fn commit_batch(
     projections: &ProjectionSet,
     batch: &Batch,
 ) -> Result<(), StoreError> {
-    let current = stored_cursor(tx, batch.chain_id).await?;
+    let current = locked_cursor(tx, batch.chain_id).await?;
     if current.map(|c| (c.number, c.hash)) != batch.previous.map(|c| (c.number, c.hash)) {
         return Err(StoreError::Fenced {
             resource: format!("cursor of chain {}", batch.chain_id),
@@ -131,35 +153,16 @@ pub async fn commit_batch(
     tx.insert_outbox(&outbox).await?;
 
     let (journal, writes) = {
-        let mut loader = Loader { tx: &mut *tx };
+        let mut loader = Loader { tx: &mut *tx, suffix: "" };
         let mut rows = Rows::new(&mut loader, batch.finalized);
         projections.apply_all(&batch.events, &mut rows).await.map_err(projection_error)?;
         rows.finish()
     };
-    let d = tx.dialect();
-    for entry in &journal {
-        tx.execute(
-            &format!(
-                "INSERT INTO journal (chain_id, block_number, table_name, row_key, before) VALUES ({}, {}, {}, {}, {})",
-                d.param(1),
-                d.param(2),
-                d.param(3),
-                d.param(4),
-                d.param_as(5, ColumnKind::Json)
-            ),
-            vec![
-                Bind::int(batch.chain_id),
-                Bind::int(entry.block_number),
-                Bind::text(entry.table.clone()),
-                Bind::text(entry.key.clone()),
-                Bind::Text(entry.before.as_ref().map(|row| serde_json::to_string(row).unwrap_or_default())),
-            ],
-        )
-        .await?;
-    }
+    write_journal(tx, "journal", batch.chain_id, &journal).await?;
     for write in &writes {
         write_row(tx, write.table, &write.key, write.row.as_ref()).await?;
     }
+    let d = tx.dialect();
 
     for block in &batch.blocks {
         tx.execute(
@@ -181,6 +184,38 @@ pub async fn commit_batch(
         .await?;
     }
     set_cursor(tx, batch.chain_id, &batch.cursor).await
+}
+
+/// Appends before images to a journal table (`journal`, or a rebuild's `replay_journal`).
+pub(crate) async fn write_journal(
+    tx: &mut dyn Tx,
+    journal_table: &str,
+    chain_id: ChainId,
+    journal: &[JournalEntry],
+) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    let sql = format!(
+        "INSERT INTO {journal_table} (chain_id, block_number, table_name, row_key, before) VALUES ({}, {}, {}, {}, {})",
+        d.param(1),
+        d.param(2),
+        d.param(3),
+        d.param(4),
+        d.param_as(5, ColumnKind::Json)
+    );
+    for entry in journal {
+        tx.execute(
+            &sql,
+            vec![
+                Bind::int(chain_id),
+                Bind::int(entry.block_number),
+                Bind::text(entry.table.clone()),
+                Bind::text(entry.key.clone()),
+                Bind::Text(entry.before.as_ref().map(|row| serde_json::to_string(row).unwrap_or_default())),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn set_cursor(tx: &mut dyn Tx, chain_id: ChainId, cursor: &BlockRef) -> Result<(), StoreError> {
@@ -214,19 +249,27 @@ pub async fn write_row(
     key: &str,
     row: Option<&Row>,
 ) -> Result<(), StoreError> {
+    write_row_into(tx, table.name, table, key, row).await
+}
+
+/// Writes a row of `table` into the table named `name` (the table itself, or a rebuild's shadow of it).
+pub(crate) async fn write_row_into(
+    tx: &mut dyn Tx,
+    name: &str,
+    table: &TableDef,
+    key: &str,
+    row: Option<&Row>,
+) -> Result<(), StoreError> {
     let d = tx.dialect();
     match row {
         Some(row) => {
             let mut binds = vec![Bind::text(key)];
             binds.extend(table.columns.iter().map(|c| Bind::cell(row.get(c.name), c.kind)));
-            tx.execute(&d.upsert(table), binds).await?;
+            tx.execute(&d.upsert_into(name, table), binds).await?;
         }
         None => {
-            tx.execute(
-                &format!("DELETE FROM {} WHERE key = {}", table.name, d.param(1)),
-                vec![Bind::text(key)],
-            )
-            .await?;
+            tx.execute(&format!("DELETE FROM {name} WHERE key = {}", d.param(1)), vec![Bind::text(key)])
+                .await?;
         }
     }
     Ok(())
@@ -241,6 +284,7 @@ pub async fn revert_to(
     chain_id: ChainId,
     ancestor: &BlockRef,
 ) -> Result<RevertSummary, StoreError> {
+    locked_cursor(tx, chain_id).await?;
     let d = tx.dialect();
     let (p1, p2) = (d.param(1), d.param(2));
     let heads = tx
@@ -264,26 +308,7 @@ pub async fn revert_to(
     }
     let scope = || vec![Bind::int(chain_id), Bind::int(ancestor.number)];
 
-    let journal = tx
-        .fetch(
-            &format!(
-                "SELECT block_number, table_name, row_key, {} FROM journal \
-                 WHERE chain_id = {p1} AND block_number > {p2} ORDER BY seq DESC",
-                d.read("before", ColumnKind::Json)
-            ),
-            scope(),
-            &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text, ColumnKind::Json],
-        )
-        .await?;
-    for cells in &journal {
-        let entry = journal_entry(cells)?;
-        let table = projections.table(&entry.table).ok_or_else(|| StoreError::Database {
-            message: format!("journal names unknown table {}", entry.table),
-        })?;
-        write_row(tx, table, &entry.key, entry.before.as_ref()).await?;
-    }
-    tx.execute(&format!("DELETE FROM journal WHERE chain_id = {p1} AND block_number > {p2}"), scope())
-        .await?;
+    undo_journal(tx, projections, "journal", "", chain_id, ancestor.number).await?;
 
     // Retract every removed event: the same envelope and id, with status `retracted`.
     let columns: Vec<String> = crate::cells::EVENT_COLUMNS.iter().map(|(c, k)| d.read(c, *k)).collect();
@@ -323,6 +348,46 @@ pub async fn revert_to(
     tx.execute(&format!("DELETE FROM blocks WHERE chain_id = {p1} AND number > {p2}"), scope()).await?;
     set_cursor(tx, chain_id, ancestor).await?;
     Ok(RevertSummary { events_removed: removed, retractions_written: retractions.len() as u64 })
+}
+
+/// Restores the before images a journal holds for blocks above `above`, newest first, into the tables
+/// (named with `suffix`: a rebuild undoes its shadows), and removes those entries.
+pub(crate) async fn undo_journal(
+    tx: &mut dyn Tx,
+    projections: &ProjectionSet,
+    journal_table: &str,
+    suffix: &str,
+    chain_id: ChainId,
+    above: u64,
+) -> Result<(), StoreError> {
+    let d = tx.dialect();
+    let (p1, p2) = (d.param(1), d.param(2));
+    let scope = || vec![Bind::int(chain_id), Bind::int(above)];
+    let journal = tx
+        .fetch(
+            &format!(
+                "SELECT block_number, table_name, row_key, {} FROM {journal_table} \
+                 WHERE chain_id = {p1} AND block_number > {p2} ORDER BY seq DESC",
+                d.read("before", ColumnKind::Json)
+            ),
+            scope(),
+            &[ColumnKind::Int, ColumnKind::Text, ColumnKind::Text, ColumnKind::Json],
+        )
+        .await?;
+    for cells in &journal {
+        let entry = journal_entry(cells)?;
+        let table = projections.table(&entry.table).ok_or_else(|| StoreError::Database {
+            message: format!("journal names unknown table {}", entry.table),
+        })?;
+        let name = format!("{}{suffix}", table.name);
+        write_row_into(tx, &name, table, &entry.key, entry.before.as_ref()).await?;
+    }
+    tx.execute(
+        &format!("DELETE FROM {journal_table} WHERE chain_id = {p1} AND block_number > {p2}"),
+        scope(),
+    )
+    .await?;
+    Ok(())
 }
 
 fn journal_entry(cells: &[gemgate_projections::Cell]) -> Result<JournalEntry, StoreError> {

@@ -1,0 +1,33 @@
+-- Rebuilding projections from stored events (`gemgate replay`): the sender of the transactions whose events a
+-- projection reads it from (a trade deal's creator) is kept with the event, so a rebuild needs no chain.
+ALTER TABLE events ADD COLUMN tx_from TEXT;
+
+-- The one rebuild in progress, if any: the projection tables it rebuilds and how many events there were.
+CREATE TABLE rebuilds (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    tables       TEXT    NOT NULL,
+    total        INTEGER  NOT NULL,
+    started_at   TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+-- Where it has got to on each chain, committed with each chunk of its shadow tables; `finalized` is the
+-- highest finalized block it has applied events with (changes above it are in replay_journal).
+CREATE TABLE rebuild_positions (
+    chain_id     INTEGER  PRIMARY KEY,
+    block_number INTEGER  NOT NULL,
+    log_index    INTEGER  NOT NULL,
+    applied      INTEGER  NOT NULL,
+    finalized    INTEGER  NOT NULL,
+    updated_at   TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+-- The shadow tables' undo journal, swapped in for `journal` with them.
+CREATE TABLE replay_journal (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    chain_id     INTEGER NOT NULL,
+    block_number INTEGER NOT NULL,
+    table_name   TEXT    NOT NULL,
+    row_key      TEXT    NOT NULL,
+    before       TEXT
+);
+CREATE INDEX replay_journal_block ON replay_journal (chain_id, block_number);
