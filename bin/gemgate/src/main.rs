@@ -4,6 +4,7 @@
 mod index;
 mod keys;
 mod replay;
+mod snapshot;
 
 // The operator's tools beside the service, each behind a default feature: a production build
 // (`--no-default-features`) carries only what `run` and its parts need.
@@ -88,6 +89,9 @@ enum Command {
     /// atomically (the API keeps serving the old tables until then). Resumes an interrupted replay.
     /// To deliver to a sink again from a block, see `gemgate sinks replay`.
     Replay(replay::ReplayArgs),
+    /// Export the projections with their cursor as a verifiable file, or start an empty database from one.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// Start a local chain with the sample Gemforce contracts and drive realistic traffic through them.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
@@ -210,6 +214,9 @@ fn main() -> ExitCode {
             let parts = wiring::Parts { txm: true, ..wiring::Parts::NONE };
             wiring::run_service(&settings, store, gemgate_telemetry::Metrics::new(), parts).await
         }),
+        Command::Snapshot(ref command) => {
+            with_settings(&cli, move |settings| async move { snapshot::run(&settings, command).await })
+        }
         Command::Replay(ref args) => {
             with_settings(&cli, move |settings| async move { replay::run(&settings, args).await })
         }

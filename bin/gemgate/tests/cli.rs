@@ -15,9 +15,10 @@ fn help_lists_every_subcommand() {
     let out = gemgate(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for command in
-        ["run", "index", "dispatch", "serve", "call", "txm", "keys", "migrate", "replay", "demo", "config"]
-    {
+    for command in [
+        "run", "index", "dispatch", "serve", "call", "txm", "keys", "migrate", "replay", "snapshot", "demo",
+        "config",
+    ] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(command)),
             "--help does not list {command}:\n{help}"
@@ -267,6 +268,18 @@ fn demo_deploys_and_drives_traffic_with_json_logs() {
         (&serde_json::json!("carbon"), &serde_json::json!("1"))
     );
     assert_eq!(body["signature"].as_str().map(str::len), Some(132), "a 65-byte signature: {body}");
+    assert!(stdout.contains("exported a projection snapshot: "), "{stdout}");
+    assert!(
+        stdout.contains("gemgate snapshot import") && stdout.contains("gemgate replay --from-store"),
+        "{stdout}"
+    );
+    let snapshot = std::fs::File::open(dir.path().join("gemgate-demo-snapshot.jsonl")).unwrap();
+    let summary = gemgate_store::snapshot::verify(&mut std::io::BufReader::new(snapshot)).unwrap();
+    assert!(summary.records > 100, "the demo's projections are in the snapshot: {} records", summary.records);
+    assert!(
+        stdout.contains(&format!("sha256:{}", summary.digest)),
+        "the digest printed is the file's: {stdout}"
+    );
     let mut finished = false;
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         let value: serde_json::Value =

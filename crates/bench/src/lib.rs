@@ -9,6 +9,7 @@
 mod call;
 mod deliver;
 mod relay;
+mod replay;
 mod txm;
 
 use std::time::{Duration, Instant};
@@ -42,10 +43,13 @@ enum BenchWhat {
     Call(call::CallBench),
     /// Signed meta-transactions through POST /v1/relay beside POST /v1/transactions, accepted to included.
     Relay(relay::RelayBench),
+    /// `gemgate replay --from-store` of the indexing workload beside its original backfill.
+    Replay(replay::ReplayBench),
 }
 
+/// The synthetic chain of the indexing benchmarks and the Postgres server they use.
 #[derive(Debug, Clone, clap::Args)]
-struct IndexBench {
+struct Workload {
     /// Blocks in the synthetic chain.
     #[arg(long, default_value_t = 10_000)]
     blocks: u64,
@@ -55,6 +59,12 @@ struct IndexBench {
     /// Postgres server for the Postgres runs (a database is created and dropped); "none" skips them.
     #[arg(long, default_value = "postgres://root@127.0.0.1:5432/postgres")]
     postgres: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct IndexBench {
+    #[command(flatten)]
+    workload: Workload,
     /// Blocks measured for live latency.
     #[arg(long, default_value_t = 50)]
     latency_blocks: u32,
@@ -67,6 +77,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Txm(bench) => txm::run(bench).await,
         BenchWhat::Call(bench) => call::run(bench).await,
         BenchWhat::Relay(bench) => relay::run(bench).await,
+        BenchWhat::Replay(bench) => replay::run(bench).await,
     }
 }
 
@@ -89,7 +100,8 @@ fn rate(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
-async fn index(bench: IndexBench) -> anyhow::Result<()> {
+async fn index(args: IndexBench) -> anyhow::Result<()> {
+    let bench = &args.workload;
     println!("gemgate bench index: {} blocks, {} logs; {}", bench.blocks, bench.logs, machine());
     let binary = find_anvil().await?;
     // A big block gas limit is not needed (100 logs per transaction); automine, many accounts not needed.
@@ -194,7 +206,7 @@ async fn index(bench: IndexBench) -> anyhow::Result<()> {
     for (name, heads) in [("websocket heads", HeadSource::Websocket), ("polling 100 ms", HeadSource::Polling)]
     {
         let latencies =
-            live_latency(&anvil, &chain, &abi_path, dir.path(), bench.latency_blocks, heads).await?;
+            live_latency(&anvil, &chain, &abi_path, dir.path(), args.latency_blocks, heads).await?;
         let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
         println!(
             "  live latency, {name:<16} p50 {:.1} ms, p95 {:.1} ms over {} blocks (block mined to row committed)",
@@ -354,11 +366,17 @@ fn ticks(rest: &str, index: usize) -> f64 {
 
 /// Runs `gemgate index --once` and returns its wall time and peak resident memory (VmHWM, kB).
 async fn backfill_process(config: &std::path::Path) -> anyhow::Result<(Duration, u64)> {
+    gemgate_process(&["index", "--once"], config).await
+}
+
+/// Runs this binary's `gemgate ARGS --config CONFIG` to its end: the time it took and its peak RSS (kB).
+async fn gemgate_process(args: &[&str], config: &std::path::Path) -> anyhow::Result<(Duration, u64)> {
     let exe = std::env::current_exe()?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(exe)
         .args(["--log-filter", &std::env::var("GEMGATE_BENCH_LOG").unwrap_or_else(|_| "warn".into())])
-        .args(["index", "--once", "--config"])
+        .args(args)
+        .arg("--config")
         .arg(config)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -391,7 +409,7 @@ async fn backfill_process(config: &std::path::Path) -> anyhow::Result<(Duration,
             use tokio::io::AsyncReadExt;
             let _ = pipe.read_to_string(&mut stderr).await;
         }
-        anyhow::bail!("gemgate index --once failed: {stderr}");
+        anyhow::bail!("gemgate {} failed: {stderr}", args.join(" "));
     }
     Ok((elapsed, peak))
 }

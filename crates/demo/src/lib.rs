@@ -189,6 +189,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let (Some(relayer), Some(manager)) = (&relayer, &txm) {
         demo_relay(relayer, manager, &provider, &deployment, &relay_body).await?;
     }
+    let snapshot = args.dir.join("gemgate-demo-snapshot.jsonl");
+    demo_snapshot(&store, &snapshot).await?;
     let base = format!("http://{listen}");
     println!("done in {:.1} s. Try:", started.elapsed().as_secs_f64());
     for path in [
@@ -226,6 +228,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!(
         "  gemgate call --config {} gemforce ownerOf 1 --block latest   (the same from the command line)",
+        config_path.display()
+    );
+    println!(
+        "  gemgate replay --from-store --config {}   (rebuild every projection from the stored events; the API \
+         serves the old tables until the swap)",
+        config_path.display()
+    );
+    println!(
+        "  GEMGATE__DATABASE__URL=sqlite://gemgate-copy.db gemgate snapshot import {} --config {}   (a new \
+         database from the snapshot; `gemgate index` then follows on from its block)",
+        snapshot.display(),
         config_path.display()
     );
     println!(
@@ -309,6 +322,20 @@ async fn demo_relay(
 /// Sends one transfer through the transaction manager and follows it to inclusion, printing its states.
 /// A batch of view calls through the proxy, as `POST /v1/call` with an array makes them: Gemforce getters
 /// by name (the Diamond's built-in ABIs), a token by signature, and one call that reverts.
+/// Exports a verifiable snapshot of the projections (see `gemgate snapshot`).
+async fn demo_snapshot(store: &gemgate_store::SqlStore, path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let summary = store.export_snapshot(&mut std::io::BufWriter::new(file)).await?;
+    let block = summary.header.chains.first().map_or(0, |c| c.block_number);
+    println!(
+        "exported a projection snapshot: {} records at block {block}, sha256:{} ({})",
+        summary.records,
+        summary.digest,
+        path.display()
+    );
+    Ok(())
+}
+
 async fn demo_calls(
     calls: &gemgate_api::ViewCalls,
     anvil: &Anvil,

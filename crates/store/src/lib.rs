@@ -85,6 +85,7 @@ macro_rules! in_tx {
 pub mod delivery;
 pub mod ledger;
 pub mod rebuild;
+pub mod snapshot;
 
 impl SqlStore {
     /// Connects to `sqlite://FILE` (created if missing, WAL mode) or `postgres://...`.

@@ -144,6 +144,24 @@ async fn begin(
     restart: bool,
 ) -> Result<(u64, Option<u64>), StoreError> {
     let d = tx.dialect();
+    let imported = tx
+        .fetch(
+            "SELECT chain_id, block_number FROM snapshot_imports",
+            Vec::new(),
+            &[ColumnKind::Int, ColumnKind::Int],
+        )
+        .await?;
+    if let Some(row) = imported.first() {
+        return Err(StoreError::Database {
+            message: format!(
+                "this database was created from a snapshot of chain {} at block {}: the events below that block \
+                 are not stored here, so rebuilding from the store would lose what they made; index the chain \
+                 into a new database instead",
+                crate::cells::int(&row[0]),
+                crate::cells::int(&row[1])
+            ),
+        });
+    }
     let existing = tx
         .fetch("SELECT tables, total FROM rebuilds", Vec::new(), &[ColumnKind::Text, ColumnKind::Int])
         .await?;

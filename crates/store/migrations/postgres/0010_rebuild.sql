@@ -31,3 +31,13 @@ CREATE TABLE replay_journal (
     before       JSONB
 );
 CREATE INDEX replay_journal_block ON replay_journal (chain_id, block_number);
+
+-- The snapshots (`gemgate snapshot import`) this database was created from: its projections stand on
+-- events below that block that are not stored here, so a rebuild from the store is refused.
+CREATE TABLE snapshot_imports (
+    chain_id     BIGINT  PRIMARY KEY,
+    block_number BIGINT  NOT NULL,
+    block_hash   TEXT    NOT NULL,
+    digest       TEXT    NOT NULL,
+    imported_at  TIMESTAMPTZ NOT NULL
+);
