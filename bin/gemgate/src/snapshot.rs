@@ -1,4 +1,5 @@
-//! `gemgate snapshot export|import`: verifiable projection snapshots, to start a database (SQLite or
+//! `gemgate snapshot`: contract-state snapshots run now (`run NAME`, as `gemgate run` does on their
+//! schedule), and verifiable projection snapshots (`export`, `import`) to start a database (SQLite or
 //! Postgres, either way round) from another's state instead of indexing the chain from its start.
 
 use std::io::{BufReader, BufWriter};
@@ -14,6 +15,18 @@ use gemgate_wiring as wiring;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SnapshotCommand {
+    /// Run a `[[snapshots]]` entry now: its view function for every key at one pinned block, in Multicall3
+    /// batches, into its table; prints the run (block, rows, calls, batches, duration).
+    Run {
+        /// The snapshot's name.
+        name: String,
+    },
+    /// The recent runs of the `[[snapshots]]` entries (or of one), newest first, as JSON.
+    Runs {
+        name: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Write every projection table, the reorg window, the undo journal and each chain's cursor, with a
     /// sha256 digest, read in one consistent transaction (the indexer may keep running).
     Export {
@@ -32,6 +45,28 @@ pub enum SnapshotCommand {
 pub async fn run(settings: &Settings, command: &SnapshotCommand) -> anyhow::Result<()> {
     let store = wiring::open_store(settings).await?;
     match command {
+        SnapshotCommand::Run { name } => {
+            let jobs = wiring::snapshot_jobs(settings, &store, &Metrics::new())?;
+            let names: Vec<&str> = jobs.iter().map(|j| j.spec().name.as_str()).collect();
+            let job = jobs.iter().find(|j| j.spec().name == *name).with_context(|| {
+                format!("no snapshot named {name:?} is configured (configured: {})", names.join(", "))
+            })?;
+            let mut last = std::time::Instant::now();
+            let run = job
+                .run(|p| {
+                    if last.elapsed() >= std::time::Duration::from_secs(2) {
+                        last = std::time::Instant::now();
+                        eprintln!("snapshot {name}: {} rows at block {}", p.rows, p.block.number);
+                    }
+                })
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&run)?);
+        }
+        SnapshotCommand::Runs { name, limit } => {
+            use gemgate_domain::ports::StateSnapshots;
+            let runs = store.state_runs(name.as_deref(), *limit).await?;
+            println!("{}", serde_json::to_string_pretty(&runs)?);
+        }
         SnapshotCommand::Export { out } => {
             let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
             let mut writer = BufWriter::new(file);

@@ -10,6 +10,7 @@ mod call;
 mod deliver;
 mod relay;
 mod replay;
+mod snapshot;
 mod txm;
 
 use std::time::{Duration, Instant};
@@ -45,6 +46,8 @@ enum BenchWhat {
     Relay(relay::RelayBench),
     /// `gemgate replay --from-store` of the indexing workload beside its original backfill.
     Replay(replay::ReplayBench),
+    /// A contract-state snapshot of 10,000 keys through Multicall3 beside one eth_call at a time with alloy.
+    Snapshot(snapshot::SnapshotBench),
 }
 
 /// The synthetic chain of the indexing benchmarks and the Postgres server they use.
@@ -78,6 +81,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Call(bench) => call::run(bench).await,
         BenchWhat::Relay(bench) => relay::run(bench).await,
         BenchWhat::Replay(bench) => replay::run(bench).await,
+        BenchWhat::Snapshot(bench) => snapshot::run(bench).await,
     }
 }
 

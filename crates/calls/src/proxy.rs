@@ -116,6 +116,13 @@ impl CallProxy {
         self.inner.options
     }
 
+    /// The block `at` names now, read from the node (not from the pins cache): to check that a pinned block
+    /// is still canonical.
+    pub async fn read_block(&self, chain_id: ChainId, at: BlockSelector) -> Result<PinnedBlock, CallError> {
+        let chain = self.inner.chain(chain_id)?;
+        chain.caller.pin(at).await?.ok_or(CallError::NoSuchBlock { chain_id, block: at })
+    }
+
     /// One call. Uncached calls without `from` on a chain with Multicall3 are grouped: while one goes to
     /// the node, those arriving meanwhile wait and then go together as one batch (no call waits when the
     /// node is idle; under load, many calls share a round trip).

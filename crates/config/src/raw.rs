@@ -27,6 +27,30 @@ pub(crate) struct RawSettings {
     pub calls: RawCalls,
     #[serde(default)]
     pub relayers: Vec<RawRelayer>,
+    #[serde(default)]
+    pub snapshots: Vec<RawSnapshot>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSnapshot {
+    pub name: String,
+    pub contract: String,
+    pub function: String,
+    #[serde(default)]
+    pub args: Vec<serde_json::Value>,
+    pub keys: Option<RawSnapshotKeys>,
+    pub every: Option<String>,
+    pub block: Option<String>,
+    pub batch: Option<usize>,
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSnapshotKeys {
+    pub table: String,
+    pub column: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use alloy_primitives::Address;
-use gemgate_domain::{ChainId, Finality};
+use gemgate_domain::{ChainId, Finality, FinalityLevel};
 
 /// The log filter when neither `--log-filter` nor `telemetry.log_filter` sets one: everything at info, except
 /// the database driver's notices ("... does not exist, skipping"), which are noise to an operator.
@@ -29,6 +29,50 @@ pub struct Settings {
     pub txm: TxmSettings,
     pub calls: CallsSettings,
     pub relayers: Vec<RelayerSettings>,
+    pub snapshots: Vec<SnapshotSettings>,
+}
+
+/// `[[snapshots]]`: a view function of a configured contract read for a set of arguments at one pinned
+/// block, on a schedule, into a table of its own (`gemgate snapshot run NAME` runs one now).
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotSettings {
+    pub name: String,
+    /// The `[[contracts]]` entry whose ABI and address the calls use.
+    pub contract: String,
+    pub chain_id: ChainId,
+    pub address: Address,
+    /// A function name from the contract's ABI, or a signature.
+    pub function: String,
+    /// The call's arguments; with `keys`, an argument `"{key}"` is each key (default: the key alone).
+    pub args: Vec<serde_json::Value>,
+    /// `keys = { table, column }`: one call per distinct value of a projection table's column.
+    pub keys: Option<SnapshotKeys>,
+    pub every: SnapshotSchedule,
+    /// The block every call of a run is pinned to: `finalized` (default), `safe` or `latest`.
+    pub block: FinalityLevel,
+    /// Calls per Multicall3 batch (at most `calls.max_batch`). Default 100.
+    pub batch: usize,
+    /// The table the rows go to. Default `snapshot_<name>` (`-` becomes `_`).
+    pub table: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotKeys {
+    pub table: String,
+    pub column: String,
+}
+
+/// `every = "100 blocks"` (of the chosen block level) or `every = "5m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SnapshotSchedule {
+    Blocks(u64),
+    Interval(#[serde(with = "humantime_serde_text")] Duration),
+}
+
+mod humantime_serde_text {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
 }
 
 /// `[[relayers]]`: an ERC-2771 relayer (`POST /v1/relay`): users sign requests for `forwarder`, and

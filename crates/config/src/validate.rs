@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy_primitives::Address;
-use gemgate_domain::Finality;
+use gemgate_domain::{Finality, FinalityLevel};
 
 use crate::Problem;
 use crate::raw::{
-    OneOrMany, RawApi, RawBatch, RawChain, RawContract, RawQuota, RawRelayer, RawSettings, RawSigner, RawSink,
+    OneOrMany, RawApi, RawBatch, RawChain, RawContract, RawQuota, RawRelayer, RawSettings, RawSigner,
+    RawSink, RawSnapshot,
 };
 use crate::secret::{Secret, SecretUrl};
 use crate::settings::*;
@@ -81,14 +82,37 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
         &mut p,
         |r, key, p| relayer(r, key, &chain_ids, &contracts, &signers, p),
     );
+    let (snapshots, _) = named(
+        &raw.snapshots,
+        "snapshots",
+        |s| &s.name,
+        &mut p,
+        |s, key, p| snapshot(s, key, &contracts, calls.max_batch, p),
+    );
+    let mut tables = HashSet::new();
+    for (i, s) in snapshots.iter().enumerate() {
+        if !tables.insert(s.table.as_str()) {
+            p.add(format!("snapshots[{i}].table"), format!("table {:?} is used by two snapshots", s.table));
+        }
+    }
 
     if !p.0.is_empty() {
         return Err(p.0);
     }
     match (database, api, telemetry, txm) {
-        (Some(database), Some(api), Some(telemetry), Some(txm)) => {
-            Ok(Settings { database, api, telemetry, chains, contracts, sinks, signers, txm, calls, relayers })
-        }
+        (Some(database), Some(api), Some(telemetry), Some(txm)) => Ok(Settings {
+            database,
+            api,
+            telemetry,
+            chains,
+            contracts,
+            sinks,
+            signers,
+            txm,
+            calls,
+            relayers,
+            snapshots,
+        }),
         // Every `None` above recorded a problem, so this is unreachable in practice; stay total anyway.
         _ => Err(vec![Problem { key: "(settings)".into(), message: "invalid settings".into() }]),
     }
@@ -393,6 +417,106 @@ fn relayer(
         per_key,
         batch,
     })
+}
+
+/// `[[snapshots]]`: of a configured contract, with a schedule, a block level, a batch size within
+/// `calls.max_batch` and a table name that is a plain SQL identifier. (The function and the keys' table are
+/// checked against the ABIs and the projections when gemgate starts.)
+fn snapshot(
+    s: &RawSnapshot,
+    key: &str,
+    contracts: &[ContractSettings],
+    max_batch: usize,
+    p: &mut Problems,
+) -> Option<SnapshotSettings> {
+    let before = p.0.len();
+    check_name(&s.name, &format!("{key}.name"), p);
+    let contract = contracts.iter().find(|c| c.name == s.contract);
+    if contract.is_none() {
+        p.add(format!("{key}.contract"), format!("{:?} is not in [[contracts]]", s.contract));
+    }
+    if s.function.trim().is_empty() {
+        p.add(format!("{key}.function"), "name a view function of the contract, e.g. \"balanceOf\"");
+    }
+    let keys = s.keys.as_ref().map(|k| {
+        for (field, value) in [("table", &k.table), ("column", &k.column)] {
+            if !is_identifier(value) {
+                p.add(format!("{key}.keys.{field}"), format!("{value:?} is not a table or column name"));
+            }
+        }
+        SnapshotKeys { table: k.table.clone(), column: k.column.clone() }
+    });
+    let every = match s.every.as_deref() {
+        None => SnapshotSchedule::Blocks(100),
+        Some(text) => {
+            match text.trim().strip_suffix("blocks").or_else(|| text.trim().strip_suffix("block")) {
+                Some(n) => match n.trim().parse::<u64>() {
+                    Ok(n) if n >= 1 => SnapshotSchedule::Blocks(n),
+                    _ => {
+                        p.add(
+                            format!("{key}.every"),
+                            format!("{text:?}: the number of blocks must be at least 1"),
+                        );
+                        SnapshotSchedule::Blocks(100)
+                    }
+                },
+                None => match humantime::parse_duration(text) {
+                    Ok(d) if d >= Duration::from_secs(1) => SnapshotSchedule::Interval(d),
+                    _ => {
+                        p.add(
+                            format!("{key}.every"),
+                            format!(
+                                "{text:?} is not \"N blocks\" or a duration of at least 1s such as \"5m\""
+                            ),
+                        );
+                        SnapshotSchedule::Blocks(100)
+                    }
+                },
+            }
+        }
+    };
+    let block = match s.block.as_deref().unwrap_or("finalized") {
+        "finalized" => FinalityLevel::Finalized,
+        "safe" => FinalityLevel::Safe,
+        "latest" => FinalityLevel::Latest,
+        other => {
+            p.add(format!("{key}.block"), format!("{other:?} is not finalized, safe or latest"));
+            FinalityLevel::Finalized
+        }
+    };
+    let batch = s.batch.unwrap_or(100.min(max_batch));
+    if !(1..=max_batch).contains(&batch) {
+        p.add(format!("{key}.batch"), format!("{batch} is not between 1 and calls.max_batch ({max_batch})"));
+    }
+    let table = s.table.clone().unwrap_or_else(|| format!("snapshot_{}", s.name.replace('-', "_")));
+    if !is_identifier(&table) {
+        p.add(
+            format!("{key}.table"),
+            format!("{table:?} must be 1-63 lowercase letters, digits or '_', starting with a letter"),
+        );
+    }
+    let contract = contract?;
+    (p.0.len() == before).then(|| SnapshotSettings {
+        name: s.name.clone(),
+        contract: contract.name.clone(),
+        chain_id: contract.chain,
+        address: contract.address,
+        function: s.function.clone(),
+        args: s.args.clone(),
+        keys,
+        every,
+        block,
+        batch,
+        table,
+    })
+}
+
+/// A plain SQL identifier: safe to put in a statement as it is.
+fn is_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && text.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn batch(raw: Option<&RawBatch>, key: &str, p: &mut Problems) -> BatchSettings {

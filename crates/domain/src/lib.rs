@@ -17,6 +17,7 @@ pub mod ports;
 pub mod reads;
 pub mod relay;
 pub mod signature;
+pub mod state;
 pub mod tx;
 
 pub use block::{BlockRef, ChainId};

@@ -14,6 +14,7 @@ use crate::ledger::{
 };
 use crate::reads::{ChainStatus, EventPage, EventQuery, ReplayFrom, SinkBacklog};
 use crate::relay::{QuotaCharge, RelayedCall};
+use crate::state::{RunStats, StateRow, StateRun};
 use crate::{
     BlockRef, ChainError, ChainEvent, ChainId, FinalityLevel, OutboxMessage, SignerError, SinkError,
     StoreError, TxState,
@@ -332,6 +333,50 @@ pub trait ViewCaller: Send + Sync + std::fmt::Debug {
     async fn call_at(&self, call: &CallRequest, at: B256) -> Result<CallOutput, ChainError>;
     /// Whether `address` holds code at block `at` (a contract is deployed there).
     async fn has_code(&self, address: Address, at: B256) -> Result<bool, ChainError>;
+}
+
+/// Where contract-state snapshot runs write: each snapshot's table, filled through a staging table and
+/// replaced whole in one transaction when the run completes, and the record of every run.
+#[async_trait]
+pub trait StateSnapshots: Send + Sync {
+    /// Starts a run at `block`: the table and an empty staging table exist; an earlier run of `name` left
+    /// running (its process died) is recorded abandoned. Returns the run's id.
+    async fn begin_state_run(
+        &self,
+        name: &str,
+        table: &str,
+        chain_id: ChainId,
+        block: PinnedBlock,
+    ) -> Result<u64, StoreError>;
+    /// Stages rows of the run (a repeated key replaces the earlier row).
+    async fn stage_state_rows(
+        &self,
+        table: &str,
+        block: PinnedBlock,
+        rows: &[StateRow],
+    ) -> Result<(), StoreError>;
+    /// Replaces the table's rows with the staged ones and records the run complete, in one transaction.
+    async fn finish_state_run(&self, run: u64, table: &str, stats: RunStats) -> Result<(), StoreError>;
+    /// Records the run abandoned and empties its staging table; the table keeps the last complete run.
+    async fn abandon_state_run(
+        &self,
+        run: u64,
+        table: &str,
+        stats: RunStats,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    /// The values of a projection table's `column` in the rows of contract `address` (when the table has a
+    /// `contract` column), in key order after the row key `after`: (row key, value as JSON).
+    async fn projection_values(
+        &self,
+        table: &str,
+        column: &str,
+        address: Address,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    /// Runs, newest first; of one snapshot when `name` is given.
+    async fn state_runs(&self, name: Option<&str>, limit: u32) -> Result<Vec<StateRun>, StoreError>;
 }
 
 /// What the API reads: the chains' heads and progress, events, projection rows.

@@ -43,6 +43,16 @@ impl Dialect {
         }
     }
 
+    /// A timestamp column as RFC 3339 text in UTC (SQLite stores it so already).
+    pub fn read_time(self, column: &str) -> String {
+        match self {
+            Dialect::Postgres => {
+                format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+            }
+            Dialect::Sqlite => column.to_string(),
+        }
+    }
+
     pub fn column_type(self, kind: ColumnKind) -> &'static str {
         match (self, kind) {
             (Dialect::Sqlite, ColumnKind::Int | ColumnKind::Bool) => "INTEGER",

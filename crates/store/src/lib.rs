@@ -86,6 +86,7 @@ pub mod delivery;
 pub mod ledger;
 pub mod rebuild;
 pub mod snapshot;
+mod state;
 
 impl SqlStore {
     /// Connects to `sqlite://FILE` (created if missing, WAL mode) or `postgres://...`.

@@ -313,12 +313,13 @@ async fn events_after(
     let rows = tx
         .fetch(
             &format!(
-                "SELECT {} FROM events WHERE chain_id = {} AND (block_number, log_index) > ({}, {}) \
-                 ORDER BY block_number, log_index LIMIT {limit}",
+                // The whole primary key in the comparison, so both backends read it as a range of the index.
+                "SELECT {} FROM events WHERE chain_id = {p1} AND (chain_id, block_number, log_index) > ({p1}, {}, {}) \
+                 ORDER BY chain_id, block_number, log_index LIMIT {limit}",
                 columns.join(", "),
-                d.param(1),
                 d.param(2),
-                d.param(3)
+                d.param(3),
+                p1 = d.param(1),
             ),
             vec![Bind::int(chain_id), Bind::Int(Some(after.0)), Bind::Int(Some(after.1))],
             &kinds,

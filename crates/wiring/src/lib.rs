@@ -78,6 +78,70 @@ pub fn view_calls(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Opti
     Ok(Some(Arc::new(ViewCalls { proxy, catalog })))
 }
 
+/// The `[[snapshots]]` jobs, their functions resolved against the ABIs and their keys' tables and columns
+/// against the projections (each problem named by its key).
+pub fn snapshot_jobs(
+    settings: &Settings,
+    store: &SqlStore,
+    metrics: &Metrics,
+) -> anyhow::Result<Vec<gemgate_calls::snapshot::SnapshotJob>> {
+    use gemgate_calls::snapshot::{Every, SnapshotJob, SnapshotSpec};
+    use gemgate_config::SnapshotSchedule;
+    use gemgate_domain::FinalityLevel;
+    use gemgate_domain::calls::BlockSelector;
+    let Some(calls) = view_calls(settings, metrics)? else { return Ok(Vec::new()) };
+    let catalog = Arc::new(catalog(settings)?);
+    let reserved: Vec<&str> = store.projections().tables().iter().map(|t| t.name).collect();
+    let mut jobs = Vec::new();
+    for (i, s) in settings.snapshots.iter().enumerate() {
+        let key = format!("snapshots[{i}]");
+        if let Some(keys) = &s.keys {
+            let table = store.projections().table(&keys.table).with_context(|| {
+                format!(
+                    "{key}.keys.table: {:?} is not a projection table (one of {})",
+                    keys.table,
+                    reserved.join(", ")
+                )
+            })?;
+            if table.column(&keys.column).is_none() {
+                let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+                bail!(
+                    "{key}.keys.column: table {} has no column {:?} (it has {})",
+                    table.name,
+                    keys.column,
+                    columns.join(", ")
+                );
+            }
+        }
+        if reserved.contains(&s.table.as_str()) {
+            bail!("{key}.table: {:?} is a projection table; name the snapshot's own table", s.table);
+        }
+        let spec = SnapshotSpec {
+            name: s.name.clone(),
+            table: s.table.clone(),
+            chain_id: s.chain_id,
+            address: s.address,
+            function: s.function.clone(),
+            args: s.args.clone(),
+            keys: s.keys.as_ref().map(|k| (k.table.clone(), k.column.clone())),
+            block: match s.block {
+                FinalityLevel::Latest => BlockSelector::Latest,
+                FinalityLevel::Safe => BlockSelector::Safe,
+                FinalityLevel::Finalized => BlockSelector::Finalized,
+            },
+            batch: s.batch,
+            every: match s.every {
+                SnapshotSchedule::Blocks(n) => Every::Blocks(n),
+                SnapshotSchedule::Interval(d) => Every::Interval(d),
+            },
+        };
+        let job = SnapshotJob::new(spec, catalog.clone(), calls.proxy.clone(), Arc::new(store.clone()))
+            .with_context(|| format!("{key}.function"))?;
+        jobs.push(job);
+    }
+    Ok(jobs)
+}
+
 /// Every configured contract's functions and errors, to encode calls and read reverts.
 fn catalog(settings: &Settings) -> anyhow::Result<Catalog> {
     let mut catalog = Catalog::default();
@@ -396,6 +460,7 @@ pub async fn run_service(
     let (_keep, rx) = shutdown_channel();
     let indexers = if parts.index { indexers(settings, &store, &metrics).await? } else { Vec::new() };
     let dispatchers = if parts.dispatch { dispatchers(settings, &store, &metrics)? } else { Vec::new() };
+    let snapshots = if parts.index { snapshot_jobs(settings, &store, &metrics)? } else { Vec::new() };
     let txm = if parts.api || parts.txm { tx_manager(settings, &store, &metrics).await? } else { None };
     let transacts =
         parts.txm && txm.as_ref().is_some_and(|m| !m.signers.is_empty() || !m.options.raw_allow.is_empty());
@@ -432,6 +497,14 @@ pub async fn run_service(
     for indexer in indexers {
         let rx = rx.clone();
         tasks.spawn(async move { indexer.run(stopped(rx)).await.context("indexer") });
+    }
+    for job in snapshots {
+        let rx = rx.clone();
+        tracing::info!(snapshot = %job.spec().name, table = %job.spec().table, "snapshot schedule started");
+        tasks.spawn(async move {
+            job.run_on_schedule(stopped(rx)).await;
+            Ok(())
+        });
     }
     for dispatcher in dispatchers {
         let rx = rx.clone();

@@ -41,3 +41,23 @@ CREATE TABLE snapshot_imports (
     digest       TEXT    NOT NULL,
     imported_at  TIMESTAMPTZ NOT NULL
 );
+
+-- Contract-state snapshot runs (`[[snapshots]]`): the block every call of a run read, what it did, and how it
+-- ended. Each snapshot's rows are in its own table (created at start), replaced whole when a run completes.
+CREATE TABLE state_snapshot_runs (
+    id           BIGSERIAL PRIMARY KEY,
+    name         TEXT    NOT NULL,
+    table_name   TEXT    NOT NULL,
+    chain_id     BIGINT  NOT NULL,
+    block_number BIGINT  NOT NULL,
+    block_hash   TEXT    NOT NULL,
+    state        TEXT    NOT NULL,
+    rows_written BIGINT  NOT NULL DEFAULT 0,
+    calls        BIGINT  NOT NULL DEFAULT 0,
+    batches      BIGINT  NOT NULL DEFAULT 0,
+    duration_ms  BIGINT  NOT NULL DEFAULT 0,
+    error        TEXT,
+    started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    finished_at  TIMESTAMPTZ
+);
+CREATE INDEX state_snapshot_runs_name ON state_snapshot_runs (name, id);

@@ -41,3 +41,23 @@ CREATE TABLE snapshot_imports (
     digest       TEXT    NOT NULL,
     imported_at  TEXT    NOT NULL
 );
+
+-- Contract-state snapshot runs (`[[snapshots]]`): the block every call of a run read, what it did, and how it
+-- ended. Each snapshot's rows are in its own table (created at start), replaced whole when a run completes.
+CREATE TABLE state_snapshot_runs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT    NOT NULL,
+    table_name   TEXT    NOT NULL,
+    chain_id     INTEGER  NOT NULL,
+    block_number INTEGER  NOT NULL,
+    block_hash   TEXT    NOT NULL,
+    state        TEXT    NOT NULL,
+    rows_written INTEGER  NOT NULL DEFAULT 0,
+    calls        INTEGER  NOT NULL DEFAULT 0,
+    batches      INTEGER  NOT NULL DEFAULT 0,
+    duration_ms  INTEGER  NOT NULL DEFAULT 0,
+    error        TEXT,
+    started_at   TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    finished_at  TEXT
+);
+CREATE INDEX state_snapshot_runs_name ON state_snapshot_runs (name, id);
