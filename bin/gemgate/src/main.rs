@@ -89,6 +89,9 @@ enum Command {
     /// atomically (the API keeps serving the old tables until then). Resumes an interrupted replay.
     /// To deliver to a sink again from a block, see `gemgate sinks replay`.
     Replay(replay::ReplayArgs),
+    /// One round of hybrid reconciliation now: projection values compared with the contracts' own views at
+    /// the finalized block; drift is recorded (healed with `[reconcile] heal = true`) and printed as JSON.
+    Reconcile,
     /// Export the projections with their cursor as a verifiable file, or start an empty database from one.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
@@ -214,6 +217,7 @@ fn main() -> ExitCode {
             let parts = wiring::Parts { txm: true, ..wiring::Parts::NONE };
             wiring::run_service(&settings, store, gemgate_telemetry::Metrics::new(), parts).await
         }),
+        Command::Reconcile => with_settings(&cli, |settings| async move { reconcile(&settings).await }),
         Command::Snapshot(ref command) => {
             with_settings(&cli, move |settings| async move { snapshot::run(&settings, command).await })
         }
@@ -255,6 +259,30 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let txm = wiring::tx_manager(settings, &store, &metrics).await?;
     let router = gemgate_api::router(wiring::app_state(settings, &store, metrics, txm)?);
     gemgate_api::serve(listener, router, wiring::stopped(rx)).await.context("serving the API")
+}
+
+/// `gemgate reconcile`: one round, its findings as JSON.
+async fn reconcile(settings: &Settings) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let store = wiring::open_store(settings).await?;
+    let reconciler = wiring::reconciler(settings, &store, &gemgate_telemetry::Metrics::new())?.context(
+        "nothing to reconcile: configure a diamond = true contract, or [[snapshots]] with keys and compare",
+    )?;
+    let report = reconciler.run_once().await?;
+    let blocks: Vec<_> = report
+        .blocks
+        .iter()
+        .map(|(chain, b)| serde_json::json!({"chain_id": chain, "block_number": b.number, "block_hash": b.hash}))
+        .collect();
+    let answer = serde_json::json!({
+        "blocks": blocks,
+        "rows_checked": report.rows_checked,
+        "rows_skipped": report.rows_skipped,
+        "duration_ms": report.duration_ms,
+        "drift": report.drift,
+    });
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
 }
 
 /// `gemgate call`: one view call through the same proxy and ABIs as `POST /v1/call`.

@@ -269,6 +269,9 @@ fn demo_deploys_and_drives_traffic_with_json_logs() {
     );
     assert_eq!(body["signature"].as_str().map(str::len), Some(132), "a 65-byte signature: {body}");
     assert!(stdout.contains("exported a projection snapshot: "), "{stdout}");
+    assert!(stdout.contains("contract-state snapshot credits: "), "{stdout}");
+    assert!(stdout.contains("rows compared with the contracts' views, 0 drifted"), "{stdout}");
+    assert!(stdout.contains("/v1/drift") && stdout.contains("gemgate reconcile"), "{stdout}");
     assert!(
         stdout.contains("gemgate snapshot import") && stdout.contains("gemgate replay --from-store"),
         "{stdout}"

@@ -11,7 +11,7 @@ use std::process::Command;
 use support::{conforms, free_port, get, http, response_schema};
 
 /// Every route the router serves, as (method, path).
-const ROUTES: [(&str, &str); 24] = [
+const ROUTES: [(&str, &str); 26] = [
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),
@@ -36,6 +36,8 @@ const ROUTES: [(&str, &str); 24] = [
     ("post", "/v1/transactions/{id}/speed-up"),
     ("post", "/v1/call"),
     ("post", "/v1/relay"),
+    ("get", "/v1/drift"),
+    ("get", "/v1/snapshots"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,6 +103,9 @@ async fn the_openapi_document_is_the_routes_served_valid_and_true_to_the_answers
         ("/v1/events?limit=5", "/v1/events", 200),
         ("/v1/transactions?limit=5", "/v1/transactions", 200),
         ("/v1/trade-deals", "/v1/trade-deals", 200),
+        ("/v1/drift?limit=5", "/v1/drift", 200),
+        ("/v1/snapshots", "/v1/snapshots", 200),
+        ("/v1/drift?before=x", "/v1/drift", 400),
         ("/v1/events?limit=0", "/v1/events", 400),
         ("/v1/transactions?state=nope", "/v1/transactions", 400),
     ] {

@@ -12,6 +12,7 @@ mod handlers;
 mod http_metrics;
 mod openapi;
 mod relay;
+mod sync;
 mod transactions;
 
 use std::sync::Arc;
@@ -44,19 +45,30 @@ pub struct StorePorts {
     pub outbox: Arc<dyn OutboxStore>,
     /// Transactions are listed from here even where this process runs no transaction manager.
     pub ledger: Arc<dyn Ledger>,
+    pub drift: Arc<dyn gemgate_domain::ports::DriftStore>,
+    pub states: Arc<dyn gemgate_domain::ports::StateSnapshots>,
 }
 
 impl StorePorts {
     /// The four ports over one store.
     pub fn of<S>(store: &S) -> Self
     where
-        S: ReadModel + DeliveryControl + OutboxStore + Ledger + Clone + 'static,
+        S: ReadModel
+            + DeliveryControl
+            + OutboxStore
+            + Ledger
+            + gemgate_domain::ports::DriftStore
+            + gemgate_domain::ports::StateSnapshots
+            + Clone
+            + 'static,
     {
         Self {
             reads: Arc::new(store.clone()),
             delivery: Arc::new(store.clone()),
             outbox: Arc::new(store.clone()),
             ledger: Arc::new(store.clone()),
+            drift: Arc::new(store.clone()),
+            states: Arc::new(store.clone()),
         }
     }
 }
@@ -153,6 +165,8 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::list))
         .routes(routes!(transactions::get))
         .routes(routes!(calls::call))
+        .routes(routes!(sync::drift))
+        .routes(routes!(sync::snapshots))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = OpenApiRouter::new()
         .routes(routes!(handlers::pause_sink))

@@ -9,6 +9,7 @@ mod cache;
 pub mod metrics;
 mod multicall;
 pub mod proxy;
+pub mod reconcile;
 pub mod snapshot;
 pub mod view;
 

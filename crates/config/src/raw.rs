@@ -29,6 +29,17 @@ pub(crate) struct RawSettings {
     pub relayers: Vec<RawRelayer>,
     #[serde(default)]
     pub snapshots: Vec<RawSnapshot>,
+    #[serde(default)]
+    pub reconcile: RawReconcile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReconcile {
+    pub every: Option<String>,
+    pub heal: Option<bool>,
+    pub gemforce: Option<bool>,
+    pub batch: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +55,7 @@ pub(crate) struct RawSnapshot {
     pub block: Option<String>,
     pub batch: Option<usize>,
     pub table: Option<String>,
+    pub compare: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,6 +30,20 @@ pub struct Settings {
     pub calls: CallsSettings,
     pub relayers: Vec<RelayerSettings>,
     pub snapshots: Vec<SnapshotSettings>,
+    pub reconcile: ReconcileSettings,
+}
+
+/// `[reconcile]`: hybrid reconciliation of projections against the contracts' views at the finalized block.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileSettings {
+    /// How often a round runs. Default `100 blocks`.
+    pub every: SnapshotSchedule,
+    /// Correct drifted projection values from the view (default false: record and report only).
+    pub heal: bool,
+    /// The built-in checks of every `diamond = true` contract (default true).
+    pub gemforce: bool,
+    /// Rows compared per Multicall3 batch (at most `calls.max_batch`). Default 100.
+    pub batch: usize,
 }
 
 /// `[[snapshots]]`: a view function of a configured contract read for a set of arguments at one pinned
@@ -54,6 +68,8 @@ pub struct SnapshotSettings {
     pub batch: usize,
     /// The table the rows go to. Default `snapshot_<name>` (`-` becomes `_`).
     pub table: String,
+    /// A column of the keys' table the view's (only) output is compared with by reconciliation.
+    pub compare: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

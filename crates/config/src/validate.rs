@@ -11,8 +11,8 @@ use gemgate_domain::{Finality, FinalityLevel};
 
 use crate::Problem;
 use crate::raw::{
-    OneOrMany, RawApi, RawBatch, RawChain, RawContract, RawQuota, RawRelayer, RawSettings, RawSigner,
-    RawSink, RawSnapshot,
+    OneOrMany, RawApi, RawBatch, RawChain, RawContract, RawQuota, RawReconcile, RawRelayer, RawSettings,
+    RawSigner, RawSink, RawSnapshot,
 };
 use crate::secret::{Secret, SecretUrl};
 use crate::settings::*;
@@ -50,6 +50,7 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
     let telemetry = telemetry(raw, &mut p);
     let txm = txm(raw, &mut p);
     let calls = calls(raw, &mut p);
+    let reconcile = reconcile(&raw.reconcile, calls.max_batch, &mut p);
 
     let mut chain_ids = HashSet::new();
     let chains: Vec<_> = raw
@@ -112,6 +113,7 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
             calls,
             relayers,
             snapshots,
+            reconcile,
         }),
         // Every `None` above recorded a problem, so this is unreachable in practice; stay total anyway.
         _ => Err(vec![Problem { key: "(settings)".into(), message: "invalid settings".into() }]),
@@ -446,35 +448,7 @@ fn snapshot(
         }
         SnapshotKeys { table: k.table.clone(), column: k.column.clone() }
     });
-    let every = match s.every.as_deref() {
-        None => SnapshotSchedule::Blocks(100),
-        Some(text) => {
-            match text.trim().strip_suffix("blocks").or_else(|| text.trim().strip_suffix("block")) {
-                Some(n) => match n.trim().parse::<u64>() {
-                    Ok(n) if n >= 1 => SnapshotSchedule::Blocks(n),
-                    _ => {
-                        p.add(
-                            format!("{key}.every"),
-                            format!("{text:?}: the number of blocks must be at least 1"),
-                        );
-                        SnapshotSchedule::Blocks(100)
-                    }
-                },
-                None => match humantime::parse_duration(text) {
-                    Ok(d) if d >= Duration::from_secs(1) => SnapshotSchedule::Interval(d),
-                    _ => {
-                        p.add(
-                            format!("{key}.every"),
-                            format!(
-                                "{text:?} is not \"N blocks\" or a duration of at least 1s such as \"5m\""
-                            ),
-                        );
-                        SnapshotSchedule::Blocks(100)
-                    }
-                },
-            }
-        }
-    };
+    let every = schedule(s.every.as_deref(), &format!("{key}.every"), p);
     let block = match s.block.as_deref().unwrap_or("finalized") {
         "finalized" => FinalityLevel::Finalized,
         "safe" => FinalityLevel::Safe,
@@ -495,6 +469,17 @@ fn snapshot(
             format!("{table:?} must be 1-63 lowercase letters, digits or '_', starting with a letter"),
         );
     }
+    if s.compare.is_some() && s.keys.is_none() {
+        p.add(
+            format!("{key}.compare"),
+            "compare needs keys = { table, column }: the rows compared are the keys' rows",
+        );
+    }
+    if let Some(column) = &s.compare
+        && !is_identifier(column)
+    {
+        p.add(format!("{key}.compare"), format!("{column:?} is not a column name"));
+    }
     let contract = contract?;
     (p.0.len() == before).then(|| SnapshotSettings {
         name: s.name.clone(),
@@ -508,7 +493,45 @@ fn snapshot(
         block,
         batch,
         table,
+        compare: s.compare.clone(),
     })
+}
+
+/// `every = "N blocks"` or a duration of at least a second; default 100 blocks.
+fn schedule(text: Option<&str>, key: &str, p: &mut Problems) -> SnapshotSchedule {
+    let Some(text) = text else { return SnapshotSchedule::Blocks(100) };
+    match text.trim().strip_suffix("blocks").or_else(|| text.trim().strip_suffix("block")) {
+        Some(n) => match n.trim().parse::<u64>() {
+            Ok(n) if n >= 1 => SnapshotSchedule::Blocks(n),
+            _ => {
+                p.add(key, format!("{text:?}: the number of blocks must be at least 1"));
+                SnapshotSchedule::Blocks(100)
+            }
+        },
+        None => match humantime::parse_duration(text) {
+            Ok(d) if d >= Duration::from_secs(1) => SnapshotSchedule::Interval(d),
+            _ => {
+                p.add(
+                    key,
+                    format!("{text:?} is not \"N blocks\" or a duration of at least 1s such as \"5m\""),
+                );
+                SnapshotSchedule::Blocks(100)
+            }
+        },
+    }
+}
+
+fn reconcile(raw: &RawReconcile, max_batch: usize, p: &mut Problems) -> ReconcileSettings {
+    let batch = raw.batch.unwrap_or(100.min(max_batch));
+    if !(1..=max_batch).contains(&batch) {
+        p.add("reconcile.batch", format!("{batch} is not between 1 and calls.max_batch ({max_batch})"));
+    }
+    ReconcileSettings {
+        every: schedule(raw.every.as_deref(), "reconcile.every", p),
+        heal: raw.heal.unwrap_or(false),
+        gemforce: raw.gemforce.unwrap_or(true),
+        batch,
+    }
 }
 
 /// A plain SQL identifier: safe to put in a statement as it is.

@@ -14,7 +14,7 @@ use crate::ledger::{
 };
 use crate::reads::{ChainStatus, EventPage, EventQuery, ReplayFrom, SinkBacklog};
 use crate::relay::{QuotaCharge, RelayedCall};
-use crate::state::{RunStats, StateRow, StateRun};
+use crate::state::{Drift, DriftRecord, ProjectedRow, RunStats, StateRow, StateRun};
 use crate::{
     BlockRef, ChainError, ChainEvent, ChainId, FinalityLevel, OutboxMessage, SignerError, SinkError,
     StoreError, TxState,
@@ -377,6 +377,29 @@ pub trait StateSnapshots: Send + Sync {
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
     /// Runs, newest first; of one snapshot when `name` is given.
     async fn state_runs(&self, name: Option<&str>, limit: u32) -> Result<Vec<StateRun>, StoreError>;
+}
+
+/// Hybrid reconciliation: projection rows read for comparison with the contracts' views, and drift
+/// recorded (and healed) with its outbox message.
+#[async_trait]
+pub trait DriftStore: Send + Sync {
+    /// Rows of projection `table` of contract `address` (when it has a `contract` column) in key order after
+    /// `after`: each with `argument_column`'s value, the `columns`' values and `updated_block`.
+    async fn projected_rows(
+        &self,
+        table: &str,
+        argument_column: &str,
+        columns: &[String],
+        address: Address,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<ProjectedRow>, StoreError>;
+    /// Records each drift whose row is unchanged since it was read (same value, last changed at or below
+    /// the drift's block) with a `drift.detected` outbox message, healing the row when `drift.healed`
+    /// (journaled), all in one transaction with the chain's cursor locked. Returns the drifts recorded.
+    async fn record_drift(&self, drifts: &[Drift]) -> Result<Vec<Drift>, StoreError>;
+    /// Recorded drift, newest first, before id `before`.
+    async fn drift(&self, before: Option<u64>, limit: u32) -> Result<Vec<DriftRecord>, StoreError>;
 }
 
 /// What the API reads: the chains' heads and progress, events, projection rows.

@@ -47,3 +47,38 @@ pub struct StateRun {
     pub started_at: String,
     pub finished_at: Option<String>,
 }
+
+/// A projection value that differs from what the contract's own view returns at the same block.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Drift {
+    pub chain_id: ChainId,
+    pub table: String,
+    pub key: String,
+    pub column: String,
+    /// The event-derived value (JSON as the API shows it).
+    pub projected: Value,
+    pub on_chain: Value,
+    pub block_number: u64,
+    pub block_hash: B256,
+    /// Whether the projection was corrected to the on-chain value.
+    pub healed: bool,
+}
+
+/// A projection row as reconciliation reads it: its key, the value the view is called with, the compared
+/// columns' values, and the block of its last change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectedRow {
+    pub key: String,
+    pub argument: Value,
+    pub values: Vec<Value>,
+    pub updated_block: Option<u64>,
+}
+
+/// A recorded drift, as `GET /v1/drift` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftRecord {
+    pub id: u64,
+    #[serde(flatten)]
+    pub drift: Drift,
+    pub detected_at: String,
+}

@@ -83,6 +83,7 @@ macro_rules! in_tx {
 
 // After `in_tx!`, which it uses.
 pub mod delivery;
+mod drift;
 pub mod ledger;
 pub mod rebuild;
 pub mod snapshot;

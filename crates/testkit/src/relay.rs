@@ -199,6 +199,8 @@ async fn mined(
     use alloy::providers::Provider;
     let Some(last) = sent.last() else { return Ok(Vec::new()) };
     let started = std::time::Instant::now();
+    // anvil mines a pool of thousands of transactions a block at a time: allow for it.
+    let patience = std::time::Duration::from_secs(120 + sent.len() as u64 / 20);
     loop {
         let receipt = provider
             .get_transaction_receipt(*last)
@@ -207,8 +209,12 @@ async fn mined(
         if receipt.is_some() {
             break;
         }
-        if started.elapsed() > std::time::Duration::from_secs(120) {
-            return Err(TestkitError::NoReceipt { what: "minting".into(), tx: *last, seconds: 120 });
+        if started.elapsed() > patience {
+            return Err(TestkitError::NoReceipt {
+                what: "minting".into(),
+                tx: *last,
+                seconds: patience.as_secs(),
+            });
         }
         if mine {
             let _: String =

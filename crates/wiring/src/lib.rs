@@ -142,6 +142,54 @@ pub fn snapshot_jobs(
     Ok(jobs)
 }
 
+/// Hybrid reconciliation (`[reconcile]`): the built-in checks of every Diamond (unless `gemforce = false`)
+/// and one per `[[snapshots]]` entry with `compare`. `None` without chains or checks.
+pub fn reconciler(
+    settings: &Settings,
+    store: &SqlStore,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<gemgate_calls::reconcile::Reconciler>> {
+    use gemgate_calls::reconcile::{Check, DriftMetrics, Reconciler};
+    let Some(calls) = view_calls(settings, metrics)? else { return Ok(None) };
+    let r = &settings.reconcile;
+    let mut checks = Vec::new();
+    if r.gemforce {
+        for c in settings.contracts.iter().filter(|c| c.diamond) {
+            checks.extend(Check::gemforce(c.chain, c.address, r.heal));
+        }
+    }
+    for (i, s) in settings.snapshots.iter().enumerate() {
+        let (Some(column), Some(keys)) = (&s.compare, &s.keys) else { continue };
+        let table = store.projections().table(&keys.table);
+        if table.and_then(|t| t.column(column)).is_none() {
+            bail!("snapshots[{i}].compare: table {} has no column {column:?}", keys.table);
+        }
+        checks.push(Check {
+            name: format!("snapshot {}", s.name),
+            chain_id: s.chain_id,
+            address: s.address,
+            table: keys.table.clone(),
+            argument: keys.column.clone(),
+            function: s.function.clone(),
+            args: s.args.clone(),
+            compare: vec![(String::new(), column.clone())],
+            heal: r.heal,
+        });
+    }
+    if checks.is_empty() {
+        return Ok(None);
+    }
+    let reconciler = Reconciler::new(
+        checks,
+        Arc::new(catalog(settings)?),
+        calls.proxy.clone(),
+        Arc::new(store.clone()),
+        r.batch,
+    )
+    .map_err(|e| anyhow::anyhow!("reconcile: {e}"))?;
+    Ok(Some(reconciler.with_metrics(DriftMetrics::register(metrics))))
+}
+
 /// Every configured contract's functions and errors, to encode calls and read reverts.
 fn catalog(settings: &Settings) -> anyhow::Result<Catalog> {
     let mut catalog = Catalog::default();
@@ -461,6 +509,7 @@ pub async fn run_service(
     let indexers = if parts.index { indexers(settings, &store, &metrics).await? } else { Vec::new() };
     let dispatchers = if parts.dispatch { dispatchers(settings, &store, &metrics)? } else { Vec::new() };
     let snapshots = if parts.index { snapshot_jobs(settings, &store, &metrics)? } else { Vec::new() };
+    let reconciler = if parts.index { reconciler(settings, &store, &metrics)? } else { None };
     let txm = if parts.api || parts.txm { tx_manager(settings, &store, &metrics).await? } else { None };
     let transacts =
         parts.txm && txm.as_ref().is_some_and(|m| !m.signers.is_empty() || !m.options.raw_allow.is_empty());
@@ -503,6 +552,18 @@ pub async fn run_service(
         tracing::info!(snapshot = %job.spec().name, table = %job.spec().table, "snapshot schedule started");
         tasks.spawn(async move {
             job.run_on_schedule(stopped(rx)).await;
+            Ok(())
+        });
+    }
+    if let Some(reconciler) = reconciler {
+        let rx = rx.clone();
+        let every = match settings.reconcile.every {
+            gemgate_config::SnapshotSchedule::Blocks(n) => gemgate_calls::snapshot::Every::Blocks(n),
+            gemgate_config::SnapshotSchedule::Interval(d) => gemgate_calls::snapshot::Every::Interval(d),
+        };
+        tracing::info!(heal = settings.reconcile.heal, "reconciliation started");
+        tasks.spawn(async move {
+            reconciler.run_on_schedule(every, stopped(rx)).await;
             Ok(())
         });
     }

@@ -61,3 +61,19 @@ CREATE TABLE state_snapshot_runs (
     finished_at  TIMESTAMPTZ
 );
 CREATE INDEX state_snapshot_runs_name ON state_snapshot_runs (name, id);
+
+-- Hybrid reconciliation: a projection value the contract's own view contradicted at a finalized block, and
+-- whether it was healed (corrected in the projection, in the same transaction).
+CREATE TABLE drift (
+    id           BIGSERIAL PRIMARY KEY,
+    chain_id     BIGINT  NOT NULL,
+    table_name   TEXT    NOT NULL,
+    row_key      TEXT    NOT NULL,
+    column_name  TEXT    NOT NULL,
+    projected    JSONB,
+    on_chain     JSONB,
+    block_number BIGINT  NOT NULL,
+    block_hash   TEXT    NOT NULL,
+    healed       BOOLEAN NOT NULL,
+    detected_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);

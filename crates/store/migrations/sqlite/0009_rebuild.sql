@@ -61,3 +61,19 @@ CREATE TABLE state_snapshot_runs (
     finished_at  TEXT
 );
 CREATE INDEX state_snapshot_runs_name ON state_snapshot_runs (name, id);
+
+-- Hybrid reconciliation: a projection value the contract's own view contradicted at a finalized block, and
+-- whether it was healed (corrected in the projection, in the same transaction).
+CREATE TABLE drift (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    chain_id     INTEGER  NOT NULL,
+    table_name   TEXT    NOT NULL,
+    row_key      TEXT    NOT NULL,
+    column_name  TEXT    NOT NULL,
+    projected    TEXT,
+    on_chain     TEXT,
+    block_number INTEGER  NOT NULL,
+    block_hash   TEXT    NOT NULL,
+    healed       INTEGER NOT NULL,
+    detected_at  TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
