@@ -1,5 +1,7 @@
 //! `gemgate replay`: rebuild the projection tables beside the live ones and swap them in atomically, with
 //! progress (a live line on a terminal, plain lines otherwise); a killed replay resumes where it stopped.
+//! `--from-chain` first fetches and decodes the stored blocks' logs again (after an ABI or a contract was
+//! added), range by range, then rebuilds from the refreshed events.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -15,8 +17,14 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
     /// Re-apply the stored events (no chain needed).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "from_chain", conflicts_with = "from_chain")]
     pub from_store: bool,
+    /// Fetch and decode the indexed blocks' logs again with the ABIs configured now, then rebuild.
+    #[arg(long)]
+    pub from_chain: bool,
+    /// With --from-chain: the first block to fetch again (default: the earliest contract's start_block).
+    #[arg(long, requires = "from_chain")]
+    pub from_block: Option<u64>,
     /// Throw away an interrupted replay's work instead of resuming it.
     #[arg(long)]
     pub restart: bool,
@@ -27,6 +35,9 @@ pub struct ReplayArgs {
 
 pub async fn run(settings: &Settings, args: &ReplayArgs) -> anyhow::Result<()> {
     let store = wiring::open_store(settings).await?;
+    if args.from_chain {
+        refetch(settings, &store, args.from_block).await?;
+    }
     let options = RebuildOptions { restart: args.restart, chunk: args.chunk as usize };
     if let Some(interrupted) = store.rebuild_in_progress().await?
         && !args.restart
@@ -74,5 +85,43 @@ pub async fn run(settings: &Settings, args: &ReplayArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         summary.at_swap
     );
+    Ok(())
+}
+
+/// Each chain's indexed blocks fetched and decoded again, up to its cursor.
+async fn refetch(
+    settings: &Settings,
+    store: &gemgate_store::SqlStore,
+    from_block: Option<u64>,
+) -> anyhow::Result<()> {
+    use gemgate_domain::ports::Store;
+    for (refetch, start) in wiring::refetchers(settings, store, &gemgate_telemetry::Metrics::new())? {
+        let chain = refetch.chain_id;
+        let Some(cursor) = store.cursor(chain).await? else {
+            eprintln!("chain {chain}: nothing indexed yet; nothing to fetch again");
+            continue;
+        };
+        let from = from_block.unwrap_or(start);
+        let started = Instant::now();
+        let mut last_print = started;
+        let done = refetch
+            .run(from, cursor.number, |p| {
+                if last_print.elapsed() >= LOG_EVERY || p.block == p.last {
+                    last_print = Instant::now();
+                    eprintln!(
+                        "chain {chain}: fetched again to block {}/{}: {} events decoded again, {} new",
+                        p.block, p.last, p.updated, p.inserted
+                    );
+                }
+            })
+            .await?;
+        println!(
+            "chain {chain}: blocks {from}..={} fetched and decoded again in {:.1} s: {} stored events, {} new",
+            done.last,
+            started.elapsed().as_secs_f64(),
+            done.updated,
+            done.inserted
+        );
+    }
     Ok(())
 }

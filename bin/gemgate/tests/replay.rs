@@ -203,3 +203,78 @@ async fn wait_indexed(base: &str, block: u64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Each event's id, name and decoded arguments, in chain order.
+async fn decoded_events(url: &str) -> Vec<(String, String, serde_json::Value)> {
+    let store = SqlStore::connect(url, 1, gemgate_projections::ProjectionSet::gemforce()).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    use gemgate_projections::ColumnKind::{Json, Text};
+    let sql = format!(
+        "SELECT id, event, {} FROM events ORDER BY chain_id, block_number, log_index",
+        tx.tx().dialect().read("args", Json)
+    );
+    let rows = tx.tx().fetch(&sql, Vec::new(), &[Text, Text, Json]).await.unwrap();
+    drop(tx);
+    store.close().await;
+    rows.into_iter()
+        .map(|r| {
+            let args = match &r[2] {
+                gemgate_projections::Cell::Json(v) => v.clone(),
+                _ => serde_json::Value::Null,
+            };
+            (r[0].as_text().unwrap().to_string(), r[1].as_text().unwrap().to_string(), args)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_chain_decodes_what_an_added_abi_explains_on_sqlite() {
+    let test = "replay_from_chain_decodes_what_an_added_abi_explains_on_sqlite";
+    let Some((anvil, d)) = chain(test, 1).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "[]").unwrap();
+    let erc20 = dir.path().join("SampleERC20.json");
+    std::fs::write(&erc20, gemgate_testkit::artifacts::Artifact::named("SampleERC20").unwrap().json).unwrap();
+    let token = |name: &str, address: alloy::primitives::Address, abi: &std::path::Path| {
+        format!(
+            "[[contracts]]\nname = \"{name}\"\nchain = 31337\naddress = \"{address}\"\nabi = [\"{}\"]\nstart_block = {}\n",
+            abi.display(),
+            d.start_block
+        )
+    };
+    let url = format!("sqlite://{}", dir.path().join("gemgate.db").display());
+    // First USDC without its ABI (its logs are stored raw), then with it, and the VABB token added too.
+    let before = config(dir.path(), "before.toml", &url, &anvil, &d, "127.0.0.1:0");
+    std::fs::write(&before, std::fs::read_to_string(&before).unwrap() + &token("usdc", d.usdc, &empty))
+        .unwrap();
+    succeed(gemgate(&["index", "--once"], &before), "index without the ABI");
+    let raw = decoded_events(&url).await;
+    assert!(raw.iter().any(|(_, event, _)| event.is_empty()), "USDC's logs are stored undecoded");
+    let outbox_before = integer(&url, "SELECT COUNT(*) FROM outbox").await;
+
+    let after = config(dir.path(), "after.toml", &url, &anvil, &d, "127.0.0.1:0");
+    let tokens = token("usdc", d.usdc, &erc20) + &token("vabb", d.vabb, &erc20);
+    std::fs::write(&after, std::fs::read_to_string(&after).unwrap() + &tokens).unwrap();
+    let out = succeed(gemgate(&["replay", "--from-chain"], &after), "replay --from-chain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("fetched and decoded again") && stdout.contains("swapped in"), "{stdout}");
+
+    // The same events, ids and decoding as a fresh index with the ABIs configured now.
+    let fresh_url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let fresh_config = config(dir.path(), "fresh.toml", &fresh_url, &anvil, &d, "127.0.0.1:0");
+    std::fs::write(&fresh_config, std::fs::read_to_string(&fresh_config).unwrap() + &tokens).unwrap();
+    succeed(gemgate(&["index", "--once"], &fresh_config), "fresh index");
+    let (refreshed, fresh) = (decoded_events(&url).await, decoded_events(&fresh_url).await);
+    assert_eq!(refreshed.len(), fresh.len());
+    assert_eq!(refreshed, fresh, "refreshed events == a fresh index's");
+    assert!(refreshed.iter().all(|(_, event, _)| !event.is_empty()), "every log decodes now");
+    assert_same(&dump(&url).await, &dump(&fresh_url).await, "projections");
+    let vabb_logs = (refreshed.len() - raw.len()) as i64;
+    assert!(vabb_logs > 0, "the added contract had logs");
+    assert_eq!(
+        integer(&url, "SELECT COUNT(*) FROM outbox").await,
+        outbox_before + vabb_logs,
+        "an outbox row for each newly found event only"
+    );
+}

@@ -379,6 +379,27 @@ pub trait StateSnapshots: Send + Sync {
     async fn state_runs(&self, name: Option<&str>, limit: u32) -> Result<Vec<StateRun>, StoreError>;
 }
 
+/// Stored events re-fetched from the chain and re-decoded (`gemgate replay --from-chain`, e.g. after an ABI
+/// was added), a block range per transaction, with how far it got kept for a resume.
+#[async_trait]
+pub trait EventRefresh: Send + Sync {
+    /// Where an interrupted refetch of the chain got to: (next block, last block).
+    async fn refetch_position(&self, chain_id: ChainId) -> Result<Option<(u64, u64)>, StoreError>;
+    /// Puts `events` (every log of the configured contracts in blocks `from..=to`, decoded now) in place of
+    /// the stored ones, and records `to + 1` as the next block of a refetch ending at `last`. A stored event
+    /// at the same position with another id (a different block) refuses the range: the chain has moved
+    /// under the cursor, and `gemgate index` must follow it first. Returns (re-decoded, new) counts.
+    async fn refresh_events(
+        &self,
+        chain_id: ChainId,
+        from: u64,
+        to: u64,
+        last: u64,
+        events: &[ChainEvent],
+    ) -> Result<(u64, u64), StoreError>;
+    async fn finish_refetch(&self, chain_id: ChainId) -> Result<(), StoreError>;
+}
+
 /// Hybrid reconciliation: projection rows read for comparison with the contracts' views, and drift
 /// recorded (and healed) with its outbox message.
 #[async_trait]

@@ -135,23 +135,31 @@ impl Fetcher {
         Ok((to, block, events))
     }
 
-    /// Fetches the transaction sender of the events that need one (one request per transaction).
     async fn fill_senders(&self, events: &mut [ChainEvent]) -> Result<(), IndexerError> {
-        let mut senders = std::collections::HashMap::new();
-        for event in events.iter_mut().filter(|e| self.sender_topics.contains(&e.signature)) {
-            let sender = match senders.get(&event.tx_hash) {
-                Some(sender) => *sender,
-                None => {
-                    let sender =
-                        self.source.transaction_sender(event.tx_hash).await.map_err(self.chain_err())?;
-                    senders.insert(event.tx_hash, sender);
-                    sender
-                }
-            };
-            event.tx_from = sender;
-        }
-        Ok(())
+        fill_senders(self.source.as_ref(), &self.sender_topics, events).await.map_err(self.chain_err())
     }
+}
+
+/// Fetches the transaction sender of the events (by topic0 in `topics`) that need one, one request per
+/// transaction.
+pub(crate) async fn fill_senders(
+    source: &dyn ChainSource,
+    topics: &[alloy_primitives::B256],
+    events: &mut [ChainEvent],
+) -> Result<(), ChainError> {
+    let mut senders = std::collections::HashMap::new();
+    for event in events.iter_mut().filter(|e| topics.contains(&e.signature)) {
+        let sender = match senders.get(&event.tx_hash) {
+            Some(sender) => *sender,
+            None => {
+                let sender = source.transaction_sender(event.tx_hash).await?;
+                senders.insert(event.tx_hash, sender);
+                sender
+            }
+        };
+        event.tx_from = sender;
+    }
+    Ok(())
 }
 
 /// The indexer of one chain.

@@ -9,6 +9,7 @@
 mod engine;
 mod error;
 mod metrics;
+pub mod refetch;
 mod span;
 mod window;
 

@@ -86,6 +86,7 @@ pub mod delivery;
 mod drift;
 pub mod ledger;
 pub mod rebuild;
+mod refetch;
 pub mod snapshot;
 mod state;
 

@@ -42,7 +42,7 @@ impl RowLoader for Loader<'_> {
 
 /// Events as stored. A batch's events mostly come from a few contracts, so an address is checksummed (a
 /// keccak) once per run of equal addresses rather than once per event.
-fn event_rows(events: &[ChainEvent]) -> Vec<EventRow> {
+pub(crate) fn event_rows(events: &[ChainEvent]) -> Vec<EventRow> {
     let mut checksummed: Option<(alloy_primitives::Address, String)> = None;
     events
         .iter()
@@ -80,7 +80,7 @@ fn event_row(event: &ChainEvent, address: String) -> EventRow {
     }
 }
 
-fn event_outbox_row(event: &ChainEvent) -> OutboxRow {
+pub(crate) fn event_outbox_row(event: &ChainEvent) -> OutboxRow {
     OutboxRow {
         id: event.id.to_string(),
         kind: "event".into(),

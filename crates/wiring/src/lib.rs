@@ -142,6 +142,31 @@ pub fn snapshot_jobs(
     Ok(jobs)
 }
 
+/// One refetcher per chain with contracts (`gemgate replay --from-chain`), with the first block any of
+/// its contracts starts at.
+pub fn refetchers(
+    settings: &Settings,
+    store: &SqlStore,
+    metrics: &Metrics,
+) -> anyhow::Result<Vec<(gemgate_indexer::refetch::Refetch, u64)>> {
+    let mut out = Vec::new();
+    for chain in &settings.chains {
+        let contracts: Vec<_> = settings.contracts.iter().filter(|c| c.chain == chain.id).collect();
+        let Some(start) = contracts.iter().map(|c| c.start_block).min() else { continue };
+        let refetch = gemgate_indexer::refetch::Refetch {
+            chain_id: chain.id,
+            source: Arc::new(source(chain, metrics)),
+            decoder: Arc::new(decoder(settings, chain.id)?),
+            sender_topics: gemgate_projections::gemforce::Gemforce::sender_topics(),
+            addresses: contracts.iter().map(|c| c.address).collect(),
+            store: Arc::new(store.clone()),
+            span: 2_000,
+        };
+        out.push((refetch, start));
+    }
+    Ok(out)
+}
+
 /// Hybrid reconciliation (`[reconcile]`): the built-in checks of every Diamond (unless `gemforce = false`)
 /// and one per `[[snapshots]]` entry with `compare`. `None` without chains or checks.
 pub fn reconciler(

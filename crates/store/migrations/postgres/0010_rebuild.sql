@@ -77,3 +77,10 @@ CREATE TABLE drift (
     healed       BOOLEAN NOT NULL,
     detected_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- A refetch from the chain in progress (`gemgate replay --from-chain`): the next block of each chain, and the last.
+CREATE TABLE refetch_positions (
+    chain_id   BIGINT PRIMARY KEY,
+    next_block BIGINT NOT NULL,
+    last_block BIGINT NOT NULL
+);

@@ -77,3 +77,10 @@ CREATE TABLE drift (
     healed       INTEGER NOT NULL,
     detected_at  TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+
+-- A refetch from the chain in progress (`gemgate replay --from-chain`): the next block of each chain, and the last.
+CREATE TABLE refetch_positions (
+    chain_id   INTEGER PRIMARY KEY,
+    next_block INTEGER NOT NULL,
+    last_block INTEGER NOT NULL
+);
