@@ -1,6 +1,6 @@
 //! Hybrid reconciliation through the binary: after the sample traffic the Gemforce projections agree with
-//! the contracts' views (no drift); two writes that emit no event (`anvil_setStorageAt` on a carbon-credit
-//! balance and on a token's owner) are found by `gemgate reconcile` at the finalized block and recorded
+//! the contracts' views (no drift); three writes that emit no event (`anvil_setStorageAt` on a carbon-credit
+//! balance, a token's owner and a listing's price) are found by `gemgate reconcile` at the finalized block and recorded
 //! without touching the projection; then `gemgate run` with `heal = true` finds them on its schedule, heals
 //! both rows (journaled), counts them in `/metrics`, lists them at `GET /v1/drift` and sends
 //! `drift.detected` outbox messages; a further round finds nothing.
@@ -27,7 +27,7 @@ fn mapping_slot(key: U256, slot: U256) -> B256 {
 }
 
 /// The sample Diamond's storage (LibGemforce.Layout at keccak256("gemgate.sample.gemforce.storage")):
-/// `owners` is its first field, `carbonBalances` its twelfth.
+/// `owners` is its first field, `listings` its ninth, `carbonBalances` its twelfth.
 fn layout_field(index: u64) -> U256 {
     U256::from_be_bytes(keccak256("gemgate.sample.gemforce.storage").0) + U256::from(index)
 }
@@ -76,6 +76,11 @@ async fn silent_writes_are_found_recorded_and_healed() {
     )
     .await;
     set_storage(&anvil, d.diamond, mapping_slot(token_id, layout_field(0)), stranger.into_word()).await;
+    // A Listing's fifth field (after nftContract, tokenId, seller, receiver) is its price.
+    let listing = before["listings"][0].clone();
+    let item = U256::from(listing["item_id"].as_u64().unwrap());
+    let price_slot = U256::from_be_bytes(mapping_slot(item, layout_field(8)).0) + U256::from(4);
+    set_storage(&anvil, d.diamond, B256::from(price_slot), B256::from(U256::from(777u64))).await;
     anvil.mine(100).await.unwrap();
     succeed(gemgate(&["index", "--once"], &config), "index after the silent writes");
 
@@ -88,11 +93,14 @@ async fn silent_writes_are_found_recorded_and_healed() {
             (d["table"].as_str().unwrap(), d["column"].as_str().unwrap(), d["healed"].as_bool().unwrap())
         })
         .collect();
-    assert_eq!(columns.len(), 2, "{found}");
-    assert!(
-        columns.contains(&("carbon_credits", "balance", false))
-            && columns.contains(&("gemforce_tokens", "owner", false))
-    );
+    assert_eq!(columns.len(), 3, "{found}");
+    for expected in [
+        ("carbon_credits", "balance", false),
+        ("gemforce_tokens", "owner", false),
+        ("listings", "price", false),
+    ] {
+        assert!(columns.contains(&expected), "{expected:?} not in {found}");
+    }
     let balance = drift.iter().find(|d| d["column"] == "balance").unwrap();
     assert_eq!((&balance["projected"], &balance["on_chain"]), (&credit["balance"], &Value::from("12345")));
     assert_eq!(dump(&url).await["carbon_credits"], before["carbon_credits"], "not healed");
@@ -117,7 +125,7 @@ async fn silent_writes_are_found_recorded_and_healed() {
                 .into_iter()
                 .filter(|d| d["healed"] == true)
                 .collect();
-            if healed.len() == 2 {
+            if healed.len() == 3 {
                 break body;
             }
         }
@@ -125,7 +133,7 @@ async fn silent_writes_are_found_recorded_and_healed() {
         anvil.mine(1).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(healed["drift"].as_array().unwrap().len(), 4, "two recorded, then two healed: {healed}");
+    assert_eq!(healed["drift"].as_array().unwrap().len(), 6, "three recorded, then three healed: {healed}");
     let after = dump(&url).await;
     let healed_credit = after["carbon_credits"].iter().find(|r| r["key"] == credit["key"]).unwrap();
     assert_eq!(healed_credit["balance"], "12345");
@@ -143,7 +151,9 @@ async fn silent_writes_are_found_recorded_and_healed() {
         assert!(metrics.contains(line), "{line} not in /metrics");
     }
     let messages = integer(&url, "SELECT COUNT(*) FROM outbox WHERE kind = 'drift.detected'").await;
-    assert_eq!(messages, 4, "one drift.detected message per record");
+    assert_eq!(messages, 6, "one drift.detected message per record");
+    let healed_listing = after["listings"].iter().find(|r| r["key"] == listing["key"]).unwrap();
+    assert_eq!(healed_listing["price"], "777");
     drop(_service);
     let again = reconcile(&config, true);
     assert!(again["drift"].as_array().unwrap().is_empty(), "healed rows agree with the views: {again}");

@@ -31,6 +31,7 @@ contract MarketplaceFacet {
     error NotSeller(uint256 itemId, address caller);
     error FeesTooHigh(uint256 totalPerMillion);
     error NativeTransferFailed(address to, uint256 amount);
+    error UnknownListing(uint256 itemId);
 
     /// Sets the fee receivers; calling it again replaces them (and emits `MarketplaceInitialized` again).
     function initializeMarketplace(LibGemforce.FeeReceiver[] calldata feeReceivers) external {
@@ -112,6 +113,12 @@ contract MarketplaceFacet {
 
     function listingCount() external view returns (uint256) {
         return LibGemforce.appStorage().listingCount;
+    }
+
+    /// A listing as stored (what reconciliation compares the listings projection with).
+    function getListing(uint256 itemId) external view returns (LibGemforce.Listing memory listing) {
+        listing = LibGemforce.appStorage().listings[itemId];
+        if (listing.nftContract == address(0)) revert UnknownListing(itemId);
     }
 
     function pay(address token, address to, uint256 amount) private {

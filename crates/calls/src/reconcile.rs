@@ -2,7 +2,8 @@
 //! one finalized block. Rows last changed above that block are skipped (the next round sees them); a value
 //! the view contradicts is drift, recorded with a `drift.detected` message and, with `heal`, corrected in
 //! the projection (see the store's `DriftStore`). The built-in Gemforce checks cover carbon-credit
-//! balances, token owners and trade-deal state and amounts; a `[[snapshots]]` entry with `compare` adds one.
+//! balances, token owners, trade-deal state and amounts, and listings; a `[[snapshots]]` entry with
+//! `compare` adds one.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,6 +79,20 @@ impl Check {
                     ("v.withdrawn", "funding_withdrawn"),
                     ("v.repaid", "repaid"),
                     ("v.interestDistributed", "interest_distributed"),
+                ],
+            ),
+            check(
+                "listings",
+                "listings",
+                "item_id",
+                "getListing",
+                &[
+                    ("listing.nftContract", "nft_contract"),
+                    ("listing.tokenId", "token_id"),
+                    ("listing.seller", "seller"),
+                    ("listing.receiver", "receiver"),
+                    ("listing.price", "price"),
+                    ("listing.paymentToken", "payment_token"),
                 ],
             ),
         ]

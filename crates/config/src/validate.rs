@@ -1027,7 +1027,7 @@ const WEBHOOK_SOURCES: [&str; 1] = ["gemforce"];
 fn message_pattern(pattern: &str, contracts: &HashSet<&str>) -> Result<(), String> {
     let Some((family, name)) = pattern.split_once('.').filter(|(f, n)| !f.is_empty() && !n.is_empty()) else {
         return Err(format!(
-            "{pattern:?} is not of the form contract.Event, contract.*, transaction.<state>, transaction.* or webhook.gemforce"
+            "{pattern:?} is not of the form contract.Event, contract.*, transaction.<state>, transaction.*, webhook.gemforce or drift.detected"
         ));
     };
     match family {
@@ -1036,6 +1036,8 @@ fn message_pattern(pattern: &str, contracts: &HashSet<&str>) -> Result<(), Strin
             "{name:?} is not a transaction state (one of {}, or *)",
             gemgate_domain::TxState::ALL.map(|s| s.as_str()).join(", ")
         )),
+        "drift" if name == "*" || name == "detected" => Ok(()),
+        "drift" => Err(format!("{name:?}: reconciliation sends drift.detected (or name drift.*)")),
         "webhook" if name == "*" || WEBHOOK_SOURCES.contains(&name) => Ok(()),
         "webhook" => Err(format!("{name:?} is not a webhook source (gemforce, or *)")),
         contract if !contracts.contains(contract) => Err(format!("contract {contract:?} is not configured")),
@@ -1044,7 +1046,7 @@ fn message_pattern(pattern: &str, contracts: &HashSet<&str>) -> Result<(), Strin
 }
 
 /// Contract names that would make `sinks.events` patterns ambiguous.
-const RESERVED_CONTRACT_NAMES: [&str; 2] = ["transaction", "webhook"];
+const RESERVED_CONTRACT_NAMES: [&str; 3] = ["transaction", "webhook", "drift"];
 
 fn check_name(name: &str, key: &str, p: &mut Problems) {
     let ok = !name.is_empty()

@@ -87,6 +87,7 @@ impl SqlStore {
             state.chain_id = chain_id;
             loop {
                 let step = in_tx!(self, tx => {
+                    lock(tx).await?;
                     let after = position(tx, chain_id).await?.map_or(START, |p| p.0);
                     let applied = apply_after(tx, projections, chain_id, after, chunk).await?;
                     if let Some((last, count, finalized)) = applied {
@@ -197,6 +198,20 @@ async fn begin(
     )
     .await?;
     Ok((total, None))
+}
+
+/// Takes the rebuild's row lock on Postgres, so two replays of one database apply each chunk once
+/// (SQLite's write lock serialises them already). Fails when no rebuild is in progress (another replay
+/// swapped it in meanwhile).
+async fn lock(tx: &mut dyn Tx) -> Result<(), StoreError> {
+    let lock = if tx.dialect() == Dialect::Postgres { " FOR UPDATE" } else { "" };
+    let rows = tx
+        .fetch(&format!("SELECT total FROM rebuilds WHERE id = 1{lock}"), Vec::new(), &[ColumnKind::Int])
+        .await?;
+    if rows.is_empty() {
+        return Err(StoreError::Database { message: "the rebuild was finished by another replay".into() });
+    }
+    Ok(())
 }
 
 async fn cursor_chains(tx: &mut dyn Tx) -> Result<Vec<ChainId>, StoreError> {
@@ -339,6 +354,7 @@ async fn events_after(
 /// apply from there), then put the shadow tables and journal in place of the live ones. Returns the
 /// events applied here.
 async fn swap(tx: &mut dyn Tx, projections: &ProjectionSet, chunk: usize) -> Result<u64, StoreError> {
+    lock(tx).await?;
     let chains = cursor_chains(tx).await?;
     for &chain_id in &chains {
         write::locked_cursor(tx, chain_id).await?;
