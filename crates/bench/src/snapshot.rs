@@ -20,14 +20,18 @@ pub struct SnapshotBench {
     #[arg(long, default_value_t = 10_000)]
     keys: usize,
     /// Calls per Multicall3 batch.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 500)]
     batch: usize,
 }
 
 pub async fn run(bench: SnapshotBench) -> anyhow::Result<()> {
     println!("gemgate bench snapshot: {} keys, batches of {}; {}", bench.keys, bench.batch, machine());
     let binary = find_anvil().await.context("finding anvil")?;
-    let anvil = gemgate_testkit::Anvil::start_binary(&binary, &AnvilOptions::default(), 0).await?;
+    // Base fee 0: twenty thousand mints fill a hundred blocks, and a rising base fee would strand the later
+    // ones (their fee caps are set when they are sent).
+    let options =
+        AnvilOptions { extra_args: vec!["--base-fee".into(), "0".into()], ..AnvilOptions::default() };
+    let anvil = gemgate_testkit::Anvil::start_binary(&binary, &options, 0).await?;
     let provider = anvil.provider();
     let d = deploy_gemforce(&provider, anvil.accounts()[0]).await?;
     let setup = Instant::now();

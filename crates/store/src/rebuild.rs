@@ -190,6 +190,11 @@ async fn begin(
     for cleared in ["replay_journal", "rebuild_positions", "rebuilds"] {
         tx.execute(&format!("DELETE FROM {cleared}"), Vec::new()).await?;
     }
+    if d == Dialect::Postgres {
+        // Events bulk-loaded by COPY may have no statistics yet; without them the planner reads every
+        // remaining event and sorts it for each chunk instead of walking the primary key.
+        tx.execute("ANALYZE events", Vec::new()).await?;
+    }
     let count = tx.fetch("SELECT COUNT(*) FROM events", Vec::new(), &[ColumnKind::Int]).await?;
     let total = count.first().map_or(0, |r| crate::cells::int(&r[0]));
     tx.execute(
@@ -293,8 +298,10 @@ async fn apply_after(
     after: Position,
     limit: usize,
 ) -> Result<Option<(Position, u64, u64)>, StoreError> {
+    let started = std::time::Instant::now();
     let finalized = finalized(tx, chain_id).await?;
     let events = events_after(tx, chain_id, after, limit).await?;
+    let read = started.elapsed();
     let Some(last) = events.last() else { return Ok(None) };
     let last = (last.block_number as i64, last.log_index as i64);
     let (journal, writes) = {
@@ -310,6 +317,14 @@ async fn apply_after(
     for w in &writes {
         write::write_row_into(tx, &shadow(w.table), w.table, &w.key, w.row.as_ref()).await?;
     }
+    tracing::debug!(
+        chain_id,
+        events = events.len(),
+        rows = writes.len(),
+        read_ms = read.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "rebuild chunk applied"
+    );
     Ok(Some((last, events.len() as u64, finalized)))
 }
 
