@@ -236,6 +236,8 @@ impl SnapshotJob {
         }
     }
 
+    /// Every batch of keys, called while the previous batch is staged (the node and the database work
+    /// side by side; memory holds two batches).
     async fn calls(
         &self,
         block: PinnedBlock,
@@ -244,34 +246,50 @@ impl SnapshotJob {
     ) -> Result<(), SnapshotError> {
         let name = &self.spec.name;
         let Some((table, column)) = &self.spec.keys else {
-            return self.batch(block, &[None], stats, progress).await;
+            let rows = self.call_batch(block, &[None]).await?;
+            return self.stage(block, rows, stats, progress).await;
         };
         let mut after = None;
+        let mut answered: Option<Vec<StateRow>> = None;
         loop {
             let page = self
                 .store
                 .projection_values(table, column, self.spec.address, after.clone(), self.spec.batch as u32)
                 .await
                 .map_err(|source| SnapshotError::Store { name: name.clone(), source })?;
-            let Some((last, _)) = page.last() else { return Ok(()) };
-            after = Some(last.clone());
+            let full = page.len() == self.spec.batch;
+            after = page.last().map(|(key, _)| key.clone());
             let keys: Vec<Option<Value>> = page.into_iter().map(|(_, value)| Some(value)).collect();
-            let full = keys.len() == self.spec.batch;
-            self.batch(block, &keys, stats, progress).await?;
+            let staging = async {
+                match answered.take() {
+                    Some(rows) => self.stage(block, rows, stats, progress).await,
+                    None => Ok(()),
+                }
+            };
+            let calling = async {
+                match keys.is_empty() {
+                    true => Ok(None),
+                    false => self.call_batch(block, &keys).await.map(Some),
+                }
+            };
+            let (staged, called) = tokio::join!(staging, calling);
+            staged?;
+            answered = called?;
             if !full {
+                if let Some(rows) = answered.take() {
+                    self.stage(block, rows, stats, progress).await?;
+                }
                 return Ok(());
             }
         }
     }
 
-    /// Calls for one batch of keys (`None`: the fixed arguments) at `block` and stages the rows.
-    async fn batch(
+    /// Calls for one batch of keys (`None`: the fixed arguments) at `block`: the rows to stage.
+    async fn call_batch(
         &self,
         block: PinnedBlock,
         keys: &[Option<Value>],
-        stats: &mut RunStats,
-        progress: &mut (impl FnMut(&RunProgress) + Send),
-    ) -> Result<(), SnapshotError> {
+    ) -> Result<Vec<StateRow>, SnapshotError> {
         let name = &self.spec.name;
         let mut args = Vec::with_capacity(keys.len());
         let mut calls = Vec::with_capacity(keys.len());
@@ -296,7 +314,6 @@ impl SnapshotJob {
             .call_many(&calls)
             .await
             .map_err(|source| SnapshotError::Call { name: name.clone(), source })?;
-        stats.batches += 1;
         let mut rows = Vec::with_capacity(answers.len());
         for (args, answer) in args.into_iter().zip(answers) {
             let answer = answer.map_err(|source| match source {
@@ -313,12 +330,24 @@ impl SnapshotJob {
             };
             rows.push(StateRow { key: args.to_string(), args, value, reverted });
         }
-        stats.calls += rows.len() as u64;
-        stats.rows += rows.len() as u64;
+        Ok(rows)
+    }
+
+    /// Stages one batch's rows and counts them.
+    async fn stage(
+        &self,
+        block: PinnedBlock,
+        rows: Vec<StateRow>,
+        stats: &mut RunStats,
+        progress: &mut (impl FnMut(&RunProgress) + Send),
+    ) -> Result<(), SnapshotError> {
         self.store
             .stage_state_rows(&self.spec.table, block, &rows)
             .await
-            .map_err(|source| SnapshotError::Store { name: name.clone(), source })?;
+            .map_err(|source| SnapshotError::Store { name: self.spec.name.clone(), source })?;
+        stats.batches += 1;
+        stats.calls += rows.len() as u64;
+        stats.rows += rows.len() as u64;
         progress(&RunProgress { block, rows: stats.rows });
         Ok(())
     }

@@ -17,6 +17,8 @@ use crate::write::Tx;
 use crate::{Dialect, Pool, SqlStore};
 
 const STAGING: &str = "__run";
+/// Rows per staging statement: 6 binds each, well inside SQLite's 32,766.
+const STAGE_CHUNK: usize = 500;
 
 /// Refuses a name that is not a plain identifier (the settings only hold such names; this keeps any
 /// other caller from putting text into SQL).
@@ -129,31 +131,41 @@ impl StateSnapshots for SqlStore {
         rows: &[StateRow],
     ) -> Result<(), StoreError> {
         let table = identifier(table)?;
+        // A repeated key keeps its last row (one statement may not touch a row twice on Postgres).
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<&StateRow> = rows.iter().rev().filter(|r| seen.insert(r.key.as_str())).collect();
+        unique.reverse();
         in_tx!(self, tx => {
             let d = tx.dialect();
-            let sql = format!(
-                "INSERT INTO {table}{STAGING} ({COLUMNS}) VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (key) DO UPDATE SET \
-                 args = excluded.args, value = excluded.value, reverted = excluded.reverted",
-                d.param(1),
-                d.param_as(2, ColumnKind::Json),
-                d.param_as(3, ColumnKind::Json),
-                d.param(4),
-                d.param(5),
-                d.param(6)
-            );
-            for row in rows {
-                tx.execute(
-                    &sql,
-                    vec![
+            for chunk in unique.chunks(STAGE_CHUNK) {
+                let mut values = Vec::with_capacity(chunk.len());
+                let mut binds = Vec::with_capacity(chunk.len() * 6);
+                for row in chunk {
+                    let n = binds.len();
+                    values.push(format!(
+                        "({}, {}, {}, {}, {}, {})",
+                        d.param(n + 1),
+                        d.param_as(n + 2, ColumnKind::Json),
+                        d.param_as(n + 3, ColumnKind::Json),
+                        d.param(n + 4),
+                        d.param(n + 5),
+                        d.param(n + 6)
+                    ));
+                    binds.extend([
                         Bind::text(row.key.clone()),
                         Bind::text(row.args.to_string()),
                         Bind::Text(row.value.as_ref().map(Value::to_string)),
                         Bind::Text(row.reverted.clone()),
                         Bind::int(block.number),
                         Bind::text(block.hash.to_string()),
-                    ],
-                )
-                .await?;
+                    ]);
+                }
+                let sql = format!(
+                    "INSERT INTO {table}{STAGING} ({COLUMNS}) VALUES {} ON CONFLICT (key) DO UPDATE SET \
+                     args = excluded.args, value = excluded.value, reverted = excluded.reverted",
+                    values.join(", ")
+                );
+                tx.execute(&sql, binds).await?;
             }
             Ok::<(), StoreError>(())
         })
