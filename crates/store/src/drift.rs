@@ -129,21 +129,7 @@ impl DriftStore for SqlStore {
         for drift in drifts {
             resolved.push((drift, self.projection_table(&drift.table)?));
         }
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                let _turn = self.write_gate.lock().await;
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
-                let recorded = record(&mut tx, &resolved).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(recorded)
-            }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                let recorded = record(&mut tx, &resolved).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(recorded)
-            }
-        }
+        in_tx!(self, tx => record(tx, &resolved).await)
     }
 
     async fn drift(&self, before: Option<u64>, limit: u32) -> Result<Vec<DriftRecord>, StoreError> {

@@ -157,21 +157,7 @@ impl EventRefresh for SqlStore {
         last: u64,
         events: &[ChainEvent],
     ) -> Result<(u64, u64), StoreError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                let _turn = self.write_gate.lock().await;
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
-                let counts = refresh(&mut tx, chain_id, from, to, last, events).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(counts)
-            }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                let counts = refresh(&mut tx, chain_id, from, to, last, events).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(counts)
-            }
-        }
+        in_tx!(self, tx => refresh(tx, chain_id, from, to, last, events).await)
     }
 
     async fn finish_refetch(&self, chain_id: ChainId) -> Result<(), StoreError> {

@@ -138,17 +138,6 @@ pub fn canonical(value: &Value) -> String {
     sorted(value).to_string()
 }
 
-fn cell_value(cell: &Cell) -> Value {
-    match cell {
-        Cell::Null => Value::Null,
-        Cell::Int(i) => json!(i),
-        Cell::Text(s) => json!(s),
-        Cell::Num(n) => json!(n.to_string()),
-        Cell::Bool(b) => json!(b),
-        Cell::Json(v) => v.clone(),
-    }
-}
-
 fn value_cell(value: &Value, kind: ColumnKind, what: &str) -> Result<Cell, StoreError> {
     let bad =
         || StoreError::Database { message: format!("snapshot: {what} is not a valid {}", kind_name(kind)) };
@@ -213,21 +202,7 @@ impl SqlStore {
         input: &mut (dyn BufRead + Send),
     ) -> Result<SnapshotSummary, StoreError> {
         let projections = self.projections.clone();
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                let _turn = self.write_gate.lock().await;
-                let mut owned = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
-                let summary = import(&mut owned, &projections, input).await?;
-                owned.commit().await.map_err(db_error)?;
-                Ok(summary)
-            }
-            Pool::Postgres(pool) => {
-                let mut owned = pool.begin().await.map_err(db_error)?;
-                let summary = import(&mut owned, &projections, input).await?;
-                owned.commit().await.map_err(db_error)?;
-                Ok(summary)
-            }
-        }
+        in_tx!(self, tx => import(tx, &projections, input).await)
     }
 
     /// The snapshots this database was created from (chain, block, hash, digest), if any.
@@ -312,7 +287,7 @@ async fn export(
                 let names = keyed.then_some("key").into_iter().chain(table.columns.iter().map(|c| c.name));
                 // The journal's position column (`seq`) orders the pages but is not exported.
                 let row: Map<String, Value> =
-                    names.zip(cells).map(|(n, c)| (n.to_string(), cell_value(c))).collect();
+                    names.zip(cells).map(|(n, c)| (n.to_string(), crate::drift::cell_json(c))).collect();
                 let line = canonical(&json!({"table": table.name, "row": row}));
                 hasher.record(&line);
                 writeln!(out, "{line}").map_err(|e| io_error(&e))?;

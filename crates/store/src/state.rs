@@ -253,15 +253,7 @@ impl StateSnapshots for SqlStore {
                     .into_iter()
                     .map(|r| {
                         let key = r[0].as_text().unwrap_or_default().to_string();
-                        let value = match &r[1] {
-                            Cell::Null => Value::Null,
-                            Cell::Int(i) => Value::from(*i),
-                            Cell::Text(t) => Value::from(t.clone()),
-                            Cell::Num(n) => Value::from(n.to_string()),
-                            Cell::Bool(b) => Value::from(*b),
-                            Cell::Json(v) => v.clone(),
-                        };
-                        (key, value)
+                        (key, crate::drift::cell_json(&r[1]))
                     })
                     .collect())
             })
