@@ -1,8 +1,8 @@
 //! Hybrid reconciliation through the binary: after the sample traffic the Gemforce projections agree with
-//! the contracts' views (no drift); three writes that emit no event (`anvil_setStorageAt` on a carbon-credit
-//! balance, a token's owner and a listing's price) are found by `gemgate reconcile` at the finalized block and recorded
+//! the contracts' views (no drift); four writes that emit no event (`anvil_setStorageAt` on a carbon-credit
+//! balance, a token's owner, another token's first attribute and a listing's price) are found by `gemgate reconcile` at the finalized block and recorded
 //! without touching the projection; then `gemgate run` with `heal = true` finds them on its schedule, heals
-//! both rows (journaled), counts them in `/metrics`, lists them at `GET /v1/drift` and sends
+//! every row (journaled), counts them in `/metrics`, lists them at `GET /v1/drift` and sends
 //! `drift.detected` outbox messages; a further round finds nothing.
 
 #[allow(dead_code)]
@@ -30,6 +30,22 @@ fn mapping_slot(key: U256, slot: U256) -> B256 {
 /// `owners` is its first field, `listings` its ninth, `carbonBalances` its twelfth.
 fn layout_field(index: u64) -> U256 {
     U256::from_be_bytes(keccak256("gemgate.sample.gemforce.storage").0) + U256::from(index)
+}
+
+/// The sample minter facet's own storage (keccak256("gemgate.sample.gemforce.attributes")): the
+/// `attributes` mapping is its only field.
+fn attributes_slot() -> U256 {
+    U256::from_be_bytes(keccak256("gemgate.sample.gemforce.attributes").0)
+}
+
+/// A string of at most 31 bytes as Solidity stores it in one slot: the bytes, then twice the length in
+/// the last byte.
+fn short_string(text: &str) -> B256 {
+    assert!(text.len() < 32);
+    let mut word = [0u8; 32];
+    word[..text.len()].copy_from_slice(text.as_bytes());
+    word[31] = (text.len() * 2) as u8;
+    B256::from(word)
 }
 
 async fn set_storage(anvil: &gemgate_testkit::Anvil, address: Address, slot: B256, value: B256) {
@@ -81,6 +97,19 @@ async fn silent_writes_are_found_recorded_and_healed() {
     let item = U256::from(listing["item_id"].as_u64().unwrap());
     let price_slot = U256::from_be_bytes(mapping_slot(item, layout_field(8)).0) + U256::from(4);
     set_storage(&anvil, d.diamond, B256::from(price_slot), B256::from(U256::from(777u64))).await;
+    // A token's attributes: an array whose elements start at keccak256 of its slot, three slots each
+    // (key, attributeType, value); the first attribute's value becomes "Tampered".
+    let tagged = before["gemforce_tokens"]
+        .iter()
+        .find(|r| r["key"] != token["key"] && r["attributes"].as_array().is_some_and(|a| !a.is_empty()))
+        .expect("a minted token with attributes")
+        .clone();
+    let tagged_id: U256 = tagged["token_id"].as_str().unwrap().parse().unwrap();
+    let array = mapping_slot(tagged_id, attributes_slot());
+    let first_value = U256::from_be_bytes(keccak256(array.0).0) + U256::from(2);
+    set_storage(&anvil, d.diamond, B256::from(first_value), short_string("Tampered")).await;
+    let mut tampered = tagged["attributes"].clone();
+    tampered[0]["value"] = Value::from("Tampered");
     anvil.mine(100).await.unwrap();
     succeed(gemgate(&["index", "--once"], &config), "index after the silent writes");
 
@@ -93,16 +122,21 @@ async fn silent_writes_are_found_recorded_and_healed() {
             (d["table"].as_str().unwrap(), d["column"].as_str().unwrap(), d["healed"].as_bool().unwrap())
         })
         .collect();
-    assert_eq!(columns.len(), 3, "{found}");
+    assert_eq!(columns.len(), 4, "{found}");
     for expected in [
         ("carbon_credits", "balance", false),
         ("gemforce_tokens", "owner", false),
+        ("gemforce_tokens", "attributes", false),
         ("listings", "price", false),
     ] {
         assert!(columns.contains(&expected), "{expected:?} not in {found}");
     }
     let balance = drift.iter().find(|d| d["column"] == "balance").unwrap();
     assert_eq!((&balance["projected"], &balance["on_chain"]), (&credit["balance"], &Value::from("12345")));
+    let attributes = drift.iter().find(|d| d["column"] == "attributes").unwrap();
+    assert_eq!(attributes["key"], tagged["key"], "{attributes}");
+    assert_eq!(attributes["projected"], tagged["attributes"]);
+    assert_eq!(attributes["on_chain"], tampered);
     assert_eq!(dump(&url).await["carbon_credits"], before["carbon_credits"], "not healed");
 
     // `gemgate run` with heal = true heals them on its schedule.
@@ -125,7 +159,7 @@ async fn silent_writes_are_found_recorded_and_healed() {
                 .into_iter()
                 .filter(|d| d["healed"] == true)
                 .collect();
-            if healed.len() == 3 {
+            if healed.len() == 4 {
                 break body;
             }
         }
@@ -133,7 +167,7 @@ async fn silent_writes_are_found_recorded_and_healed() {
         anvil.mine(1).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(healed["drift"].as_array().unwrap().len(), 6, "three recorded, then three healed: {healed}");
+    assert_eq!(healed["drift"].as_array().unwrap().len(), 8, "four recorded, then four healed: {healed}");
     let after = dump(&url).await;
     let healed_credit = after["carbon_credits"].iter().find(|r| r["key"] == credit["key"]).unwrap();
     assert_eq!(healed_credit["balance"], "12345");
@@ -151,7 +185,9 @@ async fn silent_writes_are_found_recorded_and_healed() {
         assert!(metrics.contains(line), "{line} not in /metrics");
     }
     let messages = integer(&url, "SELECT COUNT(*) FROM outbox WHERE kind = 'drift.detected'").await;
-    assert_eq!(messages, 6, "one drift.detected message per record");
+    assert_eq!(messages, 8, "one drift.detected message per record");
+    let healed_tag = after["gemforce_tokens"].iter().find(|r| r["key"] == tagged["key"]).unwrap();
+    assert_eq!(healed_tag["attributes"], tampered, "the attributes are the contract's again");
     let healed_listing = after["listings"].iter().find(|r| r["key"] == listing["key"]).unwrap();
     assert_eq!(healed_listing["price"], "777");
     drop(_service);

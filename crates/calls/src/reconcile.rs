@@ -2,7 +2,7 @@
 //! one finalized block. Rows last changed above that block are skipped (the next round sees them); a value
 //! the view contradicts is drift, recorded with a `drift.detected` message and, with `heal`, corrected in
 //! the projection (see the store's `DriftStore`). The built-in Gemforce checks cover carbon-credit
-//! balances, token owners, trade-deal state and amounts, and listings; a `[[snapshots]]` entry with
+//! balances, token owners and attributes, trade-deal state and amounts, and listings; a `[[snapshots]]` entry with
 //! `compare` adds one.
 
 use std::sync::Arc;
@@ -63,6 +63,7 @@ impl Check {
                 &[("", "balance")],
             ),
             check("token owners", "gemforce_tokens", "token_id", "ownerOf", &[("", "owner")]),
+            check("token attributes", "gemforce_tokens", "token_id", "getAttributes", &[("", "attributes")]),
             check(
                 "trade deals",
                 "trade_deals",
@@ -367,8 +368,21 @@ fn field_of(decoded: &Value, path: &str) -> Option<Value> {
     path.split('.').try_fold(decoded, |value, part| value.get(part)).cloned()
 }
 
-/// Projection and view values compared as text: numbers as decimals, addresses without their case.
+/// Projection and view values compared as text: numbers as decimals, addresses without their case; lists
+/// and tuples (token attributes) element by element, whatever order the database gave their keys; no
+/// value and an empty list are the same (a token whose mint carried no attributes).
 fn same(projected: &Value, on_chain: &Value) -> bool {
+    match (projected, on_chain) {
+        (Value::Null, Value::Array(b)) => return b.is_empty(),
+        (Value::Array(a), Value::Array(b)) => {
+            return a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same(a, b));
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            return a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same(v, w)));
+        }
+        (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => return false,
+        _ => {}
+    }
     let text = |v: &Value| match v {
         Value::String(s) if s.len() == 42 && s.starts_with("0x") => s.to_lowercase(),
         Value::String(s) => s.clone(),
@@ -393,5 +407,10 @@ mod tests {
         assert!(!same(&json!("Deal A"), &json!("deal a")), "names keep their case");
         assert!(same(&json!(5), &json!("5")) && same(&json!(true), &json!(true)));
         assert!(!same(&json!("5"), &json!("6")));
+        let attributes = json!([{"key": "name", "attributeType": "0", "value": "Gem"}]);
+        let reordered = json!([{"value": "Gem", "attributeType": "0", "key": "name"}]);
+        assert!(same(&attributes, &reordered), "key order is the database's, not a difference");
+        assert!(!same(&attributes, &json!([{"key": "name", "attributeType": "0", "value": "gem"}])));
+        assert!(!same(&attributes, &json!([])) && !same(&attributes, &json!("[]")));
     }
 }
