@@ -73,6 +73,13 @@ enum Command {
     /// Show the sinks' delivery state; pause or resume one.
     #[command(subcommand)]
     Sinks(SinksCommand),
+    /// Show the processes on this database and which one holds which lease (each chain's indexer, each
+    /// sink's dispatcher, each signer), since when and when last renewed: what GET /v1/cluster answers.
+    Status {
+        /// Print the GET /v1/cluster JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage local keystores (Ethereum JSON keystore v3) for keystore signers.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -212,6 +219,9 @@ fn main() -> ExitCode {
         Command::Sinks(ref command) => {
             with_settings(&cli, move |settings| async move { sinks(&settings, command).await })
         }
+        Command::Status { json } => {
+            with_settings(&cli, move |settings| async move { status(&settings, json).await })
+        }
         Command::Txm => with_settings(&cli, |settings| async move {
             let store = wiring::open_store(&settings).await?;
             let parts = wiring::Parts { txm: true, ..wiring::Parts::NONE };
@@ -248,17 +258,10 @@ where
 
 /// `gemgate serve`: the API alone, reading what indexers elsewhere write.
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
-    use anyhow::Context;
+    // As a part of the cluster: the replica is listed in GET /v1/cluster and its /ready names it.
     let store = wiring::open_store(settings).await?;
-    let (_keep, rx) = wiring::shutdown_channel();
-    let listener = tokio::net::TcpListener::bind(settings.api.listen)
-        .await
-        .with_context(|| format!("binding the API to {}", settings.api.listen))?;
-    tracing::info!(listen = %settings.api.listen, "API listening");
-    let metrics = gemgate_telemetry::Metrics::new();
-    let txm = wiring::tx_manager(settings, &store, &metrics).await?;
-    let router = gemgate_api::router(wiring::app_state(settings, &store, metrics, txm)?);
-    gemgate_api::serve(listener, router, wiring::stopped(rx)).await.context("serving the API")
+    let parts = wiring::Parts { api: true, ..wiring::Parts::NONE };
+    wiring::run_service(settings, store, gemgate_telemetry::Metrics::new(), parts).await
 }
 
 /// `gemgate reconcile`: one round, its findings as JSON.
@@ -333,6 +336,54 @@ async fn call(settings: &Settings, args: &CallArgs) -> anyhow::Result<()> {
         Some(revert) => anyhow::bail!("the call reverted: {}", revert.reason),
         None => Ok(()),
     }
+}
+
+/// `gemgate status`: the leases table, as `GET /v1/cluster` shows it.
+async fn status(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    use gemgate_domain::ports::Leases;
+    let store = wiring::open_store(settings).await?;
+    let now = gemgate_cluster::unix_ms();
+    let view = gemgate_api::cluster::cluster_view(&store.leases().await?, now);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    let ago = |ms: u64| {
+        if ms == 0 { "-".to_string() } else { format!("{:.1}s ago", now.saturating_sub(ms) as f64 / 1e3) }
+    };
+    println!("{:<32} {:<24} {:<8} {:>12} {:>12}", "PROCESS", "PARTS", "STATE", "SINCE", "RENEWED");
+    for p in &view.processes {
+        let state = if p.live { "live" } else { "gone" };
+        println!(
+            "{:<32} {:<24} {:<8} {:>12} {:>12}",
+            p.name,
+            p.parts.join(","),
+            state,
+            ago(p.since_ms),
+            ago(p.renewed_ms)
+        );
+    }
+    println!();
+    println!(
+        "{:<8} {:<48} {:<32} {:>6} {:>12} {:>12} STATE",
+        "ROLE", "NAME", "HOLDER", "TOKEN", "SINCE", "RENEWED"
+    );
+    for l in &view.leases {
+        let state = if l.live { "held" } else { "free" };
+        println!(
+            "{:<8} {:<48} {:<32} {:>6} {:>12} {:>12} {state}",
+            l.role,
+            l.name,
+            l.holder,
+            l.token,
+            ago(l.since_ms),
+            ago(l.renewed_ms)
+        );
+    }
+    if view.processes.is_empty() && view.leases.is_empty() {
+        println!("(no process has run on this database yet)");
+    }
+    Ok(())
 }
 
 /// `gemgate sinks list|pause|resume`.

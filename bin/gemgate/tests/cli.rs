@@ -17,7 +17,7 @@ fn help_lists_every_subcommand() {
     let help = text(&out.stdout);
     for command in [
         "run", "index", "dispatch", "serve", "call", "txm", "keys", "migrate", "replay", "snapshot", "demo",
-        "config",
+        "config", "status",
     ] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(command)),
@@ -276,6 +276,16 @@ fn demo_deploys_and_drives_traffic_with_json_logs() {
         stdout.contains("gemgate snapshot import") && stdout.contains("gemgate replay --from-store"),
         "{stdout}"
     );
+    assert!(stdout.contains("/v1/cluster") && stdout.contains("gemgate status"), "{stdout}");
+    // The demo took its leases as `gemgate run` does: `gemgate status` on its database shows them.
+    let status =
+        gemgate(&["status", "--json", "--config", dir.path().join("gemgate-demo.toml").to_str().unwrap()]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let cluster: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let indexer = cluster["leases"].as_array().unwrap().iter().find(|l| l["role"] == "indexer").unwrap();
+    assert_eq!(indexer["name"], "31337", "{cluster}");
+    assert_eq!(cluster["processes"][0]["parts"], serde_json::json!(["index", "api", "txm"]), "{cluster}");
+    assert_eq!(indexer["live"], false, "given up when the demo stopped: {cluster}");
     let snapshot = std::fs::File::open(dir.path().join("gemgate-demo-snapshot.jsonl")).unwrap();
     let summary = gemgate_store::snapshot::verify(&mut std::io::BufReader::new(snapshot)).unwrap();
     assert!(summary.records > 100, "the demo's projections are in the snapshot: {} records", summary.records);

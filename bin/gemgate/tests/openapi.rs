@@ -11,7 +11,7 @@ use std::process::Command;
 use support::{conforms, free_port, get, http, response_schema};
 
 /// Every route the router serves, as (method, path).
-const ROUTES: [(&str, &str); 26] = [
+const ROUTES: [(&str, &str); 27] = [
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),
@@ -38,6 +38,7 @@ const ROUTES: [(&str, &str); 26] = [
     ("post", "/v1/relay"),
     ("get", "/v1/drift"),
     ("get", "/v1/snapshots"),
+    ("get", "/v1/cluster"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,6 +94,7 @@ async fn the_openapi_document_is_the_routes_served_valid_and_true_to_the_answers
         ("/ready", "/ready"),
         ("/v1/status", "/v1/status"),
         ("/v1/sinks", "/v1/sinks"),
+        ("/v1/cluster", "/v1/cluster"),
     ] {
         let (status, body) = get(&format!("{base}{path}")).await;
         assert_eq!(status, 200, "{path}");

@@ -724,3 +724,185 @@ async fn fee_caps_speed_up_and_cancel_hold_through_the_api() {
         "no gap: nonces 0 and 1 used"
     );
 }
+
+/// Ten signers with keys of their own, funded on anvil: their names, keys and addresses.
+async fn ten_signers(anvil: &Anvil) -> Vec<(String, String, Address)> {
+    let mut signers = Vec::new();
+    for i in 0..10u8 {
+        let key = format!("0x{}", hex::encode([i + 0x31; 32]));
+        let local = LocalSigner::from_hex("s", &key).unwrap();
+        let address = gemgate_domain::ports::Signer::address(&local);
+        let _: () = anvil
+            .provider()
+            .raw_request("anvil_setBalance".into(), (address, U256::from(10u64).pow(U256::from(21u64))))
+            .await
+            .unwrap();
+        signers.push((format!("s{i}"), key, address));
+    }
+    signers
+}
+
+/// Who holds each signer's lease now (live ones only): lease name -> holder.
+async fn signer_holders(store: &SqlStore) -> HashMap<String, String> {
+    use gemgate_domain::ports::Leases;
+    let now = gemgate_cluster::unix_ms();
+    store
+        .leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.key.role == gemgate_domain::cluster::LeaseRole::Signer && l.is_live(now))
+        .map(|l| (l.key.name, l.holder))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_txm_processes_share_ten_signers_and_a_killed_ones_signers_move_within_five_seconds() {
+    let test = "two_txm_processes_share_ten_signers_and_a_killed_ones_signers_move_within_five_seconds";
+    let Some(db) = common::postgres(test, "txm_pair").await else { return };
+    let Some(anvil) = anvil_or_skip(test, AnvilOptions::default()).await.unwrap() else { return };
+    let signers = ten_signers(&anvil).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut toml = format!(
+        "[database]\nurl = \"{}\"\n[[chains]]\nid = {chain}\nrpc = [\"{}\"]\n[txm]\npoll_interval = \"100ms\"\nrebroadcast_after = \"1s\"\n",
+        db.url,
+        anvil.endpoint(),
+        chain = anvil.chain_id()
+    );
+    for (name, _, _) in &signers {
+        toml.push_str(&format!(
+            "[[signers]]\nname = \"{name}\"\nkind = \"local\"\nkey_env = \"GEMGATE_TEST_KEY_{name}\"\nchains = [{}]\n",
+            anvil.chain_id()
+        ));
+    }
+    let config = dir.path().join("gemgate.toml");
+    std::fs::write(&config, toml).unwrap();
+    let txm = |name: &str| {
+        KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_gemgate"))
+                .args(["--log-filter", "warn", "txm", "--config", config.to_str().unwrap()])
+                .env("GEMGATE__CLUSTER__NAME", name)
+                .envs(signers.iter().map(|(n, key, _)| (format!("GEMGATE_TEST_KEY_{n}"), key.clone())))
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        )
+    };
+
+    // The front door: accepts requests into the shared ledger; the two processes do the work.
+    let store = SqlStore::connect(&db.url, 4, ProjectionSet::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let rpc: Arc<dyn Broadcaster> = Arc::new(TxRpc::new(
+        anvil.chain_id(),
+        vec![(anvil.endpoint().parse().unwrap(), "anvil".into())],
+        RetryPolicy::default(),
+    ));
+    let named = signers
+        .iter()
+        .map(|(name, key, address)| {
+            let signer = Arc::new(LocalSigner::from_hex(name, key).unwrap());
+            (
+                name.clone(),
+                NamedSigner { name: name.clone(), chains: vec![anvil.chain_id()], address: *address, signer },
+            )
+        })
+        .collect();
+    let manager = Arc::new(TxManager::new(
+        Arc::new(store.clone()),
+        HashMap::from([(anvil.chain_id(), rpc)]),
+        named,
+        TxmOptions::default(),
+    ));
+    let (chain_id, to) = (anvil.chain_id(), anvil.accounts()[3]);
+    let names: Vec<String> = signers.iter().map(|(n, _, _)| n.clone()).collect();
+    let submit = move |wave: u32| {
+        let (manager, names) = (manager.clone(), names.clone());
+        async move {
+            let mut ids = Vec::new();
+            for name in names {
+                let mut request =
+                    Submit::transfer(&format!("{name}-{wave}"), &name, chain_id, to, U256::from(1u64));
+                request.gas_limit = Some(21_000);
+                ids.push(manager.submit(request).await.unwrap().record().id.clone());
+            }
+            ids
+        }
+    };
+
+    let mut processes = HashMap::from([("A", txm("A")), ("B", txm("B"))]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // (Ten signer leases; a chain's client-signed worker, where there is one, holds an eleventh.)
+    while signer_holders(&store).await.len() < 10 {
+        assert!(tokio::time::Instant::now() < deadline, "all ten signers get a worker");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ids = Vec::new();
+    for wave in 0..5 {
+        ids.extend(submit(wave).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // SIGKILL the process holding the most signers, while requests are in flight.
+    let holders = signer_holders(&store).await;
+    let count = |p: &str| holders.values().filter(|h| h.as_str() == p).count();
+    let (victim, survivor) = if count("A") >= count("B") { ("A", "B") } else { ("B", "A") };
+    let moving = count(victim);
+    let mut killed = processes.remove(victim).unwrap();
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    let killed_at = tokio::time::Instant::now();
+    let submitting = tokio::spawn({
+        let submit = submit.clone();
+        async move {
+            let mut ids = Vec::new();
+            for wave in 5..10 {
+                ids.extend(submit(wave).await);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            ids
+        }
+    });
+    loop {
+        let holders = signer_holders(&store).await;
+        if holders.len() >= 10 && holders.values().all(|h| h == survivor) {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "{victim}'s signers move to {survivor}: {holders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let moved = killed_at.elapsed();
+    eprintln!("{test}: {moving} signers moved from {victim} to {survivor} in {moved:?}");
+    assert!(moved < Duration::from_secs(5), "the signers moved within the 5 s failover target ({moved:?})");
+    ids.extend(submitting.await.unwrap());
+
+    // Every request included once, each signer's nonces contiguous from 0, as many transactions on chain.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut nonces: HashMap<String, BTreeSet<u64>> = HashMap::new();
+    for id in &ids {
+        let record = loop {
+            let record = store.transaction(id).await.unwrap().unwrap();
+            if DONE.contains(&record.state) {
+                break record;
+            }
+            assert!(!record.state.is_terminal(), "{id} ended {:?}: {:?}", record.state, record.error);
+            assert!(tokio::time::Instant::now() < deadline, "{id} still {:?}", record.state);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            nonces.entry(record.signer.clone()).or_default().insert(record.nonce),
+            "{id}: nonce used twice"
+        );
+    }
+    for (name, _, address) in &signers {
+        let used: Vec<u64> = nonces[name].iter().copied().collect();
+        assert_eq!(used, (0..10).collect::<Vec<u64>>(), "{name}: nonces 0..10 without a gap");
+        let on_chain = anvil.provider().get_transaction_count(*address).await.unwrap();
+        assert_eq!(on_chain, 10, "{name}: each request once on chain");
+    }
+    drop(processes);
+    store.close().await;
+    db.drop().await;
+}

@@ -50,24 +50,6 @@ pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Ready when the database answers.
-#[utoipa::path(get, path = "/ready",
-    tag = "service",
-    responses(
-        (status = 200, description = "the database answers", body = Health),
-        (status = 503, description = "not ready", body = Health),
-    ),
-)]
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.store.reads.heads().await {
-        Ok(_) => (StatusCode::OK, Json(Health { status: "ready" })),
-        Err(error) => {
-            tracing::warn!(%error, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable" }))
-        }
-    }
-}
-
 /// The registry in the OpenMetrics text format (what the encoder writes; Prometheus scrapes it as such).
 #[utoipa::path(get, path = "/metrics",
     tag = "service",

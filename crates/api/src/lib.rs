@@ -5,6 +5,7 @@
 
 mod auth;
 mod calls;
+pub mod cluster;
 mod cors;
 pub mod dto;
 mod error;
@@ -47,6 +48,7 @@ pub struct StorePorts {
     pub ledger: Arc<dyn Ledger>,
     pub drift: Arc<dyn gemgate_domain::ports::DriftStore>,
     pub states: Arc<dyn gemgate_domain::ports::StateSnapshots>,
+    pub leases: Arc<dyn gemgate_domain::ports::Leases>,
 }
 
 impl StorePorts {
@@ -59,6 +61,7 @@ impl StorePorts {
             + Ledger
             + gemgate_domain::ports::DriftStore
             + gemgate_domain::ports::StateSnapshots
+            + gemgate_domain::ports::Leases
             + Clone
             + 'static,
     {
@@ -69,6 +72,7 @@ impl StorePorts {
             ledger: Arc::new(store.clone()),
             drift: Arc::new(store.clone()),
             states: Arc::new(store.clone()),
+            leases: Arc::new(store.clone()),
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct AppState {
     pub calls: Option<Arc<ViewCalls>>,
     /// The ERC-2771 relayer (`None` without `[[relayers]]`).
     pub relay: Option<Arc<gemgate_relay::Relayer>>,
+    /// What this process runs and leads, for `/ready` (`None`: the API alone).
+    pub cluster: Option<Arc<gemgate_domain::cluster::LocalCluster>>,
 }
 
 /// What `POST /v1/call` needs: the proxy and the configured contracts' functions and errors.
@@ -151,6 +157,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `/health`, `/ready` and `/metrics` alone: what a process without the API (`gemgate index`, `dispatch`,
+/// `txm`) serves on `telemetry.listen` for probes and scrapers.
+pub fn service_router(state: AppState) -> Router {
+    let (routes, _) = OpenApiRouter::new()
+        .routes(routes!(handlers::health))
+        .routes(routes!(cluster::ready))
+        .routes(routes!(handlers::metrics))
+        .split_for_parts();
+    routes.with_state(state)
+}
+
 /// Every route with its OpenAPI path, under the scope each group needs.
 fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
@@ -167,6 +184,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(calls::call))
         .routes(routes!(sync::drift))
         .routes(routes!(sync::snapshots))
+        .routes(routes!(cluster::cluster))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
     let admin = OpenApiRouter::new()
         .routes(routes!(handlers::pause_sink))
@@ -187,7 +205,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .nest("/v1", v1.merge(admin).merge(transact).merge(relay))
         .routes(routes!(handlers::gemforce_webhook))
         .routes(routes!(handlers::health))
-        .routes(routes!(handlers::ready))
+        .routes(routes!(cluster::ready))
         .routes(routes!(handlers::metrics))
 }
 

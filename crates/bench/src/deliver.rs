@@ -192,14 +192,14 @@ async fn rabbitmq(
     Ok(())
 }
 
-async fn connect(url: &str) -> anyhow::Result<lapin::Connection> {
+pub(crate) async fn connect(url: &str) -> anyhow::Result<lapin::Connection> {
     let properties = lapin::ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio::current());
     lapin::Connection::connect(url, properties).await.context("connecting to RabbitMQ")
 }
 
-async fn declare(channel: &lapin::Channel, exchange: &str, queue: &str) -> anyhow::Result<()> {
+pub(crate) async fn declare(channel: &lapin::Channel, exchange: &str, queue: &str) -> anyhow::Result<()> {
     let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
     channel.exchange_declare(exchange, ExchangeKind::Topic, durable, FieldTable::default()).await?;
     let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
@@ -209,7 +209,7 @@ async fn declare(channel: &lapin::Channel, exchange: &str, queue: &str) -> anyho
 }
 
 /// `count` synthetic events committed in batches, as an indexer would: one outbox row each, 100 keys.
-async fn fill_outbox(store: &SqlStore, count: u64) -> anyhow::Result<()> {
+pub(crate) async fn fill_outbox(store: &SqlStore, count: u64) -> anyhow::Result<()> {
     let mut previous: Option<BlockRef> = None;
     let per_block = 20;
     let blocks = count.div_ceil(per_block);
@@ -233,6 +233,7 @@ async fn fill_outbox(store: &SqlStore, count: u64) -> anyhow::Result<()> {
             previous,
             cursor,
             finalized: last,
+            fence: None,
         };
         store.commit_batch(&batch).await?;
         previous = Some(cursor);

@@ -7,9 +7,13 @@
 //! with each batch's commit time.
 
 mod call;
+mod chaos;
 mod deliver;
+mod failover;
+mod fleet;
 mod relay;
 mod replay;
+mod share;
 mod snapshot;
 mod txm;
 
@@ -48,6 +52,14 @@ enum BenchWhat {
     Replay(replay::ReplayBench),
     /// A contract-state snapshot of 10,000 keys through Multicall3 beside one eth_call at a time with alloy.
     Snapshot(snapshot::SnapshotBench),
+    /// Indexer leader failover on Postgres: the leader killed or paused again and again, the time to the
+    /// first commit by a standby (median, max), and the events table checked against the chain.
+    Failover(failover::FailoverBench),
+    /// Three `gemgate run` processes on Postgres and RabbitMQ under random SIGKILLs, SIGSTOPs and reorgs:
+    /// the database, the broker and the nonces checked against the chain at the end.
+    Chaos(chaos::ChaosBench),
+    /// Two sinks delivered by one `gemgate dispatch` process, then by two sharing them, in the same run.
+    Share(share::ShareBench),
 }
 
 /// The synthetic chain of the indexing benchmarks and the Postgres server they use.
@@ -82,6 +94,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Relay(bench) => relay::run(bench).await,
         BenchWhat::Replay(bench) => replay::run(bench).await,
         BenchWhat::Snapshot(bench) => snapshot::run(bench).await,
+        BenchWhat::Failover(bench) => failover::run(bench).await,
+        BenchWhat::Chaos(bench) => chaos::run(bench).await,
+        BenchWhat::Share(bench) => share::run(bench).await,
     }
 }
 
@@ -284,6 +299,7 @@ async fn bulk_load(
             previous,
             cursor,
             finalized: last,
+            fence: None,
         };
         store.commit_batch(&batch).await?;
         previous = Some(cursor);

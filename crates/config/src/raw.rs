@@ -31,6 +31,15 @@ pub(crate) struct RawSettings {
     pub snapshots: Vec<RawSnapshot>,
     #[serde(default)]
     pub reconcile: RawReconcile,
+    #[serde(default)]
+    pub cluster: RawCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub lease_ttl: Option<String>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +152,7 @@ pub(crate) struct RawAllow {
 pub(crate) struct RawDatabase {
     pub url: Option<String>,
     pub max_connections: Option<u32>,
+    pub idle_in_transaction_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +182,7 @@ pub(crate) struct RawApiKey {
 pub(crate) struct RawTelemetry {
     pub log_format: Option<String>,
     pub log_filter: Option<String>,
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -31,6 +31,18 @@ pub struct Settings {
     pub relayers: Vec<RelayerSettings>,
     pub snapshots: Vec<SnapshotSettings>,
     pub reconcile: ReconcileSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]`: several processes on one database. Each chain's indexer and each sink's dispatcher is led
+/// by one process at a time through a lease; the others stand by and take over when it expires.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterSettings {
+    /// A lease lasts this long without renewal (renewed four times as often); a standby takes over within
+    /// about this long after its leader died. Default 3s.
+    pub lease_ttl: Duration,
+    /// This process's name in the leases (default: host name, process id and a start nonce).
+    pub name: Option<String>,
 }
 
 /// `[reconcile]`: hybrid reconciliation of projections against the contracts' views at the finalized block.
@@ -189,7 +201,8 @@ pub struct TxmSettings {
     /// that dropped it takes it back; one that has it answers "already known"). Default 10s.
     #[serde(with = "duration_text")]
     pub rebroadcast_after: Duration,
-    /// `txm.lease_ttl`: a worker's lease on a signer lasts this long without renewal. Default 15s.
+    /// `txm.lease_ttl`: a worker's lease on a signer lasts this long without renewal (renewed every pass); a
+    /// standby process takes the signer over within about this long after its worker stopped. Default 3s.
     #[serde(with = "duration_text")]
     pub lease_ttl: Duration,
     /// `txm.max_fee_gwei`: the most a new transaction may pay per gas; replacements are never capped.
@@ -223,6 +236,9 @@ pub struct DatabaseSettings {
     pub url: SecretUrl,
     /// `database.max_connections`, default 10.
     pub max_connections: u32,
+    /// `database.idle_in_transaction_timeout` (Postgres): the server ends a session idle inside a
+    /// transaction this long, releasing its locks. Default: `cluster.lease_ttl`.
+    pub idle_in_transaction_timeout: Option<Duration>,
 }
 
 impl DatabaseSettings {
@@ -302,6 +318,9 @@ pub struct TelemetrySettings {
     /// `telemetry.log_filter`: a tracing filter such as `info,gemgate_indexer=debug`. Default
     /// `DEFAULT_LOG_FILTER`.
     pub log_filter: String,
+    /// `telemetry.listen`: where a process that serves no API (`gemgate index`, `dispatch`, `txm`) answers
+    /// `/health`, `/ready` and `/metrics`, for probes and scrapers. Default: none.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -11,8 +11,8 @@ use gemgate_domain::{Finality, FinalityLevel};
 
 use crate::Problem;
 use crate::raw::{
-    OneOrMany, RawApi, RawBatch, RawChain, RawContract, RawQuota, RawReconcile, RawRelayer, RawSettings,
-    RawSigner, RawSink, RawSnapshot,
+    OneOrMany, RawApi, RawBatch, RawChain, RawCluster, RawContract, RawQuota, RawReconcile, RawRelayer,
+    RawSettings, RawSigner, RawSink, RawSnapshot,
 };
 use crate::secret::{Secret, SecretUrl};
 use crate::settings::*;
@@ -51,6 +51,7 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
     let txm = txm(raw, &mut p);
     let calls = calls(raw, &mut p);
     let reconcile = reconcile(&raw.reconcile, calls.max_batch, &mut p);
+    let cluster = cluster(&raw.cluster, &mut p);
 
     let mut chain_ids = HashSet::new();
     let chains: Vec<_> = raw
@@ -114,6 +115,7 @@ pub(crate) fn validate(raw: &RawSettings, ctx: &Context<'_>) -> Result<Settings,
             relayers,
             snapshots,
             reconcile,
+            cluster,
         }),
         // Every `None` above recorded a problem, so this is unreachable in practice; stay total anyway.
         _ => Err(vec![Problem { key: "(settings)".into(), message: "invalid settings".into() }]),
@@ -151,7 +153,20 @@ fn database(raw: &RawSettings, p: &mut Problems) -> Option<DatabaseSettings> {
     if max_connections == 0 {
         p.add("database.max_connections", "must be at least 1");
     }
-    Some(DatabaseSettings { url, max_connections })
+    let idle_in_transaction_timeout = match raw.database.idle_in_transaction_timeout.as_deref() {
+        None => None,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if d >= Duration::from_millis(100) => Some(d),
+            _ => {
+                p.add(
+                    "database.idle_in_transaction_timeout",
+                    format!("{text:?} is not a duration of at least 100ms such as \"3s\""),
+                );
+                None
+            }
+        },
+    };
+    Some(DatabaseSettings { url, max_connections, idle_in_transaction_timeout })
 }
 
 fn api(raw: &RawApi, ctx: &Context<'_>, p: &mut Problems) -> Option<ApiSettings> {
@@ -255,7 +270,20 @@ fn telemetry(raw: &RawSettings, p: &mut Problems) -> Option<TelemetrySettings> {
     };
     let log_filter =
         raw.telemetry.log_filter.clone().unwrap_or_else(|| crate::settings::DEFAULT_LOG_FILTER.into());
-    Some(TelemetrySettings { log_format, log_filter })
+    let listen = match raw.telemetry.listen.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                p.add(
+                    "telemetry.listen",
+                    format!("{text:?} is not an address:port such as \"0.0.0.0:9100\""),
+                );
+                return None;
+            }
+        },
+    };
+    Some(TelemetrySettings { log_format, log_filter, listen })
 }
 
 fn txm(raw: &RawSettings, p: &mut Problems) -> Option<TxmSettings> {
@@ -279,7 +307,7 @@ fn txm(raw: &RawSettings, p: &mut Problems) -> Option<TxmSettings> {
     let bump_after = duration(&t.bump_after, "bump_after", Duration::from_secs(30));
     let max_bump_after = duration(&t.max_bump_after, "max_bump_after", Duration::from_secs(600));
     let rebroadcast_after = duration(&t.rebroadcast_after, "rebroadcast_after", Duration::from_secs(10));
-    let lease_ttl = duration(&t.lease_ttl, "lease_ttl", Duration::from_secs(15));
+    let lease_ttl = duration(&t.lease_ttl, "lease_ttl", Duration::from_secs(3));
     let max_fee_per_gas = gwei(t.max_fee_gwei, "txm.max_fee_gwei", p).unwrap_or_else(|()| {
         ok = false;
         None
@@ -532,6 +560,28 @@ fn reconcile(raw: &RawReconcile, max_batch: usize, p: &mut Problems) -> Reconcil
         gemforce: raw.gemforce.unwrap_or(true),
         batch,
     }
+}
+
+fn cluster(raw: &RawCluster, p: &mut Problems) -> ClusterSettings {
+    let default = Duration::from_secs(3);
+    let lease_ttl = match raw.lease_ttl.as_deref() {
+        None => default,
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if (Duration::from_millis(500)..=Duration::from_secs(300)).contains(&d) => d,
+            _ => {
+                p.add(
+                    "cluster.lease_ttl",
+                    format!("{text:?} is not a duration between 500ms and 5m such as \"3s\""),
+                );
+                default
+            }
+        },
+    };
+    let name = raw.name.clone().filter(|n| !n.trim().is_empty());
+    if raw.name.is_some() && name.is_none() {
+        p.add("cluster.name", "is empty");
+    }
+    ClusterSettings { lease_ttl, name }
 }
 
 /// A plain SQL identifier: safe to put in a statement as it is.

@@ -101,17 +101,35 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let (stop, rx) = wiring::shutdown_channel();
     let mut tasks = tokio::task::JoinSet::new();
-    for indexer in wiring::indexers(&settings, &store, &metrics).await? {
-        let rx = rx.clone();
-        tasks.spawn(async move { indexer.run(wiring::stopped(rx)).await.context("indexer") });
+    // Leases as `gemgate run` takes them: this process leads the chain (GET /v1/cluster, gemgate status).
+    let holder = wiring::lease_holder(&settings);
+    let cluster = gemgate_cluster::Cluster::new(
+        std::sync::Arc::new(store.clone()),
+        &holder,
+        &["index", "api", "txm"],
+        settings.cluster.lease_ttl,
+    );
+    cluster.join().await.context("announcing the demo in the leases table")?;
+    {
+        let (heartbeat, rx) = (cluster.clone(), rx.clone());
+        tasks.spawn(async move {
+            heartbeat.heartbeat(rx).await;
+            Ok(())
+        });
+    }
+    for mut indexer in wiring::indexers(&settings, &store, &metrics).await? {
+        let (rx, cluster) = (rx.clone(), cluster.clone());
+        let key = gemgate_domain::cluster::LeaseKey::indexer(indexer.chain_id());
+        tasks.spawn(async move { cluster.lead(key, &mut indexer, rx, None).await.context("indexer") });
     }
     let txm = wiring::tx_manager(&settings, &store, &metrics).await?;
     if let Some(manager) = &txm {
-        for worker in gemgate_txm::worker::spawn_all(manager, &wiring::lease_holder(), &rx) {
+        for worker in gemgate_txm::worker::spawn_all(manager, &holder, &rx) {
             tasks.spawn(async move { worker.await.context("transaction worker") });
         }
     }
-    let state = wiring::app_state(&settings, &store, metrics.clone(), txm.clone())?;
+    let mut state = wiring::app_state(&settings, &store, metrics.clone(), txm.clone())?;
+    state.cluster = Some(cluster.local());
     let calls = state.calls.clone();
     let relayer = state.relay.clone();
     let router = gemgate_api::router(state);
@@ -253,6 +271,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!(
         "  curl -si '{base}/v1/status' -H 'Origin: https://app.example'   (CORS: any origin may read; see api.cors_origins)"
+    );
+    println!(
+        "  curl -s '{base}/v1/cluster'   curl -s '{base}/ready'   gemgate status --config {}   (who leads the chain \
+         and holds the signers' leases; on Postgres, more `gemgate run` processes stand by and take over, see deploy/)",
+        config_path.display()
     );
     println!("  sqlite3 {} 'select event, count(*) from events group by event'", db.display());
     println!("  gemgate run --config {}   (the same service, once this demo stops)", config_path.display());

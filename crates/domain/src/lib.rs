@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod block;
 pub mod broadcast;
 pub mod calls;
+pub mod cluster;
 pub mod error;
 pub mod event;
 pub mod finality;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broadcast::{CallRequest, FeeQuote, ReceiptSummary, SendFailure};
 use crate::calls::{BlockSelector, CallOutput, PinnedBlock};
+use crate::cluster::{Fence, LeaseKey, LeaseRecord};
 use crate::ledger::{
     Accepted, Attempt, Lease, LiveTx, NewTransaction, RawSubmission, TxChange, TxListQuery, TxPage, TxRecord,
 };
@@ -79,6 +80,9 @@ pub struct Batch {
     pub cursor: BlockRef,
     /// Changes in blocks above this number are journaled so a reorg can undo them; below it they are final.
     pub finalized: u64,
+    /// The chain's indexer lease this batch is written under: the store refuses it once another process
+    /// has taken the lease (`None`: no lease, one indexer by configuration).
+    pub fence: Option<Fence>,
 }
 
 /// A chain's heads as last seen.
@@ -118,11 +122,44 @@ pub trait Store: Send + Sync {
     async fn window(&self, chain_id: ChainId) -> Result<Vec<BlockRef>, StoreError>;
     /// Commit a batch atomically: events, projection changes, outbox rows and cursor, or nothing.
     async fn commit_batch(&self, batch: &Batch) -> Result<(), StoreError>;
-    /// Undo everything above `ancestor` in one transaction and move the cursor back to it.
-    async fn revert_to(&self, chain_id: ChainId, ancestor: &BlockRef) -> Result<RevertSummary, StoreError>;
+    /// Undo everything above `ancestor` in one transaction and move the cursor back to it (refused, like a
+    /// batch, once `fence` is no longer the chain's lease).
+    async fn revert_to(
+        &self,
+        chain_id: ChainId,
+        ancestor: &BlockRef,
+        fence: Option<&Fence>,
+    ) -> Result<RevertSummary, StoreError>;
     /// Records the chain's heads and forgets what finality made irreversible (window rows and journal
     /// entries at or below the finalized head).
-    async fn record_heads(&self, chain_id: ChainId, heads: &Heads) -> Result<(), StoreError>;
+    async fn record_heads(
+        &self,
+        chain_id: ChainId,
+        heads: &Heads,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Leases shared by the processes on one database (see `cluster`). Times are Unix milliseconds from the
+/// caller's clock: the processes' clocks must agree (NTP) to well within a lease's time to live.
+#[async_trait]
+pub trait Leases: Send + Sync {
+    /// Takes the lease for `ttl_ms`, or renews it when `holder` has it already: granted when it is free,
+    /// expired or ours; a new holder gets a higher token. `None` while another holder's lease runs.
+    async fn acquire(
+        &self,
+        key: &LeaseKey,
+        holder: &str,
+        detail: Option<&str>,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Option<Fence>, StoreError>;
+    /// Extends a held lease to `now_ms + ttl_ms`; `false` when it was taken by another holder since.
+    async fn renew(&self, fence: &Fence, now_ms: u64, ttl_ms: u64) -> Result<bool, StoreError>;
+    /// Gives a held lease up at once (a standby may take it without waiting for it to expire).
+    async fn release(&self, fence: &Fence, now_ms: u64) -> Result<(), StoreError>;
+    /// Every lease, live or expired, by role and name.
+    async fn leases(&self) -> Result<Vec<LeaseRecord>, StoreError>;
 }
 
 /// A destination for outbox messages (a broker, a webhook endpoint).
@@ -178,8 +215,9 @@ pub trait OutboxStore: Send + Sync {
     /// Outbox rows after `after`, in order, at most `limit`; canonical chain events carry their current
     /// envelope (finality as of now).
     async fn outbox_after(&self, after: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
-    /// Moves the sink's position forward (never back: a stale writer cannot undo a newer one's progress).
-    async fn advance_sink(&self, sink: &str, position: u64) -> Result<(), StoreError>;
+    /// Moves the sink's position forward (never back: a stale writer cannot undo a newer one's progress;
+    /// refused once `fence` is no longer the sink's lease).
+    async fn advance_sink(&self, sink: &str, position: u64, fence: Option<&Fence>) -> Result<(), StoreError>;
     /// Parks a message the sink refused `attempts` times, with the last error.
     async fn dead_letter(
         &self,
@@ -187,6 +225,7 @@ pub trait OutboxStore: Send + Sync {
         message: &OutboxMessage,
         attempts: u32,
         error: &str,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError>;
     /// A chain's heads as last recorded by its indexer.
     async fn chain_heads(&self, chain_id: ChainId) -> Result<Option<Heads>, StoreError>;

@@ -176,6 +176,9 @@ pub struct Indexer {
     fetcher: Fetcher,
     /// New heads pushed by a websocket subscription, if configured: `run` wakes on them.
     heads: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The chain's lease while this indexer leads it (several processes on one database): every write
+    /// carries it, and the store refuses them once another process took the lease.
+    fence: Option<gemgate_domain::cluster::Fence>,
 }
 
 impl std::fmt::Debug for Indexer {
@@ -201,7 +204,18 @@ impl Indexer {
             metrics: metrics.clone(),
             sender_topics: Arc::new(settings.sender_topics.clone()),
         };
-        Self { source, store, decoder, settings, metrics, cursor: None, floor: 0, fetcher, heads: None }
+        Self {
+            source,
+            store,
+            decoder,
+            settings,
+            metrics,
+            cursor: None,
+            floor: 0,
+            fetcher,
+            heads: None,
+            fence: None,
+        }
     }
 
     /// Wakes on pushed heads (a websocket `newHeads` subscription) instead of only polling.
@@ -222,6 +236,14 @@ impl Indexer {
 
     pub fn chain_id(&self) -> ChainId {
         self.settings.chain_id
+    }
+
+    /// Starts (or ends, with `None`) a term under a lease: what the last term knew of the store is
+    /// forgotten, since another process may have moved the chain since.
+    pub fn set_fence(&mut self, fence: Option<gemgate_domain::cluster::Fence>) {
+        self.fence = fence;
+        self.cursor = None;
+        self.floor = 0;
     }
 
     /// The chain's latest block number as the node reports it.
@@ -296,7 +318,10 @@ impl Indexer {
                 }
             }
         }
-        self.store.record_heads(self.settings.chain_id, &heads).await.map_err(self.store_err())?;
+        self.store
+            .record_heads(self.settings.chain_id, &heads, self.fence.as_ref())
+            .await
+            .map_err(self.store_err())?;
         self.floor = heads.finalized;
 
         let next = cursor.map_or(self.settings.start_block, |c| c.number + 1);
@@ -328,6 +353,7 @@ impl Indexer {
             previous,
             cursor: last,
             finalized,
+            fence: self.fence.clone(),
         };
         let started = std::time::Instant::now();
         if let Err(error) = self.store.commit_batch(&batch).await {
@@ -454,8 +480,11 @@ impl Indexer {
                 finalized: self.floor,
             });
         };
-        let summary =
-            self.store.revert_to(self.settings.chain_id, &ancestor).await.map_err(self.store_err())?;
+        let summary = self
+            .store
+            .revert_to(self.settings.chain_id, &ancestor, self.fence.as_ref())
+            .await
+            .map_err(self.store_err())?;
         let label = self.label();
         self.metrics.reorgs.get_or_create(&label).inc();
         self.metrics.reverted_events.get_or_create(&label).inc_by(summary.events_removed);
@@ -496,8 +525,14 @@ impl Indexer {
     }
 
     /// Follows the chain until `shutdown` resolves. Transient failures are retried with backoff forever
-    /// (nothing is skipped); a fatal one (a reorg below finality) stops this chain and is returned.
+    /// (nothing is skipped); a fatal one (a reorg below finality) stops this chain and is returned. Under a
+    /// lease (`set_fence`), a write refused for a newer token ends the run with that error (`is_fenced`).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), IndexerError> {
+        self.run_until(shutdown).await
+    }
+
+    /// `run` without giving the indexer up: a lease loop runs one term after another with it.
+    pub async fn run_until(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), IndexerError> {
         tokio::pin!(shutdown);
         let mut failures = 0u32;
         loop {
@@ -512,6 +547,7 @@ impl Indexer {
                         failures = 0;
                         Pause::UntilNextHead(self.settings.poll_interval)
                     }
+                    Err(error) if self.fence.is_some() && error.is_fenced() => return Err(error),
                     Err(error) if error.is_retryable() => {
                         failures += 1;
                         tracing::warn!(%error, failures, "indexer step failed; retrying");

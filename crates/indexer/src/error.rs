@@ -30,6 +30,11 @@ pub enum IndexerError {
 
 impl IndexerError {
     /// Whether `run` should wait and try the step again.
+    /// A write refused because another process holds the chain's lease now.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, IndexerError::Store { source: StoreError::Fenced { .. }, .. })
+    }
+
     pub fn is_retryable(&self) -> bool {
         match self {
             IndexerError::Chain { source, .. } => {

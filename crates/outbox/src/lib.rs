@@ -65,6 +65,13 @@ pub enum DispatchError {
     Store { sink: String, source: StoreError },
 }
 
+impl DispatchError {
+    /// A write refused because another process owns the sink now.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, DispatchError::Store { source: StoreError::Fenced { .. }, .. })
+    }
+}
+
 /// Messages of one ordering key waiting behind a refused one.
 #[derive(Debug)]
 struct BlockedKey {
@@ -110,6 +117,9 @@ pub struct Dispatcher {
     loaded: bool,
     /// The page after `fetched`, read while the previous one was being published: (after, rows).
     prefetched: Option<(u64, Vec<OutboxEntry>)>,
+    /// The sink's lease while this dispatcher owns it (several processes on one database): positions and
+    /// dead letters are written under it, and refused once another process took the sink over.
+    fence: Option<gemgate_domain::cluster::Fence>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -145,7 +155,15 @@ impl Dispatcher {
             jitter: 0,
             loaded: false,
             prefetched: None,
+            fence: None,
         }
+    }
+
+    /// Starts (or ends, with `None`) a term under the sink's lease: the next round reads the stored
+    /// position again, since another process may have delivered from it meanwhile.
+    pub fn set_fence(&mut self, fence: Option<gemgate_domain::cluster::Fence>) {
+        self.fence = fence;
+        self.loaded = false;
     }
 
     pub fn sink_name(&self) -> &str {
@@ -172,8 +190,14 @@ impl Dispatcher {
         delay.max(self.settings.retry_base / 10)
     }
 
-    /// Runs rounds until `shutdown` resolves; a store error is retried with backoff.
+    /// Runs rounds until `shutdown` resolves; a store error is retried with backoff. Under a lease
+    /// (`set_fence`), a write refused for a newer token ends the run with that error (`is_fenced`).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), DispatchError> {
+        self.run_until(shutdown).await
+    }
+
+    /// `run` without giving the dispatcher up: a lease loop runs one term after another with it.
+    pub async fn run_until(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), DispatchError> {
         tokio::pin!(shutdown);
         let mut failures = 0;
         loop {
@@ -183,6 +207,7 @@ impl Dispatcher {
                     failures = 0;
                     None
                 }
+                Err(error) if self.fence.is_some() && error.is_fenced() => return Err(error),
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(sink = %self.settings.sink, %error, failures, "dispatch round failed; retrying");
@@ -409,7 +434,13 @@ impl Dispatcher {
             if blocked.attempts >= self.settings.max_attempts {
                 if let Some(head) = blocked.queue.pop_front() {
                     self.store
-                        .dead_letter(&self.settings.sink, &head, blocked.attempts, &blocked.last_error)
+                        .dead_letter(
+                            &self.settings.sink,
+                            &head,
+                            blocked.attempts,
+                            &blocked.last_error,
+                            self.fence.as_ref(),
+                        )
                         .await
                         .map_err(self.store_err())?;
                     tracing::error!(sink = %self.settings.sink, id = %head.id, attempts = blocked.attempts, error = %blocked.last_error, "message dead-lettered");
@@ -459,7 +490,10 @@ impl Dispatcher {
     async fn store_position(&mut self) -> Result<(), DispatchError> {
         let position = self.outstanding.first().map_or(self.fetched, |first| first - 1);
         if position > self.position {
-            self.store.advance_sink(&self.settings.sink, position).await.map_err(self.store_err())?;
+            self.store
+                .advance_sink(&self.settings.sink, position, self.fence.as_ref())
+                .await
+                .map_err(self.store_err())?;
             self.position = position;
         }
         Ok(())

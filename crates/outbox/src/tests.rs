@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use gemgate_domain::cluster::Fence;
 use gemgate_domain::ports::SinkPosition;
 use serde_json::json;
 
@@ -28,7 +29,7 @@ impl OutboxStore for MemoryOutbox {
         let rows = self.rows.lock().unwrap();
         Ok(rows.iter().filter(|e| e.seq() > after).take(limit as usize).cloned().collect())
     }
-    async fn advance_sink(&self, _: &str, position: u64) -> Result<(), StoreError> {
+    async fn advance_sink(&self, _: &str, position: u64, _: Option<&Fence>) -> Result<(), StoreError> {
         let mut stored = self.position.lock().unwrap();
         stored.position = stored.position.max(position);
         Ok(())
@@ -39,6 +40,7 @@ impl OutboxStore for MemoryOutbox {
         m: &OutboxMessage,
         attempts: u32,
         _: &str,
+        _: Option<&Fence>,
     ) -> Result<(), StoreError> {
         self.dead.lock().unwrap().push((m.id.clone(), attempts));
         Ok(())

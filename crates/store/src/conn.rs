@@ -54,6 +54,17 @@ pub fn db_error(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
             StoreError::Unavailable { message: error.to_string() }
         }
+        // Postgres ended the session (an idle-in-transaction timeout after this process was paused, an
+        // administrator, a restart), lost the connection, or gave up a transaction to a conflict: try again.
+        sqlx::Error::Database(ref db)
+            if db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || code.starts_with("57")
+                    || ["25P03", "40001", "40P01"].contains(&&*code)
+            }) =>
+        {
+            StoreError::Unavailable { message: error.to_string() }
+        }
         other => StoreError::Database { message: other.to_string() },
     }
 }

@@ -3,6 +3,7 @@
 //! envelope is the events row with the same id, found by (chain id, block number), the events key's prefix.
 
 use async_trait::async_trait;
+use gemgate_domain::cluster::Fence;
 use gemgate_domain::ports::{Heads, OutboxEntry, OutboxStore, SinkPosition};
 use gemgate_domain::{ChainId, EventStatus, OutboxMessage, StoreError};
 use gemgate_projections::{Cell, ColumnKind};
@@ -292,9 +293,12 @@ impl OutboxStore for SqlStore {
         }
     }
 
-    async fn advance_sink(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+    async fn advance_sink(&self, sink: &str, position: u64, fence: Option<&Fence>) -> Result<(), StoreError> {
         let sink = sink.to_string();
-        in_tx!(self, tx => set_sink_column(tx, &sink, "position", Bind::int(position), true).await)
+        in_tx!(self, tx => {
+            crate::leases::check(tx, fence).await?;
+            set_sink_column(tx, &sink, "position", Bind::int(position), true).await
+        })
     }
 
     async fn dead_letter(
@@ -303,6 +307,7 @@ impl OutboxStore for SqlStore {
         message: &OutboxMessage,
         attempts: u32,
         error: &str,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let binds = vec![
             Bind::text(sink),
@@ -318,6 +323,7 @@ impl OutboxStore for SqlStore {
             Bind::text(error),
         ];
         in_tx!(self, tx => {
+            crate::leases::check(tx, fence).await?;
             let d = tx.dialect();
             let params: Vec<String> = (1..=11)
                 .map(|n| if n == 9 { d.param_as(n, ColumnKind::Json) } else { d.param(n) })

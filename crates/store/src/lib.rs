@@ -17,6 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use gemgate_domain::cluster::Fence;
 use gemgate_domain::ports::{Batch, Heads, RevertSummary, Store};
 use gemgate_domain::{BlockRef, ChainId, StoreError};
 use gemgate_projections::{ColumnKind, ProjectionSet};
@@ -84,6 +85,7 @@ macro_rules! in_tx {
 // After `in_tx!`, which it uses.
 pub mod delivery;
 mod drift;
+mod leases;
 pub mod ledger;
 pub mod rebuild;
 mod refetch;
@@ -97,11 +99,28 @@ impl SqlStore {
         max_connections: u32,
         projections: ProjectionSet,
     ) -> Result<Self, StoreError> {
+        Self::connect_with(url, max_connections, projections, None).await
+    }
+
+    /// `connect`, and on Postgres with `idle_in_transaction`: the server ends a session that sits inside a
+    /// transaction that long (a process paused mid-commit), so the row locks it held (a lease, a cursor) do
+    /// not keep the process that takes over waiting.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        projections: ProjectionSet,
+        idle_in_transaction: Option<Duration>,
+    ) -> Result<Self, StoreError> {
         let pool = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(db_error)?;
+            if let Some(idle) = idle_in_transaction {
+                let ms = idle.as_millis().max(1).to_string();
+                options = options.options([("idle_in_transaction_session_timeout", ms.as_str())]);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
+                .connect_with(options)
                 .await
                 .map_err(db_error)?;
             Pool::Postgres(pool)
@@ -146,17 +165,27 @@ impl SqlStore {
         })
     }
 
-    /// Applies the SQL migrations and creates missing projection tables.
+    /// Applies the SQL migrations (sqlx takes its own lock for them) and creates missing projection tables.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let migrated = match &self.pool {
             Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
             Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         };
         migrated.map_err(|e| StoreError::Database { message: format!("migration failed: {e}") })?;
+        self.create_projection_tables().await
+    }
+
+    /// Creates the projection tables that are missing. On Postgres, processes starting together take turns
+    /// (a transaction advisory lock): `CREATE TABLE IF NOT EXISTS` is not safe to race there.
+    async fn create_projection_tables(&self) -> Result<(), StoreError> {
         let tables = self.projections.tables();
         in_tx!(self, tx => {
             let mut result = Ok(());
-            for table in &tables {
+            if tx.dialect() == Dialect::Postgres {
+                // "gemgate" in ASCII: one key for every gemgate database on the server is fine (a brief wait).
+                result = tx.execute("SELECT pg_advisory_xact_lock(29111316066103909)", Vec::new()).await.map(|_| ());
+            }
+            for table in tables.iter().filter(|_| result.is_ok()) {
                 let sql = tx.dialect().create_table(table);
                 if let Err(e) = tx.execute(&sql, Vec::new()).await {
                     result = Err(e);
@@ -237,16 +266,35 @@ impl Store for SqlStore {
 
     async fn commit_batch(&self, batch: &Batch) -> Result<(), StoreError> {
         let projections = &self.projections;
-        in_tx!(self, tx => write::commit_batch(tx, projections, batch).await)
+        in_tx!(self, tx => {
+            leases::check(tx, batch.fence.as_ref()).await?;
+            write::commit_batch(tx, projections, batch).await
+        })
     }
 
-    async fn revert_to(&self, chain_id: ChainId, ancestor: &BlockRef) -> Result<RevertSummary, StoreError> {
+    async fn revert_to(
+        &self,
+        chain_id: ChainId,
+        ancestor: &BlockRef,
+        fence: Option<&Fence>,
+    ) -> Result<RevertSummary, StoreError> {
         let projections = &self.projections;
-        in_tx!(self, tx => write::revert_to(tx, projections, chain_id, ancestor).await)
+        in_tx!(self, tx => {
+            leases::check(tx, fence).await?;
+            write::revert_to(tx, projections, chain_id, ancestor).await
+        })
     }
 
-    async fn record_heads(&self, chain_id: ChainId, heads: &Heads) -> Result<(), StoreError> {
-        in_tx!(self, tx => write::record_heads(tx, chain_id, heads).await)
+    async fn record_heads(
+        &self,
+        chain_id: ChainId,
+        heads: &Heads,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        in_tx!(self, tx => {
+            leases::check(tx, fence).await?;
+            write::record_heads(tx, chain_id, heads).await
+        })
     }
 }
 

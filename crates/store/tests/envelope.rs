@@ -68,9 +68,10 @@ async fn envelopes_equal(url: &str) {
         previous: None,
         cursor,
         finalized: 0,
+        fence: None,
     };
     store.commit_batch(&batch).await.unwrap();
-    store.record_heads(31337, &Heads { latest: 9, safe: 8, finalized: 7 }).await.unwrap();
+    store.record_heads(31337, &Heads { latest: 9, safe: 8, finalized: 7 }, None).await.unwrap();
 
     let typed = store.events(&EventQuery { limit: 10, ..EventQuery::default() }).await.unwrap().events;
     let outbox = store.outbox_after(0, 10).await.unwrap();
@@ -98,7 +99,7 @@ async fn envelopes_equal(url: &str) {
     // A reorg back to block 7: block 8's row now has no event (Reverted), and its retraction follows with
     // a body of its own, carrying the same id, contract and event.
     store
-        .revert_to(31337, &BlockRef { number: 7, hash: B256::repeat_byte(7), parent_hash: B256::ZERO })
+        .revert_to(31337, &BlockRef { number: 7, hash: B256::repeat_byte(7), parent_hash: B256::ZERO }, None)
         .await
         .unwrap();
     let outbox = store.outbox_after(0, 10).await.unwrap();

@@ -54,7 +54,7 @@ impl Default for TxmOptions {
             rebroadcast_after: Duration::from_secs(10),
             max_fee_per_gas: None,
             gas_buffer_percent: 20,
-            lease_ttl: Duration::from_secs(15),
+            lease_ttl: Duration::from_secs(3),
             raw_allow: Vec::new(),
             raw_max_fee_multiple: 10,
         }

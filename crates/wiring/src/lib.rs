@@ -8,6 +8,7 @@ use gemgate_api::{AppState, GemforceContract, SinkInfo, ViewCalls};
 use gemgate_calls::{CallMetrics, CallOptions, CallProxy, Catalog};
 use gemgate_chain::{EvmChain, RetryPolicy, RpcMetrics, TxRpc, WsEndpoint};
 use gemgate_config::{ChainSettings, Settings, parse_abi};
+use gemgate_domain::cluster::LeaseKey;
 use gemgate_domain::ports::{Broadcaster, ViewCaller};
 use gemgate_domain::ports::{ChainSource, OutboxStore, Store};
 use gemgate_indexer::{Indexer, IndexerMetrics, IndexerSettings};
@@ -23,10 +24,12 @@ use gemgate_txm::{RawAllow, TxManager, TxmOptions};
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
     let url = settings.database.url.expose().as_str();
     let gemforce = settings.contracts.iter().filter(|c| c.gemforce).map(|c| (c.chain, c.address));
-    let store =
-        SqlStore::connect(url, settings.database.max_connections, ProjectionSet::gemforce_for(gemforce))
-            .await
-            .with_context(|| format!("connecting to {}", settings.database.url))?;
+    // A process paused inside a transaction must not hold its row locks longer than a lease lasts.
+    let idle = settings.database.idle_in_transaction_timeout.unwrap_or(settings.cluster.lease_ttl);
+    let projections = ProjectionSet::gemforce_for(gemforce);
+    let store = SqlStore::connect_with(url, settings.database.max_connections, projections, Some(idle))
+        .await
+        .with_context(|| format!("connecting to {}", settings.database.url))?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }
@@ -393,6 +396,7 @@ pub fn app_state(
     Ok(AppState {
         calls: view_calls(settings, &metrics)?,
         relay: relayer(settings, store, &metrics, txm.as_ref())?,
+        cluster: None,
         webhooks: gemgate_api::WebhookMetrics::register(&metrics),
         http: gemgate_api::HttpMetrics::register(&metrics),
         store: gemgate_api::StorePorts::of(store),
@@ -443,10 +447,26 @@ pub async fn tx_manager(
     Ok(Some(Arc::new(manager)))
 }
 
-/// A name for this process's leases: host and process id.
-pub fn lease_holder() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "gemgate".into());
-    format!("{host}:{}", std::process::id())
+/// This process's name in the leases: `cluster.name`, or host name, process id and a start nonce (so a
+/// restarted container with the same host name and process id is still a new holder).
+pub fn lease_holder(settings: &Settings) -> String {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(name) = &settings.cluster.name {
+        return name.clone();
+    }
+    HOLDER
+        .get_or_init(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "gemgate".into());
+            let nonce = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
+            format!("{host}:{}:{:04x}", std::process::id(), nonce & 0xffff)
+        })
+        .clone()
 }
 
 /// A shutdown signal: resolves on Ctrl-C or SIGTERM, or when the sender is dropped or set.
@@ -550,52 +570,110 @@ pub async fn run_service(
         bail!("nothing to deliver: configure [[sinks]]");
     }
     let mut tasks = tokio::task::JoinSet::new();
+    let holder = lease_holder(settings);
+    let names: Vec<&str> =
+        [("index", parts.index), ("dispatch", parts.dispatch), ("api", parts.api), ("txm", transacts)]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+    let cluster =
+        gemgate_cluster::Cluster::new(Arc::new(store.clone()), &holder, &names, settings.cluster.lease_ttl);
+    cluster.join().await.context("announcing this process in the leases table")?;
+    if store.dialect() == gemgate_store::Dialect::Sqlite {
+        tracing::info!(
+            holder,
+            "SQLite database: one process per database (run several processes on Postgres)"
+        );
+    } else {
+        tracing::info!(holder, ttl = ?settings.cluster.lease_ttl, "joined the cluster: leading or standing by per chain and sink");
+    }
+    {
+        let (heartbeat, rx) = (cluster.clone(), rx.clone());
+        tasks.spawn(async move {
+            heartbeat.heartbeat(rx).await;
+            Ok(())
+        });
+    }
     if parts.api {
         let listener = tokio::net::TcpListener::bind(settings.api.listen)
             .await
             .with_context(|| format!("binding the API to {}", settings.api.listen))?;
         tracing::info!(listen = %settings.api.listen, "API listening");
-        let router = gemgate_api::router(app_state(settings, &store, metrics.clone(), txm.clone())?);
+        let mut state = app_state(settings, &store, metrics.clone(), txm.clone())?;
+        state.cluster = Some(cluster.local());
+        let router = gemgate_api::router(state);
         let rx = rx.clone();
         tasks.spawn(async move {
             gemgate_api::serve(listener, router, stopped(rx)).await.context("serving the API")
         });
     }
+    if let (false, Some(listen)) = (parts.api, settings.telemetry.listen) {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding telemetry.listen to {listen}"))?;
+        tracing::info!(%listen, "serving /health, /ready and /metrics");
+        let mut state = app_state(settings, &store, metrics.clone(), txm.clone())?;
+        state.cluster = Some(cluster.local());
+        let router = gemgate_api::service_router(state);
+        let rx = rx.clone();
+        tasks.spawn(async move {
+            gemgate_api::serve(listener, router, stopped(rx))
+                .await
+                .context("serving /health, /ready and /metrics")
+        });
+    }
     if transacts && let Some(manager) = &txm {
-        let holder = lease_holder();
         for worker in gemgate_txm::worker::spawn_all(manager, &holder, &rx) {
             tasks.spawn(async move { worker.await.context("transaction worker") });
         }
         tracing::info!(signers = manager.signers.len(), holder, "transaction workers started");
     }
-    for indexer in indexers {
-        let rx = rx.clone();
-        tasks.spawn(async move { indexer.run(stopped(rx)).await.context("indexer") });
-    }
-    for job in snapshots {
-        let rx = rx.clone();
-        tracing::info!(snapshot = %job.spec().name, table = %job.spec().table, "snapshot schedule started");
+    for mut indexer in indexers {
+        let (rx, cluster) = (rx.clone(), cluster.clone());
         tasks.spawn(async move {
-            job.run_on_schedule(stopped(rx)).await;
-            Ok(())
+            let key = LeaseKey::indexer(indexer.chain_id());
+            cluster.lead(key, &mut indexer, rx, None).await.context("indexer")
         });
     }
+    for job in snapshots {
+        let (rx, cluster) = (rx.clone(), cluster.clone());
+        tracing::info!(snapshot = %job.spec().name, table = %job.spec().table, "snapshot schedule started");
+        let key = LeaseKey::job(format!("snapshot {}", job.spec().name));
+        let job = Arc::new(job);
+        let mut part = gemgate_cluster::Job::new(move |stop| {
+            let job = job.clone();
+            async move { job.run_on_schedule(stop).await }
+        });
+        tasks.spawn(async move { cluster.lead(key, &mut part, rx, None).await.map_err(anyhow::Error::from) });
+    }
     if let Some(reconciler) = reconciler {
-        let rx = rx.clone();
+        let (rx, cluster) = (rx.clone(), cluster.clone());
         let every = match settings.reconcile.every {
             gemgate_config::SnapshotSchedule::Blocks(n) => gemgate_calls::snapshot::Every::Blocks(n),
             gemgate_config::SnapshotSchedule::Interval(d) => gemgate_calls::snapshot::Every::Interval(d),
         };
         tracing::info!(heal = settings.reconcile.heal, "reconciliation started");
+        let reconciler = Arc::new(reconciler);
+        let mut part = gemgate_cluster::Job::new(move |stop| {
+            let reconciler = reconciler.clone();
+            async move { reconciler.run_on_schedule(every, stop).await }
+        });
         tasks.spawn(async move {
-            reconciler.run_on_schedule(every, stopped(rx)).await;
-            Ok(())
+            cluster.lead(LeaseKey::job("reconcile"), &mut part, rx, None).await.map_err(anyhow::Error::from)
         });
     }
-    for dispatcher in dispatchers {
-        let rx = rx.clone();
+    let share = gemgate_cluster::Share {
+        part: "dispatch",
+        role: gemgate_domain::cluster::LeaseRole::Sink,
+        total: dispatchers.len(),
+    };
+    for mut dispatcher in dispatchers {
+        let (rx, cluster, share) = (rx.clone(), cluster.clone(), share.clone());
         tracing::info!(sink = dispatcher.sink_name(), "dispatcher started");
-        tasks.spawn(async move { dispatcher.run(stopped(rx)).await.context("dispatcher") });
+        tasks.spawn(async move {
+            let key = LeaseKey::sink(dispatcher.sink_name());
+            cluster.lead(key, &mut dispatcher, rx, Some(share)).await.context("dispatcher")
+        });
     }
     while let Some(result) = tasks.join_next().await {
         match result {

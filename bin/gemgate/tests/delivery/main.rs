@@ -11,6 +11,7 @@
 #[path = "../../../../crates/indexer/tests/common/mod.rs"]
 mod common;
 mod every_sink;
+mod handover;
 mod probes;
 
 use std::collections::BTreeSet;
@@ -103,11 +104,20 @@ async fn spammed_store(
     test: &str,
     logs: u64,
 ) -> Option<(gemgate_testkit::Anvil, common::TestStore, Vec<String>)> {
+    spammed_store_on(test, logs, Backend::Sqlite).await
+}
+
+/// `spammed_store` on either backend.
+async fn spammed_store_on(
+    test: &str,
+    logs: u64,
+    backend: Backend,
+) -> Option<(gemgate_testkit::Anvil, common::TestStore, Vec<String>)> {
     let anvil = gemgate_testkit::anvil_or_skip(test, AnvilOptions { accounts: 2, ..AnvilOptions::default() })
         .await
         .unwrap()?;
     let spam = gemgate_testkit::build_log_chain(&anvil, logs / 20, logs).await.unwrap();
-    let db = store(Backend::Sqlite, test).await?;
+    let db = store(backend, test).await?;
     let abi =
         gemgate_config::parse_abi(gemgate_testkit::artifacts::Artifact::named("LogSpammer").unwrap().json)
             .unwrap();
@@ -287,6 +297,7 @@ async fn api(
         txm: None,
         calls: None,
         relay: None,
+        cluster: None,
     };
     tokio::spawn(gemgate_api::serve(listener, gemgate_api::router(state), std::future::pending()));
     (base, webhooks)
@@ -554,4 +565,45 @@ async fn redis_stream_with_maxlen_is_trimmed() {
     let length: u64 = redis::cmd("XLEN").arg(&capped).query_async(&mut connection).await.unwrap();
     assert!(length < events.len() as u64, "trimmed: {length} of {}", events.len());
     let _: () = redis::cmd("DEL").arg(&capped).query_async(&mut connection).await.unwrap();
+}
+
+/// API replicas are stateless: a client that read the stream from one `gemgate serve` process resumes on
+/// another with `Last-Event-ID` and gets exactly what came next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_resumes_on_another_api_replica_with_last_event_id() {
+    let test = "the_stream_resumes_on_another_api_replica_with_last_event_id";
+    let Some((_chain, db, events)) = indexed_scenario(test, 1, Backend::Postgres).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gemgate.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{}\"\n", db.url)).unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let replicas: Vec<(String, std::process::Child)> = (0..2)
+        .map(|_| {
+            let listen = format!("127.0.0.1:{}", free());
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_gemgate"))
+                .args(["--log-filter", "warn", "serve", "--config", config.to_str().unwrap()])
+                .env("GEMGATE__API__LISTEN", &listen)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            (format!("http://{listen}"), child)
+        })
+        .collect();
+    for (base, _) in &replicas {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(base.strip_prefix("http://").unwrap()).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "{base} listens");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let first = sse_events(&replicas[0].0, "/v1/stream", None, 10).await;
+    let rest = sse_events(&replicas[1].0, "/v1/stream", Some(first[9].0), events.len() - 10).await;
+    let ids: Vec<String> =
+        first.iter().chain(&rest).map(|(_, _, data)| data["id"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, expected, "the second replica continues right after the last event the first one sent");
+    for (_, mut child) in replicas {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -1,6 +1,8 @@
 //! Moving requests along: leases with fencing tokens, lifecycle changes applied in bulk at the revision they
 //! were decided on, cancel and speed-up marks.
 
+use gemgate_domain::cluster::{Fence, LeaseKey};
+
 use super::*;
 
 impl SqlStore {
@@ -14,28 +16,9 @@ impl SqlStore {
         now_ms: u64,
         ttl_ms: u64,
     ) -> Result<Option<Lease>, StoreError> {
-        let (sender, holder) = (sender.to_string(), holder.to_string());
-        in_tx!(self, tx => {
-            let d = tx.dialect();
-            let sql = format!(
-                "INSERT INTO tx_leases (chain_id, sender, holder, token, expires_ms) VALUES ({}, {}, {}, 1, {}) \
-                 ON CONFLICT (chain_id, sender) DO UPDATE SET \
-                   token = CASE WHEN tx_leases.holder = excluded.holder THEN tx_leases.token ELSE tx_leases.token + 1 END, \
-                   holder = excluded.holder, expires_ms = excluded.expires_ms \
-                 WHERE tx_leases.holder = excluded.holder OR tx_leases.expires_ms < {} \
-                 RETURNING token",
-                d.param(1), d.param(2), d.param(3), d.param(4), d.param(5)
-            );
-            let binds = vec![
-                Bind::int(chain_id),
-                Bind::text(sender.clone()),
-                Bind::text(holder.clone()),
-                Bind::int(now_ms + ttl_ms),
-                Bind::int(now_ms),
-            ];
-            let rows = tx.fetch(&sql, binds, &[ColumnKind::Int]).await?;
-            Ok(rows.first().and_then(|r| int(r, 0)).map(|token| Lease { chain_id, sender: sender.clone(), token }))
-        })
+        let key = LeaseKey::signer(chain_id, sender);
+        let taken = in_tx!(self, tx => crate::leases::acquire(tx, &key, holder, None, now_ms, ttl_ms).await)?;
+        Ok(taken.map(|fence| Lease { chain_id, sender: sender.to_string(), token: fence.token }))
     }
 
     /// Applies lifecycle changes in one database transaction. With a lease, the transaction first renews it
@@ -49,7 +32,7 @@ impl SqlStore {
         ttl_ms: u64,
         changes: &[TxChange],
     ) -> Result<usize, StoreError> {
-        in_tx!(self, tx => apply(tx, lease, now_ms + ttl_ms, changes).await)
+        in_tx!(self, tx => apply(tx, lease, now_ms, now_ms + ttl_ms, changes).await)
     }
 
     /// Asks for a request to end as `cancelled` (or `expired`): recorded when it can still be stopped (not
@@ -89,43 +72,13 @@ impl SqlStore {
 async fn apply(
     tx: &mut dyn Tx,
     lease: Option<&Lease>,
+    now_ms: u64,
     expires_ms: u64,
     changes: &[TxChange],
 ) -> Result<usize, StoreError> {
-    let d = tx.dialect();
     if let Some(lease) = lease {
-        let sql = format!(
-            "UPDATE tx_leases SET expires_ms = {} WHERE chain_id = {} AND sender = {} AND token = {}",
-            d.param(1),
-            d.param(2),
-            d.param(3),
-            d.param(4)
-        );
-        let renewed = tx
-            .execute(
-                &sql,
-                vec![
-                    Bind::int(expires_ms),
-                    Bind::int(lease.chain_id),
-                    Bind::text(&lease.sender),
-                    Bind::int(lease.token),
-                ],
-            )
-            .await?;
-        if renewed != 1 {
-            let sql = format!(
-                "SELECT token FROM tx_leases WHERE chain_id = {} AND sender = {}",
-                d.param(1),
-                d.param(2)
-            );
-            let rows = tx
-                .fetch(&sql, vec![Bind::int(lease.chain_id), Bind::text(&lease.sender)], &[ColumnKind::Int])
-                .await?;
-            return Err(StoreError::Fenced {
-                resource: format!("transactions of {} on chain {}", lease.sender, lease.chain_id),
-                current: rows.first().and_then(|r| int(r, 0)).unwrap_or_default(),
-            });
-        }
+        let fence = Fence { key: LeaseKey::signer(lease.chain_id, &lease.sender), token: lease.token };
+        crate::leases::check_fence(tx, &fence, Some((now_ms, expires_ms))).await?;
     }
     for change in changes {
         if !change.from.can_become(change.to) && change.from != change.to {

@@ -177,7 +177,7 @@ impl SenderWorker {
                 Ok(Some(lease)) => lease,
                 Ok(None) => {
                     tracing::debug!(sender = %self.sender, chain = self.chain_id, "lease held by another worker");
-                    wait(&mut shutdown, options.lease_ttl / 3).await;
+                    wait(&mut shutdown, options.lease_ttl / 6).await;
                     continue;
                 }
                 Err(e) => {
