@@ -77,6 +77,22 @@ async fn silent_writes_are_found_recorded_and_healed() {
         "events and views agree after the traffic: {clean}"
     );
     assert!(clean["rows_checked"].as_u64().unwrap() >= 6, "credits, tokens and deals were compared: {clean}");
+    // Batches of one row compare the same rows; without the built-in checks there is nothing to compare.
+    let mut command = gemgate(&["reconcile"], &config);
+    command.env("GEMGATE__RECONCILE__BATCH", "1");
+    let single: Value = serde_json::from_slice(&succeed(command, "reconcile, batch 1").stdout).unwrap();
+    assert_eq!(single["rows_checked"], clean["rows_checked"], "{single}");
+    assert_eq!(single["drift"], clean["drift"], "{single}");
+    let mut command = gemgate(&["reconcile"], &config);
+    command.env("GEMGATE__RECONCILE__BATCH", "0");
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "a batch of 0 is a configuration error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reconcile.batch"));
+    let mut command = gemgate(&["reconcile"], &config);
+    command.env("GEMGATE__RECONCILE__GEMFORCE", "false");
+    let out = command.output().unwrap();
+    assert!(!out.status.success(), "no checks left");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to reconcile"), "{out:?}");
 
     let before = dump(&url).await;
     let credit = before["carbon_credits"][0].clone();

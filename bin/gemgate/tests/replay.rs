@@ -107,7 +107,27 @@ async fn replay_killed_three_times_resumes_to_a_fresh_index_on_postgres() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("resuming the interrupted replay"), "{stderr}");
-    assert_same(&dump(&db.url).await, &fresh_index(dir.path(), &fresh_db.url, &anvil, &d).await, "resumed");
+    let fresh = fresh_index(dir.path(), &fresh_db.url, &anvil, &d).await;
+    assert_same(&dump(&db.url).await, &fresh, "resumed");
+
+    // Killed once more, then `--restart`: the interrupted work is thrown away, not resumed, and the result
+    // is a fresh index all the same.
+    let watcher = open(&db.url).await;
+    let mut child = KillOnDrop(replay().spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while applied(&watcher).await < total / 2 {
+        assert!(child.0.try_wait().unwrap().is_none(), "the replay ended before the middle");
+        assert!(Instant::now() < deadline, "the replay is stuck");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    watcher.close().await;
+    let out = gemgate(&["replay", "--from-store", "--restart"], &config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("resuming"), "--restart starts again: {stderr}");
+    assert_same(&dump(&db.url).await, &fresh, "restarted");
     db.drop().await;
     fresh_db.drop().await;
 }

@@ -10,6 +10,7 @@ mod projections;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
+use alloy::providers::Provider;
 use gemgate_testkit::bindings::CarbonCreditFacet;
 use projections::*;
 use serde_json::Value;
@@ -48,6 +49,13 @@ contract = "gemforce"
 function = "ownerOf"
 args = ["999999"]
 table = "snapshot_missing"
+
+[[snapshots]]
+name = "settled"
+contract = "gemforce"
+function = "carbonCreditBalance"
+keys = { table = "carbon_credits", column = "token_id" }
+every = "1s"
 "#;
 
 fn run_json(out: &std::process::Output) -> Value {
@@ -137,7 +145,21 @@ async fn snapshots_read_every_key_at_one_block_and_run_on_their_schedule() {
     let missing = rows(&url, "snapshot_missing").await;
     assert!(missing[0].2.as_deref().is_some_and(|r| r.contains("NonexistentToken")), "{missing:?}");
 
-    // `gemgate run` runs "credits" every 3 blocks of the chain.
+    // The default block is the finalized one (anvil: 64 below the head, so mine past the traffic first).
+    anvil.mine(70).await.unwrap();
+    let out = succeed(gemgate(&["snapshot", "run", "settled"], &config), "snapshot run settled");
+    let run = run_json(&out);
+    let finalized = anvil
+        .provider()
+        .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Finalized)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run["block_number"].as_u64(), Some(finalized.header.number), "pinned to finalized: {run}");
+    assert_eq!(run["block_hash"].as_str(), Some(finalized.header.hash.to_string().as_str()));
+    assert_eq!(run["rows"].as_u64(), Some(credits.len() as u64), "{run}");
+
+    // `gemgate run` runs "credits" every 3 blocks of the chain, and "settled" every second.
     let mut command = gemgate(&["run"], &config);
     let listen = format!("127.0.0.1:{}", support::free_port());
     command.env("GEMGATE__API__LISTEN", &listen);
@@ -164,6 +186,17 @@ async fn snapshots_read_every_key_at_one_block_and_run_on_their_schedule() {
         complete.windows(2).all(|w| w[0] >= w[1] + 3),
         "newest first, at least 3 blocks apart: {complete:?}"
     );
+    // The duration schedule ran on its own clock: several runs, whatever the blocks did.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = succeed(gemgate(&["snapshot", "runs", "settled"], &config), "snapshot runs settled");
+        let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        if runs.iter().filter(|r| r["state"] == "complete").count() >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the 1s schedule did not run repeatedly: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
