@@ -225,6 +225,23 @@ async fn wait_indexed(base: &str, block: u64) {
 }
 
 /// Each event's id, name and decoded arguments, in chain order.
+/// Every stored event's block and event name (empty: not decoded), in chain order.
+async fn event_blocks(url: &str) -> Vec<(u64, String)> {
+    let store = SqlStore::connect(url, 1, gemgate_projections::ProjectionSet::gemforce()).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    use gemgate_projections::ColumnKind::{Int, Text};
+    let sql = "SELECT block_number, event FROM events ORDER BY chain_id, block_number, log_index";
+    let rows = tx.tx().fetch(sql, Vec::new(), &[Int, Text]).await.unwrap();
+    drop(tx);
+    store.close().await;
+    rows.into_iter()
+        .map(|r| match &r[0] {
+            gemgate_projections::Cell::Int(b) => (*b as u64, r[1].as_text().unwrap_or_default().to_string()),
+            other => panic!("block number {other:?}"),
+        })
+        .collect()
+}
+
 async fn decoded_events(url: &str) -> Vec<(String, String, serde_json::Value)> {
     let store = SqlStore::connect(url, 1, gemgate_projections::ProjectionSet::gemforce()).await.unwrap();
     let mut tx = store.begin().await.unwrap();
@@ -276,6 +293,28 @@ async fn replay_from_chain_decodes_what_an_added_abi_explains_on_sqlite() {
     let after = config(dir.path(), "after.toml", &url, &anvil, &d, "127.0.0.1:0");
     let tokens = token("usdc", d.usdc, &erc20) + &token("vabb", d.vabb, &erc20);
     std::fs::write(&after, std::fs::read_to_string(&after).unwrap() + &tokens).unwrap();
+    // `--from-block M` first: only the logs from block M on are fetched and decoded again.
+    let blocks = event_blocks(&url).await;
+    let undecoded: Vec<u64> = blocks.iter().filter(|(_, event)| event.is_empty()).map(|(b, _)| *b).collect();
+    let middle = undecoded[undecoded.len() / 2];
+    assert!(undecoded.first() < Some(&middle), "raw logs on both sides of block {middle}");
+    let out = succeed(
+        gemgate(&["replay", "--from-chain", "--from-block", &middle.to_string()], &after),
+        "replay --from-chain --from-block",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("blocks {middle}..=")),
+        "the range starts there"
+    );
+    for (block, event) in event_blocks(&url).await {
+        if block < middle && undecoded.contains(&block) {
+            assert!(event.is_empty(), "block {block} is below --from-block: left as it was");
+        }
+        if block >= middle {
+            assert!(!event.is_empty(), "block {block} is decoded again with the new ABI");
+        }
+    }
+
     let out = succeed(gemgate(&["replay", "--from-chain"], &after), "replay --from-chain");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("fetched and decoded again") && stdout.contains("swapped in"), "{stdout}");
