@@ -226,3 +226,68 @@ async fn three_processes_under_kills_pauses_and_reorgs_lose_nothing_and_invent_n
     assert!(r["transactions"].as_u64().unwrap() > 100, "{r}");
     assert!(r["max_leader_gap_ms"].as_u64().unwrap() < 5_000, "no indexer leader for 5 s or more: {r}");
 }
+
+/// A process without the API (`gemgate index`) answers `/health`, `/ready` and `/metrics` on
+/// `telemetry.listen`, for probes and scrapers; on SQLite it leads its chain alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_indexer_without_the_api_serves_probes_and_metrics_on_telemetry_listen() {
+    let test = "an_indexer_without_the_api_serves_probes_and_metrics_on_telemetry_listen";
+    let _serial = SERIAL.lock().await;
+    let Some(anvil) =
+        anvil_or_skip(test, AnvilOptions { accounts: 2, ..AnvilOptions::default() }).await.unwrap()
+    else {
+        return;
+    };
+    let chain = build_log_chain(&anvil, 5, 100).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let abi = dir.path().join("LogSpammer.json");
+    std::fs::write(&abi, gemgate_testkit::artifacts::Artifact::named("LogSpammer").unwrap().json).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("gemgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{db}\"\n[telemetry]\nlisten = \"{listen}\"\n[[chains]]\nid = 31337\n\
+             rpc = [\"{rpc}\"]\npoll_interval = \"100ms\"\n[[contracts]]\nname = \"spammer\"\nchain = 31337\n\
+             address = \"{address}\"\nabi = [\"{abi}\"]\nstart_block = {start}\n",
+            db = dir.path().join("gemgate.db").display(),
+            rpc = anvil.endpoint(),
+            address = chain.address,
+            abi = abi.display(),
+            start = chain.start_block,
+        ),
+    )
+    .unwrap();
+    let _index = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_gemgate"))
+            .args(["--log-filter", "warn", "index", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        if let Ok(answer) = support::try_http("GET", &format!("{base}/ready"), &[], None).await {
+            let leads = answer.body["leases"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l["role"] == "indexer" && l["state"] == "leader"));
+            if answer.status == 200 && leads {
+                break answer.body;
+            }
+        }
+        assert!(Instant::now() < deadline, "gemgate index answers /ready on telemetry.listen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready["parts"], serde_json::json!(["index"]), "{ready}");
+    assert_eq!(get(&format!("{base}/health")).await, (200, serde_json::json!({"status": "ok"})));
+    let (status, metrics) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.as_str().is_some_and(|m| m.contains("gemgate_indexer_head_block{chain_id=\"31337\"}")),
+        "the indexer's metrics: {metrics}"
+    );
+    // Only the probes: the API itself is not served here.
+    assert_eq!(support::try_http("GET", &format!("{base}/v1/status"), &[], None).await.unwrap().status, 404);
+}
