@@ -108,11 +108,6 @@ impl LeaseRecord {
     }
 }
 
-/// The parts a process runs, as written in its process lease.
-pub fn parts_detail(parts: &[&str]) -> String {
-    parts.join(",")
-}
-
 /// Whether a process lease's `detail` lists `part`.
 pub fn runs_part(detail: Option<&str>, part: &str) -> bool {
     detail.is_some_and(|d| d.split(',').any(|p| p == part))
