@@ -277,6 +277,16 @@ fn demo_deploys_and_drives_traffic_with_json_logs() {
         "{stdout}"
     );
     assert!(stdout.contains("/v1/cluster") && stdout.contains("gemgate status"), "{stdout}");
+    // The webhook sink's deliveries were verified by the demo's receiver, none refused.
+    let delivered = stdout.lines().find(|l| l.starts_with("delivered ")).expect("a delivery line");
+    let count: usize = delivered.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(count > 100, "{delivered}");
+    assert!(
+        delivered.contains("signed per Standard Webhooks and verified on arrival (0 refused)"),
+        "{delivered}"
+    );
+    assert!(delivered.contains("e.g. gemgate.event.gemforce.TradeDealCreated"), "{delivered}");
+    assert!(stdout.contains("/v1/audit") && stdout.contains("gemgate-demo-webhook.secret"), "{stdout}");
     // The demo took its leases as `gemgate run` does: `gemgate status` on its database shows them.
     let status =
         gemgate(&["status", "--json", "--config", dir.path().join("gemgate-demo.toml").to_str().unwrap()]);
@@ -284,7 +294,11 @@ fn demo_deploys_and_drives_traffic_with_json_logs() {
     let cluster: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let indexer = cluster["leases"].as_array().unwrap().iter().find(|l| l["role"] == "indexer").unwrap();
     assert_eq!(indexer["name"], "31337", "{cluster}");
-    assert_eq!(cluster["processes"][0]["parts"], serde_json::json!(["index", "api", "txm"]), "{cluster}");
+    assert_eq!(
+        cluster["processes"][0]["parts"],
+        serde_json::json!(["index", "dispatch", "api", "txm"]),
+        "{cluster}"
+    );
     assert_eq!(indexer["live"], false, "given up when the demo stopped: {cluster}");
     let snapshot = std::fs::File::open(dir.path().join("gemgate-demo-snapshot.jsonl")).unwrap();
     let summary = gemgate_store::snapshot::verify(&mut std::io::BufReader::new(snapshot)).unwrap();

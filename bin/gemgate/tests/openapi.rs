@@ -11,7 +11,7 @@ use std::process::Command;
 use support::{conforms, free_port, get, http, response_schema};
 
 /// Every route the router serves, as (method, path).
-const ROUTES: [(&str, &str); 27] = [
+const ROUTES: [(&str, &str); 28] = [
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),
@@ -39,6 +39,7 @@ const ROUTES: [(&str, &str); 27] = [
     ("get", "/v1/drift"),
     ("get", "/v1/snapshots"),
     ("get", "/v1/cluster"),
+    ("get", "/v1/audit"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,13 +80,34 @@ async fn the_openapi_document_is_the_routes_served_valid_and_true_to_the_answers
         assert_ne!(status, 405, "{method} {path} is routed");
     }
 
-    // Writes are documented with the bearer scheme, reads of a public server without.
-    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    // Writes and the audit log are documented with the credentials that open them (an API key, a JWT or
+    // a Parse session), reads of a public server without.
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        (schemes["jwt"]["scheme"].as_str(), schemes["jwt"]["bearerFormat"].as_str()),
+        (Some("bearer"), Some("JWT"))
+    );
+    assert_eq!(
+        (schemes["parse_session"]["in"].as_str(), schemes["parse_session"]["name"].as_str()),
+        (Some("header"), Some("X-Parse-Session-Token"))
+    );
     for (method, path) in &served {
-        let secured = document["paths"][path][method]["security"].is_array();
+        let security = &document["paths"][path][method]["security"];
         let writes = path.starts_with("/v1/sinks/")
+            || path == "/v1/audit"
             || (method == "post" && (path.starts_with("/v1/transactions") || path == "/v1/relay"));
-        assert_eq!(secured, writes, "{method} {path}: security");
+        assert_eq!(security.is_array(), writes, "{method} {path}: security");
+        if writes {
+            let alternatives: BTreeSet<String> = security
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r.as_object().unwrap().keys().cloned())
+                .collect();
+            let expected: BTreeSet<String> = ["bearer", "jwt", "parse_session"].map(String::from).into();
+            assert_eq!(alternatives, expected, "{method} {path}: any of the three credentials");
+        }
     }
 
     // Real answers carry the fields their schemas declare, and no others.

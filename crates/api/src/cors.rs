@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use gemgate_config::CorsSettings;
 
 /// Request headers a page may send: the API key, JSON bodies, idempotency keys, SSE resumption.
-const ALLOW_HEADERS: &str = "authorization, content-type, idempotency-key, last-event-id";
+const ALLOW_HEADERS: &str =
+    "authorization, content-type, idempotency-key, last-event-id, x-parse-session-token";
 /// Response headers a page may read besides the CORS-safelisted ones.
 const EXPOSE_HEADERS: &str = "retry-after";
 const WRITE_METHODS: &str = "GET, HEAD, POST, OPTIONS";

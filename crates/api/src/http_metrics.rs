@@ -29,6 +29,10 @@ pub struct RouteLabel {
 pub struct HttpMetrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    /// Writes answered whose audit entry could not be recorded.
+    pub audit_failures: Counter,
+    /// Requests refused for a rate limit.
+    pub rate_limited: Counter,
 }
 
 impl Default for HttpMetrics {
@@ -36,6 +40,8 @@ impl Default for HttpMetrics {
         Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(gemgate_telemetry::latency_histogram),
+            audit_failures: Counter::default(),
+            rate_limited: Counter::default(),
         }
     }
 }
@@ -50,6 +56,12 @@ impl HttpMetrics {
                 "time from request to response head, by route",
                 m.latency.clone(),
             );
+            r.register(
+                "audit_failures",
+                "writes whose audit entry could not be recorded",
+                m.audit_failures.clone(),
+            );
+            r.register("rate_limited", "requests refused with 429 for a rate limit", m.rate_limited.clone());
         });
         m
     }

@@ -3,6 +3,7 @@
 //! Every input is validated and refused with a 4xx that says what is wrong; 5xx bodies are generic and
 //! the cause is logged once.
 
+mod audit;
 mod auth;
 mod calls;
 pub mod cluster;
@@ -11,7 +12,10 @@ pub mod dto;
 mod error;
 mod handlers;
 mod http_metrics;
+pub mod jwt;
+pub mod limits;
 mod openapi;
+pub mod parse;
 mod relay;
 mod sync;
 mod transactions;
@@ -49,6 +53,7 @@ pub struct StorePorts {
     pub drift: Arc<dyn gemgate_domain::ports::DriftStore>,
     pub states: Arc<dyn gemgate_domain::ports::StateSnapshots>,
     pub leases: Arc<dyn gemgate_domain::ports::Leases>,
+    pub audit: Arc<dyn gemgate_domain::ports::AuditLog>,
 }
 
 impl StorePorts {
@@ -62,6 +67,7 @@ impl StorePorts {
             + gemgate_domain::ports::DriftStore
             + gemgate_domain::ports::StateSnapshots
             + gemgate_domain::ports::Leases
+            + gemgate_domain::ports::AuditLog
             + Clone
             + 'static,
     {
@@ -73,6 +79,7 @@ impl StorePorts {
             drift: Arc::new(store.clone()),
             states: Arc::new(store.clone()),
             leases: Arc::new(store.clone()),
+            audit: Arc::new(store.clone()),
         }
     }
 }
@@ -102,6 +109,12 @@ pub struct AppState {
     pub relay: Option<Arc<gemgate_relay::Relayer>>,
     /// What this process runs and leads, for `/ready` (`None`: the API alone).
     pub cluster: Option<Arc<gemgate_domain::cluster::LocalCluster>>,
+    /// Bearer JWTs (`None` without `[api.jwt]`).
+    pub jwt: Option<Arc<jwt::JwtVerifier>>,
+    /// `[api.rate_limits]`' buckets.
+    pub limits: Arc<limits::RateLimiter>,
+    /// Parse Server sessions (`None` without `[api.parse]`).
+    pub parse: Option<Arc<parse::ParseSessions>>,
 }
 
 /// What `POST /v1/call` needs: the proxy and the configured contracts' functions and errors.
@@ -145,7 +158,8 @@ pub struct SinkInfo {
 /// The API's routes over `state`, and at `/v1/openapi.json` the OpenAPI document collected from the same
 /// routes.
 pub fn router(state: AppState) -> Router {
-    let (routes, document) = routes(&state).split_for_parts();
+    let (routes, mut document) = routes(&state).split_for_parts();
+    openapi::with_alternative_credentials(&mut document);
     // Serialized once: the document is fixed for the life of the router (each answer shares the bytes).
     let document = axum::body::Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
     let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
@@ -186,20 +200,26 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(sync::snapshots))
         .routes(routes!(cluster::cluster))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
+    // Writes are audited: the audit layer sits inside the scope check, which names the caller.
+    let audited = || axum::middleware::from_fn_with_state(state.clone(), audit::record);
     let admin = OpenApiRouter::new()
         .routes(routes!(handlers::pause_sink))
         .routes(routes!(handlers::resume_sink))
         .routes(routes!(handlers::replay_sink))
         .routes(routes!(handlers::requeue_sink))
+        .routes(routes!(audit::audit))
+        .route_layer(audited())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
     let transact = OpenApiRouter::new()
         .routes(routes!(transactions::create))
         .routes(routes!(transactions::create_raw))
         .routes(routes!(transactions::cancel))
         .routes(routes!(transactions::speed_up))
+        .route_layer(audited())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_transact));
     let relay = OpenApiRouter::new()
         .routes(routes!(relay::relay))
+        .route_layer(audited())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_relay));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", v1.merge(admin).merge(transact).merge(relay))
@@ -215,5 +235,8 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    // With the peer's address, for the anonymous rate limit.
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

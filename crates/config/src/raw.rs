@@ -166,6 +166,49 @@ pub(crate) struct RawApi {
     pub keys: Vec<RawApiKey>,
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    pub jwt: Option<RawJwt>,
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
+    pub parse: Option<RawParse>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawParse {
+    pub server_url: String,
+    pub app_id: String,
+    pub rest_key_env: Option<String>,
+    pub rest_key_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub cache_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimits {
+    pub read: Option<RawRate>,
+    pub transact: Option<RawRate>,
+    pub relay: Option<RawRate>,
+    pub admin: Option<RawRate>,
+    pub anonymous: Option<RawRate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRate {
+    pub per_second: f64,
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub jwks_url: String,
+    pub issuer: String,
+    pub audience: OneOrMany,
+    pub scopes_claim: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +277,9 @@ pub(crate) struct RawSink {
     pub previous_secret_env: Option<String>,
     pub previous_secret_file: Option<String>,
     pub strict_order: Option<bool>,
+    pub signature: Option<String>,
+    pub format: Option<String>,
+    pub content_mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

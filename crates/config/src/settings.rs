@@ -271,6 +271,79 @@ pub struct ApiSettings {
     pub gemforce_webhook_secret: Option<Secret<String>>,
     /// `api.cors_origins`: browser origins allowed to call the API. Default: none (no CORS headers).
     pub cors: CorsSettings,
+    /// `[api.jwt]`: bearer JWTs from an identity provider, beside the API keys. Default: none.
+    pub jwt: Option<JwtSettings>,
+    /// `[api.rate_limits]`: token buckets per caller and endpoint group. Default: no limits.
+    pub rate_limits: RateLimits,
+    /// `[api.parse]`: Parse Server sessions (`X-Parse-Session-Token`). Default: none.
+    pub parse: Option<ParseSettings>,
+}
+
+/// `[api.parse]`: the Parse Server whose sessions the API accepts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParseSettings {
+    /// `server_url`: the Parse Server's mount (`https://backend.example/parse`; `http://` only on a
+    /// loopback host); sessions are checked with `GET <server_url>/users/me`.
+    pub server_url: url::Url,
+    /// `app_id`: sent as `X-Parse-Application-Id`.
+    pub app_id: String,
+    /// `rest_key_env` / `rest_key_file`: sent as `X-Parse-REST-API-Key` when the server requires it.
+    pub rest_key: Option<Secret<String>>,
+    /// `scopes`: what every valid session may do. Default `["read"]`. (Not a field of the user: Parse
+    /// users may write their own fields.)
+    pub scopes: Vec<Scope>,
+    /// `cache_ttl`: how long a checked session is trusted before it is checked again. Default 60s.
+    #[serde(with = "humantime_serde_text")]
+    pub cache_ttl: std::time::Duration,
+}
+
+/// `[api.rate_limits]`: one token bucket per caller (API key name, `jwt:<subject>`; the client address for
+/// `anonymous`) and group. Each group is unlimited unless configured. Buckets live in each process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RateLimits {
+    /// Reads (`GET /v1/...`) by a caller with credentials.
+    pub read: Option<RateLimit>,
+    /// `POST /v1/transactions...`
+    pub transact: Option<RateLimit>,
+    /// `POST /v1/relay`
+    pub relay: Option<RateLimit>,
+    /// The operator endpoints.
+    pub admin: Option<RateLimit>,
+    /// Public reads without credentials, per client address.
+    pub anonymous: Option<RateLimit>,
+}
+
+/// `{ per_second = R, burst = B }`: R requests a second on average, up to B at once (default: R, at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// `[api.jwt]`: who issues the tokens the API accepts, and where their keys are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JwtSettings {
+    /// `jwks_url`: the issuer's JSON Web Key Set (`https://`, or `http://` on a loopback host).
+    pub jwks_url: url::Url,
+    /// `issuer`: the `iss` every token must carry.
+    pub issuer: String,
+    /// `audience`: one or more accepted `aud` values; a token must name one of them.
+    pub audience: Vec<String>,
+    /// `scopes_claim`: the claim holding the scopes (a space-separated string or an array of
+    /// `read`, `transact`, `relay`, `admin`; others are ignored). Default `scope`.
+    pub scopes_claim: String,
+    /// `algorithms`: the signature algorithms accepted. Default all of `RS256`, `ES256`, `EdDSA`.
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// `leeway`: clock skew allowed on `exp` and `nbf`. Default 30s.
+    #[serde(with = "humantime_serde_text")]
+    pub leeway: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum JwtAlgorithm {
+    RS256,
+    ES256,
+    EdDSA,
 }
 
 /// Who may call the API from a browser page of another origin.
@@ -308,6 +381,19 @@ pub enum Scope {
     Transact,
     Relay,
     Admin,
+}
+
+impl Scope {
+    /// `read`, `transact`, `relay` or `admin`.
+    pub fn parse(name: &str) -> Option<Scope> {
+        match name {
+            "read" => Some(Scope::Read),
+            "transact" => Some(Scope::Transact),
+            "relay" => Some(Scope::Relay),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
 }
 
 /// `[telemetry]`
@@ -377,6 +463,30 @@ pub struct SinkSettings {
     pub events: Vec<String>,
     /// Attempts before a message goes to the dead-letter table. Default 10.
     pub max_attempts: u32,
+    /// `format` (and `content_mode`): what the sink sends for each message.
+    pub format: MessageFormat,
+}
+
+/// What a sink sends: gemgate's envelope as it is (`format = "envelope"`, the default), or a CloudEvent
+/// (`format = "cloudevents"`) whose data is the envelope, in the protocol binding's structured
+/// (`content_mode = "structured"`, the default) or binary (`content_mode = "binary"`) content mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageFormat {
+    #[default]
+    Envelope,
+    CloudeventsStructured,
+    CloudeventsBinary,
+}
+
+/// How a webhook sink signs: Standard Webhooks (`signature = "standard"`, the default: `webhook-*` headers,
+/// `whsec_` secrets) or gemgate's own `Gemgate-*` headers (`signature = "gemgate"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookSignature {
+    #[default]
+    Standard,
+    Gemgate,
 }
 
 fn finality_text<S: serde::Serializer>(finality: &Finality, s: S) -> Result<S::Ok, S::Error> {
@@ -391,7 +501,7 @@ pub enum SinkKind {
     Kafka { brokers: Vec<String>, topic: String },
     Nats { url: SecretUrl, subject: String, stream: String },
     Redis { url: SecretUrl, stream: String, maxlen: Option<u64> },
-    Webhook { url: SecretUrl, secrets: Vec<Secret<String>>, strict_order: bool },
+    Webhook { url: SecretUrl, secrets: Vec<Secret<String>>, strict_order: bool, signature: WebhookSignature },
 }
 
 impl SinkKind {

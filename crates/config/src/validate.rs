@@ -11,8 +11,8 @@ use gemgate_domain::{Finality, FinalityLevel};
 
 use crate::Problem;
 use crate::raw::{
-    OneOrMany, RawApi, RawBatch, RawChain, RawCluster, RawContract, RawQuota, RawReconcile, RawRelayer,
-    RawSettings, RawSigner, RawSink, RawSnapshot,
+    OneOrMany, RawApi, RawBatch, RawChain, RawCluster, RawContract, RawJwt, RawParse, RawQuota, RawRate,
+    RawReconcile, RawRelayer, RawSettings, RawSigner, RawSink, RawSnapshot,
 };
 use crate::secret::{Secret, SecretUrl};
 use crate::settings::*;
@@ -191,23 +191,7 @@ fn api(raw: &RawApi, ctx: &Context<'_>, p: &mut Problems) -> Option<ApiSettings>
                     None
                 }
             };
-            let scopes: Vec<Scope> = k
-                .scopes
-                .iter()
-                .filter_map(|s| match s.as_str() {
-                    "read" => Some(Scope::Read),
-                    "transact" => Some(Scope::Transact),
-                    "relay" => Some(Scope::Relay),
-                    "admin" => Some(Scope::Admin),
-                    other => {
-                        p.add(
-                            format!("{key}.scopes"),
-                            format!("unknown scope {other:?}: expected read, transact, relay or admin"),
-                        );
-                        None
-                    }
-                })
-                .collect();
+            let scopes = scope_list(&k.scopes, &format!("{key}.scopes"), p);
             if k.scopes.is_empty() {
                 p.add(format!("{key}.scopes"), "give at least one scope");
             }
@@ -223,9 +207,171 @@ fn api(raw: &RawApi, ctx: &Context<'_>, p: &mut Problems) -> Option<ApiSettings>
         p,
     );
     let cors = cors(&raw.cors_origins, p);
+    let jwt = raw.jwt.as_ref().and_then(|jwt| jwt_settings(jwt, p));
+    let limits = &raw.rate_limits;
+    let mut rate = |name: &str, raw: &Option<RawRate>| {
+        let raw = raw.as_ref()?;
+        if !(raw.per_second.is_finite() && raw.per_second > 0.0) {
+            p.add(
+                format!("api.rate_limits.{name}.per_second"),
+                "must be a positive number of requests a second",
+            );
+            return None;
+        }
+        if raw.burst == Some(0) {
+            p.add(format!("api.rate_limits.{name}.burst"), "must be at least 1");
+            return None;
+        }
+        Some(RateLimit {
+            per_second: raw.per_second,
+            burst: raw.burst.unwrap_or(raw.per_second.ceil().max(1.0) as u32),
+        })
+    };
+    let rate_limits = RateLimits {
+        read: rate("read", &limits.read),
+        transact: rate("transact", &limits.transact),
+        relay: rate("relay", &limits.relay),
+        admin: rate("admin", &limits.admin),
+        anonymous: rate("anonymous", &limits.anonymous),
+    };
+    let parse = raw.parse.as_ref().and_then(|raw| parse_settings(raw, ctx, p));
     let listen = listen?;
     let public_reads = raw.public_reads.unwrap_or(listen.ip().is_loopback());
-    Some(ApiSettings { listen, public_reads, keys, gemforce_webhook_secret, cors })
+    Some(ApiSettings { listen, public_reads, keys, gemforce_webhook_secret, cors, jwt, rate_limits, parse })
+}
+
+/// Scope names, each known.
+fn scope_list(names: &[String], key: &str, p: &mut Problems) -> Vec<Scope> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let scope = Scope::parse(name);
+            if scope.is_none() {
+                p.add(key, format!("unknown scope {name:?}: expected read, transact, relay or admin"));
+            }
+            scope
+        })
+        .collect()
+}
+
+/// A URL the API calls for credentials: `https://`, or `http://` on a loopback host.
+fn credential_url(text: &str, key: &str, p: &mut Problems) -> Option<url::Url> {
+    match url::Url::parse(text) {
+        Ok(url) if url.scheme() == "https" => Some(url),
+        Ok(url) if url.scheme() == "http" && is_loopback_host(&url) => Some(url),
+        Ok(_) => {
+            p.add(
+                key,
+                "must be https:// (http:// only on a loopback host): credentials must not be spoofable",
+            );
+            None
+        }
+        Err(e) => {
+            p.add(key, format!("not a URL: {e}"));
+            None
+        }
+    }
+}
+
+/// `[api.parse]`
+fn parse_settings(raw: &RawParse, ctx: &Context<'_>, p: &mut Problems) -> Option<ParseSettings> {
+    let server_url = credential_url(&raw.server_url, "api.parse.server_url", p);
+    if raw.app_id.trim().is_empty() {
+        p.add("api.parse.app_id", "must be the Parse app id (X-Parse-Application-Id)");
+    }
+    let rest_key = secret("api.parse.rest_key", &raw.rest_key_env, &raw.rest_key_file, false, ctx, p);
+    let scopes = match &raw.scopes {
+        None => vec![Scope::Read],
+        Some(names) => scope_list(names, "api.parse.scopes", p),
+    };
+    let cache_ttl = match raw.cache_ttl.as_deref() {
+        None => Some(Duration::from_secs(60)),
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => Some(d),
+            _ => {
+                p.add(
+                    "api.parse.cache_ttl",
+                    format!("{text:?} is not a duration of at most 1h such as \"60s\""),
+                );
+                None
+            }
+        },
+    };
+    Some(ParseSettings {
+        server_url: server_url?,
+        app_id: raw.app_id.clone(),
+        rest_key,
+        scopes,
+        cache_ttl: cache_ttl?,
+    })
+}
+
+/// `[api.jwt]`
+fn jwt_settings(raw: &RawJwt, p: &mut Problems) -> Option<JwtSettings> {
+    let jwks_url = credential_url(&raw.jwks_url, "api.jwt.jwks_url", p);
+    if raw.issuer.trim().is_empty() {
+        p.add("api.jwt.issuer", "must name the issuer (the iss claim of its tokens)");
+    }
+    let audience = match &raw.audience {
+        OneOrMany::One(one) => vec![one.clone()],
+        OneOrMany::Many(many) => many.clone(),
+    };
+    if audience.is_empty() || audience.iter().any(|a| a.trim().is_empty()) {
+        p.add("api.jwt.audience", "give the audience (aud) gemgate's tokens are issued for");
+    }
+    let algorithms = match &raw.algorithms {
+        None => vec![JwtAlgorithm::RS256, JwtAlgorithm::ES256, JwtAlgorithm::EdDSA],
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match a.as_str() {
+                "RS256" => Some(JwtAlgorithm::RS256),
+                "ES256" => Some(JwtAlgorithm::ES256),
+                "EdDSA" => Some(JwtAlgorithm::EdDSA),
+                other => {
+                    p.add(
+                        format!("api.jwt.algorithms[{i}]"),
+                        format!("{other:?} is not one of RS256, ES256, EdDSA"),
+                    );
+                    None
+                }
+            })
+            .collect(),
+    };
+    if algorithms.is_empty() {
+        p.add("api.jwt.algorithms", "give at least one of RS256, ES256, EdDSA");
+    }
+    let leeway = match raw.leeway.as_deref() {
+        None => Some(Duration::from_secs(30)),
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if d <= Duration::from_secs(300) => Some(d),
+            _ => {
+                p.add("api.jwt.leeway", format!("{text:?} is not a duration of at most 5m such as \"30s\""));
+                None
+            }
+        },
+    };
+    let scopes_claim = raw.scopes_claim.clone().unwrap_or_else(|| "scope".into());
+    if scopes_claim.is_empty() {
+        p.add("api.jwt.scopes_claim", "must name a claim");
+    }
+    Some(JwtSettings {
+        jwks_url: jwks_url?,
+        issuer: raw.issuer.clone(),
+        audience,
+        scopes_claim,
+        algorithms,
+        leeway: leeway?,
+    })
+}
+
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// `api.cors_origins`: `*`, or origins as browsers send them (`scheme://host[:port]`, no path).
@@ -849,9 +995,40 @@ fn sink(
                 ctx,
                 p,
             );
+            let signature = match raw.signature.as_deref() {
+                None | Some("standard") => WebhookSignature::Standard,
+                Some("gemgate") => WebhookSignature::Gemgate,
+                Some(other) => {
+                    p.add(
+                        format!("{key}.signature"),
+                        format!("unknown signature scheme {other:?}: expected \"standard\" or \"gemgate\""),
+                    );
+                    WebhookSignature::Standard
+                }
+            };
             let url = url(&["http", "https"], p)?;
+            if signature == WebhookSignature::Standard {
+                let given = [("secret", &current), ("previous_secret", &previous)];
+                for (which, secret) in given.iter().filter_map(|(w, s)| Some((w, s.as_ref()?))) {
+                    if let Err(problem) = gemgate_domain::signature::standard_key(secret.expose()) {
+                        p.add(
+                            format!("{key}.{which}"),
+                            format!(
+                                "{problem}: Standard Webhooks secrets are whsec_ and the base64 of 24 to 64 \
+                                 random bytes (make one with: echo \"whsec_$(openssl rand -base64 32)\"); \
+                                 signature = \"gemgate\" takes any secret"
+                            ),
+                        );
+                    }
+                }
+            }
             let secrets = current.into_iter().chain(previous).collect();
-            Some(SinkKind::Webhook { url, secrets, strict_order: raw.strict_order.unwrap_or(false) })
+            Some(SinkKind::Webhook {
+                url,
+                secrets,
+                strict_order: raw.strict_order.unwrap_or(false),
+                signature,
+            })
         }
         other => {
             p.add(
@@ -865,7 +1042,53 @@ fn sink(
     if max_attempts == 0 {
         p.add(format!("{key}.max_attempts"), "must be at least 1");
     }
-    Some(SinkSettings { name: raw.name.clone(), kind: kind?, finality: finality?, events, max_attempts })
+    let format = message_format(raw, key, p);
+    if format == MessageFormat::CloudeventsBinary && raw.kind == "redis" {
+        p.add(
+            format!("{key}.content_mode"),
+            "Redis Streams has no CloudEvents binding with headers: use content_mode = \"structured\"",
+        );
+    }
+    Some(SinkSettings {
+        name: raw.name.clone(),
+        kind: kind?,
+        finality: finality?,
+        events,
+        max_attempts,
+        format,
+    })
+}
+
+/// `format` and `content_mode` of a sink.
+fn message_format(raw: &RawSink, key: &str, p: &mut Problems) -> MessageFormat {
+    let binary = match raw.content_mode.as_deref() {
+        None | Some("structured") => false,
+        Some("binary") => true,
+        Some(other) => {
+            p.add(
+                format!("{key}.content_mode"),
+                format!("unknown content mode {other:?}: expected \"structured\" or \"binary\""),
+            );
+            false
+        }
+    };
+    match raw.format.as_deref() {
+        None | Some("envelope") => {
+            if raw.content_mode.is_some() {
+                p.add(format!("{key}.content_mode"), "applies to format = \"cloudevents\" only");
+            }
+            MessageFormat::Envelope
+        }
+        Some("cloudevents") if binary => MessageFormat::CloudeventsBinary,
+        Some("cloudevents") => MessageFormat::CloudeventsStructured,
+        Some(other) => {
+            p.add(
+                format!("{key}.format"),
+                format!("unknown format {other:?}: expected \"envelope\" or \"cloudevents\""),
+            );
+            MessageFormat::Envelope
+        }
+    }
 }
 
 fn signer(

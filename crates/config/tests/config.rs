@@ -32,7 +32,7 @@ fn defaults_need_no_file() {
 fn a_full_file_loads_into_typed_values() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ping.json"), ABI).unwrap();
-    std::fs::write(dir.path().join("hook.secret"), "whsec_123\n").unwrap();
+    std::fs::write(dir.path().join("hook.secret"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
     let text = r#"
         [database]
         url = "postgres://gemgate:pw@127.0.0.1/gemgate"
@@ -87,12 +87,14 @@ fn a_full_file_loads_into_typed_values() {
         other => panic!("wrong kind {other:?}"),
     }
     match &settings.sinks[1].kind {
-        SinkKind::Webhook { secrets, .. } => assert_eq!(secrets[0].expose(), "whsec_123"),
+        SinkKind::Webhook { secrets, .. } => {
+            assert_eq!(secrets[0].expose(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        }
         other => panic!("wrong kind {other:?}"),
     }
 
     let printed = settings.to_redacted_toml();
-    for secret in ["pw@", "guest:guest", key, "whsec_123"] {
+    for secret in ["pw@", "guest:guest", key, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
         assert!(!printed.contains(secret), "{secret} leaked into:\n{printed}");
     }
     assert!(printed.contains("<redacted>"));
@@ -430,4 +432,46 @@ fn relayers_name_their_chain_signer_allowlist_and_quotas() {
     for start in expect {
         assert!(found.iter().any(|p| p.starts_with(start)), "missing {start:?} in {found:?}");
     }
+}
+
+#[test]
+fn webhook_signatures_and_cloudevents_formats_are_chosen_per_sink() {
+    use gemgate_config::{MessageFormat, WebhookSignature};
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = |body: &str| format!("[[sinks]]\nname = \"s\"\n{body}\n");
+    let load = |body: &str, secret: &str| {
+        load_str(&sinks(body), Path::new("x"), dir.path(), &env(&[("HOOK_SECRET", secret)]))
+    };
+    let hook = "kind = \"webhook\"\nurl = \"https://example.com/h\"\nsecret_env = \"HOOK_SECRET\"";
+    let good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    let settings = load(hook, good).unwrap();
+    let SinkKind::Webhook { signature, .. } = &settings.sinks[0].kind else { panic!("a webhook") };
+    assert_eq!(*signature, WebhookSignature::Standard, "Standard Webhooks by default");
+    assert_eq!(settings.sinks[0].format, MessageFormat::Envelope);
+
+    for weak in ["plain-secret", "whsec_c2hvcnQ=", "whsec_***"] {
+        let found = problems(load(hook, weak));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("sinks[0].secret: "), "{found:?}");
+        assert!(found[0].contains("signature = \"gemgate\""), "the way out is named: {found:?}");
+        assert!(!found[0].contains(weak), "the secret is not echoed: {found:?}");
+    }
+    let own = load(&format!("{hook}\nsignature = \"gemgate\""), "plain-secret").unwrap();
+    let SinkKind::Webhook { signature, .. } = &own.sinks[0].kind else { panic!("a webhook") };
+    assert_eq!(*signature, WebhookSignature::Gemgate);
+
+    let binary = load(&format!("{hook}\nformat = \"cloudevents\"\ncontent_mode = \"binary\""), good).unwrap();
+    assert_eq!(binary.sinks[0].format, MessageFormat::CloudeventsBinary);
+    let structured = load(&format!("{hook}\nformat = \"cloudevents\""), good).unwrap();
+    assert_eq!(structured.sinks[0].format, MessageFormat::CloudeventsStructured);
+
+    let redis = "kind = \"redis\"\nurl = \"redis://127.0.0.1\"\nstream = \"s\"\nformat = \"cloudevents\"";
+    let found = problems(load(&format!("{redis}\ncontent_mode = \"binary\""), good));
+    assert!(found[0].starts_with("sinks[0].content_mode: Redis Streams has no"), "{found:?}");
+    let found = problems(load(&format!("{hook}\nsignature = \"svix\"\nformat = \"xml\""), good));
+    assert!(found.iter().any(|p| p.starts_with("sinks[0].signature: unknown signature scheme")), "{found:?}");
+    assert!(found.iter().any(|p| p.starts_with("sinks[0].format: unknown format \"xml\"")), "{found:?}");
+    let found = problems(load(&format!("{hook}\ncontent_mode = \"binary\""), good));
+    assert!(found[0].starts_with("sinks[0].content_mode: applies to format = \"cloudevents\""), "{found:?}");
 }

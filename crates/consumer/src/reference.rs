@@ -220,8 +220,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                     "--webhook-listen needs exactly one of --webhook-secret-file and --webhook-secret-env"
                 ),
             };
-            let secret = secret.trim().as_bytes().to_vec();
-            consume(sources::Webhooks::open(*listen, vec![secret]).await?, &consumer).await
+            consume(sources::Webhooks::open(*listen, vec![secret.trim().to_string()]).await?, &consumer).await
         }
         _ => bail!(
             "choose exactly one source: --amqp URL --queue Q, --kafka BROKERS --topic T, --nats URL --stream S, \
@@ -244,7 +243,11 @@ async fn consume<S: Source>(mut source: S, consumer: &IdempotentConsumer) -> any
                 None => break,
             },
         };
-        let envelope: Value = match serde_json::from_slice(&body) {
+        let envelope: Value = match serde_json::from_slice::<Value>(&body) {
+            // A structured CloudEvent (`format = "cloudevents"`) carries the envelope as its data.
+            Ok(mut event) if event.get("specversion").is_some() && event["data"].is_object() => {
+                event["data"].take()
+            }
             Ok(envelope) => envelope,
             Err(error) => {
                 tracing::error!(%error, "not a JSON envelope; dropped");

@@ -1,7 +1,8 @@
 //! `gemgate demo`: the whole service on one machine. It starts a local chain (anvil), deploys the sample
 //! Gemforce contracts, writes a configuration for them (`gemgate-demo.toml`), starts the indexer and the
 //! API on SQLite (`gemgate-demo.db`), drives the seeded traffic scenario while the indexer follows the
-//! chain, and prints what was indexed and what to open.
+//! chain, delivers the Diamond's events to a local webhook receiver (Standard Webhooks signatures,
+//! binary-mode CloudEvents, each verified on arrival), and prints what was indexed and what to open.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -92,7 +93,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // the file itself); the demo's API key is printed below (a local demo: do not reuse it).
     let key_path = args.dir.join("gemgate-demo-signer.key");
     std::fs::write(&key_path, DEMO_SIGNER_KEY).with_context(|| format!("writing {}", key_path.display()))?;
-    let config = demo_config(&db, listen, &anvil, &deployment, &key_path);
+    let secret_path = args.dir.join("gemgate-demo-webhook.secret");
+    std::fs::write(&secret_path, DEMO_WEBHOOK_SECRET)
+        .with_context(|| format!("writing {}", secret_path.display()))?;
+    let (hooks, received) = webhook_receiver().await?;
+    let config = demo_config(&db, listen, &anvil, &deployment, &key_path, (&hooks, &secret_path));
     std::fs::write(&config_path, &config).with_context(|| format!("writing {}", config_path.display()))?;
     let settings = gemgate_config::load(Some(&config_path)).context("loading the demo configuration")?;
     println!("indexing into {} (configuration: {})", db.display(), config_path.display());
@@ -106,7 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cluster = gemgate_cluster::Cluster::new(
         std::sync::Arc::new(store.clone()),
         &holder,
-        &["index", "api", "txm"],
+        &["index", "dispatch", "api", "txm"],
         settings.cluster.lease_ttl,
     );
     cluster.join().await.context("announcing the demo in the leases table")?;
@@ -121,6 +126,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let (rx, cluster) = (rx.clone(), cluster.clone());
         let key = gemgate_domain::cluster::LeaseKey::indexer(indexer.chain_id());
         tasks.spawn(async move { cluster.lead(key, &mut indexer, rx, None).await.context("indexer") });
+    }
+    for mut dispatcher in wiring::dispatchers(&settings, &store, &metrics)? {
+        let (rx, cluster) = (rx.clone(), cluster.clone());
+        let key = gemgate_domain::cluster::LeaseKey::sink(dispatcher.sink_name());
+        tasks.spawn(async move { cluster.lead(key, &mut dispatcher, rx, None).await.context("dispatcher") });
     }
     let txm = wiring::tx_manager(&settings, &store, &metrics).await?;
     if let Some(manager) = &txm {
@@ -207,6 +217,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let (Some(relayer), Some(manager)) = (&relayer, &txm) {
         demo_relay(relayer, manager, &provider, &deployment, &relay_body).await?;
     }
+    demo_webhooks(&store, &hooks, &received).await?;
     let snapshot = args.dir.join("gemgate-demo-snapshot.jsonl");
     demo_snapshot(&store, &snapshot).await?;
     demo_sync(&settings, &store, &metrics).await?;
@@ -233,6 +244,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         anvil.accounts()[1]
     );
     println!("  curl -s '{base}/v1/transactions/<id from the answer>'");
+    println!(
+        "  curl -s '{base}/v1/audit' -H 'Authorization: Bearer {DEMO_ADMIN_KEY}'   (who made each write: key, \
+         jwt:<subject> or parse:<user>; writes are rate-limited per caller, see [api.rate_limits])"
+    );
+    println!(
+        "  webhooks: signed per Standard Webhooks with the secret in {} (verify with any published library); \
+         CloudEvents with format = \"cloudevents\"",
+        secret_path.display()
+    );
     if relayer.is_some() {
         println!(
             "  curl -s -X POST '{base}/v1/relay' -H 'Authorization: Bearer {DEMO_API_KEY}' -H 'Content-Type: application/json' \\\n      \
@@ -297,6 +317,77 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 const DEMO_SIGNER_KEY: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
 /// The demo's API key (scopes read, transact and relay); only its SHA-256 is in the configuration.
 const DEMO_API_KEY: &str = "gemgate-demo-key";
+/// The demo's operator key (scope admin: the sink endpoints and the audit log).
+const DEMO_ADMIN_KEY: &str = "gemgate-demo-admin-key";
+/// The demo webhook sink's Standard Webhooks secret (a local demo: do not reuse it).
+const DEMO_WEBHOOK_SECRET: &str = "whsec_Z2VtZ2F0ZS1kZW1vLXdlYmhvb2stc2VjcmV0LW9mLTMyYg==";
+
+/// What the demo's webhook receiver saw: deliveries whose signature verified, by CloudEvents type, and
+/// refused ones.
+#[derive(Debug, Default)]
+struct Received {
+    by_type: std::collections::BTreeMap<String, usize>,
+    refused: usize,
+}
+
+/// A receiver on a free loopback port that verifies every delivery's Standard Webhooks signature and reads
+/// its CloudEvents `ce-type`; its URL and what it saw.
+async fn webhook_receiver() -> anyhow::Result<(String, std::sync::Arc<std::sync::Mutex<Received>>)> {
+    use axum::http::{HeaderMap, StatusCode};
+    let listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the webhook receiver")?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    let received: std::sync::Arc<std::sync::Mutex<Received>> = std::sync::Arc::default();
+    let seen = received.clone();
+    let receive = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            let verified = gemgate_domain::signature::verify_webhook(&[DEMO_WEBHOOK_SECRET], header, &body);
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            if verified.is_err() {
+                seen.refused += 1;
+                return StatusCode::UNAUTHORIZED;
+            }
+            *seen.by_type.entry(header("ce-type").unwrap_or("(none)").to_string()).or_default() += 1;
+            StatusCode::NO_CONTENT
+        }
+    };
+    let app = axum::Router::new().route("/hooks", axum::routing::post(receive));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, received))
+}
+
+/// Waits until the webhook sink has delivered its backlog, and says what arrived.
+async fn demo_webhooks(
+    store: &gemgate_store::SqlStore,
+    url: &str,
+    received: &std::sync::Mutex<Received>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let backlog = store.sink_backlogs(&["hooks".to_string()]).await?.remove(0);
+        if backlog.backlog == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the webhook sink still has {} to deliver",
+            backlog.backlog
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = received.lock().unwrap_or_else(|e| e.into_inner());
+    let total: usize = seen.by_type.values().sum();
+    println!(
+        "delivered {total} Diamond events to {url}: each signed per Standard Webhooks and verified on arrival \
+         ({} refused), as binary-mode CloudEvents of {} types (e.g. {})",
+        seen.refused,
+        seen.by_type.len(),
+        seen.by_type.keys().find(|t| t.contains("TradeDealCreated")).map_or("none", String::as_str)
+    );
+    Ok(())
+}
 
 /// A user who holds no ether retires carbon credits of their own token through the relayer (the facet sees
 /// them as `_msgSender()`; the demo's signer pays), and signs a second request, written to `body_path` for
@@ -480,6 +571,7 @@ fn demo_config(
     anvil: &Anvil,
     d: &gemgate_testkit::Deployment,
     signer_key: &Path,
+    (hooks, webhook_secret): (&str, &Path),
 ) -> String {
     use sha2::Digest;
     let chain = anvil.chain_id();
@@ -504,9 +596,19 @@ fn demo_config(
     }
     config.push_str(&format!(
         "\n[[api.keys]]\nname = \"demo\"\nkey_sha256 = \"{}\"\nscopes = [\"read\", \"transact\", \"relay\"]\n\n\
+         [[api.keys]]\nname = \"demo-admin\"\nkey_sha256 = \"{}\"\nscopes = [\"admin\"]\n\n\
+         # A token bucket per caller: 50 writes a second, bursts of 100 (429 with Retry-After beyond).\n\
+         [api.rate_limits]\ntransact = {{ per_second = 50, burst = 100 }}\n\n\
          [[signers]]\nname = \"demo\"\nkind = \"local\"\nkey_file = \"{}\"\nchains = [{chain}]\n\n[txm]\npoll_interval = \"100ms\"\n",
         hex::encode(sha2::Sha256::digest(DEMO_API_KEY.as_bytes())),
+        hex::encode(sha2::Sha256::digest(DEMO_ADMIN_KEY.as_bytes())),
         signer_key.display()
+    ));
+    config.push_str(&format!(
+        "\n# The Diamond's events to a local receiver: Standard Webhooks signatures, binary-mode CloudEvents.\n\
+         [[sinks]]\nname = \"hooks\"\nkind = \"webhook\"\nurl = \"{hooks}\"\nsecret_file = \"{}\"\n\
+         events = [\"gemforce.*\"]\nformat = \"cloudevents\"\ncontent_mode = \"binary\"\n",
+        webhook_secret.display()
     ));
     config.push_str(&format!(
         "\n# Users sign ERC-2771 requests for the forwarder; the demo signer pays (POST /v1/relay).\n\

@@ -34,6 +34,13 @@ pub struct OutboxMessage {
 }
 
 impl OutboxMessage {
+    /// `<id>:<outbox position>`: one value per outbox row, what deduplicating transports key on (JetStream's
+    /// `Nats-Msg-Id`, Standard Webhooks' `webhook-id`, the CloudEvents `id`). A re-send of the row repeats
+    /// it; a retraction or an event a second reorg brings back is a row of its own with a value of its own.
+    pub fn delivery_id(&self) -> String {
+        format!("{}:{}", self.id, self.seq)
+    }
+
     /// The body parsed (for consumers of this type that need fields beyond the ones above).
     pub fn payload_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null)

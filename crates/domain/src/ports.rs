@@ -162,6 +162,31 @@ pub trait Leases: Send + Sync {
     async fn leases(&self) -> Result<Vec<LeaseRecord>, StoreError>;
 }
 
+/// One write made through the API: who made it, what, when, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// Position in the log (0 for an entry not yet recorded).
+    pub id: u64,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// The API key's name, `jwt:<subject>` or `parse:<user id>`.
+    pub caller: String,
+    pub method: String,
+    /// The request path (no query string).
+    pub path: String,
+    /// The HTTP status the write was answered with.
+    pub status: u16,
+}
+
+/// The audit log of API writes (`audit_log`).
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn record(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Newest first: up to `limit` entries with ids below `before` (all when `None`).
+    async fn audit_entries(&self, before: Option<u64>, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
 /// A destination for outbox messages (a broker, a webhook endpoint).
 #[async_trait]
 pub trait Sink: Send + Sync {

@@ -2,26 +2,32 @@
 //! key `<chain_id>.<contract>.<event>` (`<chain_id>.transaction.<state>` for transaction updates),
 //! persistent messages with `message_id` = the message id, and publisher confirms: a batch is spread over
 //! `CHANNELS` channels by ordering key (a channel keeps its order), published pipelined and confirmed
-//! message by message. With `queue`, that durable queue is declared too and bound to the exchange with `#`.
+//! message by message. As CloudEvents (`format = "cloudevents"`): structured, the body is the event in JSON
+//! with `content_type = application/cloudevents+json`; binary, the body stays the envelope and each
+//! attribute is a `cloudEvents_<attribute>` header (the AMQP binding's application properties). With `queue`, that durable queue is declared too and bound to the exchange with `#`.
 //!
 //! A lost connection is reopened on the next publish; until then the sink reports itself unavailable.
 
 use async_trait::async_trait;
+use gemgate_config::MessageFormat;
 use gemgate_domain::ports::{Sink, SinkFailure};
 use gemgate_domain::{OutboxMessage, SinkError};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::publisher_confirm::Confirmation;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
+
+use crate::cloudevents;
 
 pub struct AmqpSink {
     name: String,
     url: url::Url,
     exchange: String,
     queue: Option<String>,
+    format: MessageFormat,
     open: Mutex<Option<(Connection, Vec<Channel>)>>,
 }
 
@@ -40,7 +46,20 @@ impl std::fmt::Debug for AmqpSink {
 
 impl AmqpSink {
     pub fn new(name: &str, url: url::Url, exchange: &str, queue: Option<String>) -> Self {
-        Self { name: name.to_string(), url, exchange: exchange.to_string(), queue, open: Mutex::new(None) }
+        Self {
+            name: name.to_string(),
+            url,
+            exchange: exchange.to_string(),
+            queue,
+            format: MessageFormat::Envelope,
+            open: Mutex::new(None),
+        }
+    }
+
+    /// Sends each message in `format` (the envelope by default).
+    pub fn with_format(mut self, format: MessageFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn unavailable(&self, what: &str, error: &lapin::Error) -> SinkError {
@@ -156,12 +175,20 @@ impl AmqpSink {
         let mut send_error = None;
         for &i in indexes {
             let message = &messages[i];
-            let body = message.payload.as_bytes();
-            let properties = BasicProperties::default()
+            let encoded = cloudevents::encode(self.format, message);
+            let body = encoded.body.as_bytes();
+            let mut properties = BasicProperties::default()
                 .with_delivery_mode(2)
-                .with_content_type("application/json".into())
+                .with_content_type(encoded.content_type.into())
                 .with_message_id(message.id.as_str().into())
                 .with_type(message.kind.as_str().into());
+            if let Some(event) = &encoded.event {
+                let mut headers = FieldTable::default();
+                for (name, value) in event.attributes() {
+                    headers.insert(format!("cloudEvents_{name}").into(), AMQPValue::LongString(value.into()));
+                }
+                properties = properties.with_headers(headers);
+            }
             match channel
                 .basic_publish(
                     &self.exchange,

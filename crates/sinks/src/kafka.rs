@@ -1,11 +1,15 @@
 //! Kafka through librdkafka (rdkafka): an idempotent producer (`enable.idempotence`, so the client's own
 //! retries never write a message twice or out of order), message key = the ordering key (one key, one
 //! partition, so order per key holds), value = the envelope, and headers `gemgate-id` (the message id),
-//! `gemgate-kind` and `gemgate-status`. The topic must exist (or the broker must create topics on first
+//! `gemgate-kind` and `gemgate-status`. As CloudEvents (`format = "cloudevents"`), per the Kafka protocol
+//! binding: structured, the value is the event in JSON with `content-type: application/cloudevents+json`;
+//! binary, the value stays the envelope with `content-type: application/json` and a `ce_<attribute>`
+//! header per attribute; the key is the ordering key (the `partitionkey` attribute) either way. The topic must exist (or the broker must create topics on first
 //! use); until it does, delivery waits as for an unreachable broker. A batch is handed to the producer at
 //! once and the delivery reports awaited in order.
 
 use async_trait::async_trait;
+use gemgate_config::MessageFormat;
 use gemgate_domain::ports::{Sink, SinkFailure};
 use gemgate_domain::{OutboxMessage, SinkError};
 use rdkafka::ClientConfig;
@@ -14,6 +18,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Mutex;
 
+use crate::cloudevents;
+
 /// How long librdkafka tries to deliver one message before reporting it failed (`message.timeout.ms`).
 const DELIVERY_TIMEOUT_MS: &str = "10000";
 
@@ -21,6 +27,7 @@ pub struct KafkaSink {
     name: String,
     brokers: String,
     topic: String,
+    format: MessageFormat,
     producer: Mutex<Option<FutureProducer>>,
 }
 
@@ -40,8 +47,15 @@ impl KafkaSink {
             name: name.to_string(),
             brokers: brokers.join(","),
             topic: topic.to_string(),
+            format: MessageFormat::Envelope,
             producer: Mutex::new(None),
         }
+    }
+
+    /// Sends each message in `format` (the envelope by default).
+    pub fn with_format(mut self, format: MessageFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn producer(&self) -> Result<FutureProducer, SinkError> {
@@ -88,13 +102,25 @@ impl Sink for KafkaSink {
         let mut failure = None;
         for (i, message) in messages.iter().enumerate() {
             let status = message.status.as_str();
-            let headers = OwnedHeaders::new_with_capacity(3)
+            let encoded = cloudevents::encode(self.format, message);
+            let mut headers = OwnedHeaders::new_with_capacity(11)
                 .insert(Header { key: "gemgate-id", value: Some(message.id.as_str()) })
                 .insert(Header { key: "gemgate-kind", value: Some(message.kind.as_str()) })
                 .insert(Header { key: "gemgate-status", value: Some(status) });
+            if self.format != MessageFormat::Envelope {
+                headers = headers.insert(Header { key: "content-type", value: Some(encoded.content_type) });
+            }
+            let names: Vec<(String, &str)> = encoded
+                .event
+                .as_ref()
+                .map(|event| event.attributes().map(|(name, value)| (format!("ce_{name}"), value)).to_vec())
+                .unwrap_or_default();
+            for (name, value) in &names {
+                headers = headers.insert(Header { key: name, value: Some(*value) });
+            }
             let record = FutureRecord::to(&self.topic)
                 .key(message.ordering_key.as_str())
-                .payload(message.payload.as_bytes())
+                .payload(encoded.body.as_bytes())
                 .headers(headers);
             match producer.send_result(record) {
                 Ok(report) => reports.push(report),

@@ -7,6 +7,7 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod cloudevents;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "nats")]
@@ -21,6 +22,8 @@ use std::sync::Arc;
 /// Webhook signing and verification (`gemgate_sinks::signature::verify` for receivers written in Rust).
 pub use gemgate_domain::signature;
 
+#[cfg(feature = "webhook")]
+use gemgate_config::WebhookSignature;
 use gemgate_config::{SinkKind, SinkSettings};
 use gemgate_domain::ports::Sink;
 
@@ -37,36 +40,44 @@ pub enum BuildError {
 pub fn build(settings: &SinkSettings) -> Result<Arc<dyn Sink>, BuildError> {
     let not_built =
         |why| BuildError::NotBuilt { sink: settings.name.clone(), kind: settings.kind.name(), why };
+    let format = settings.format;
     match &settings.kind {
         #[cfg(feature = "amqp")]
         SinkKind::Amqp { url, exchange, queue } => {
             if url.scheme() == "amqps" && !cfg!(feature = "amqp-tls") {
                 return Err(not_built("amqps needs the amqp-tls cargo feature"));
             }
-            Ok(Arc::new(amqp::AmqpSink::new(&settings.name, url.expose().clone(), exchange, queue.clone())))
+            let sink = amqp::AmqpSink::new(&settings.name, url.expose().clone(), exchange, queue.clone());
+            Ok(Arc::new(sink.with_format(format)))
         }
         #[cfg(feature = "webhook")]
-        SinkKind::Webhook { url, secrets, strict_order } => {
-            let secrets = secrets.iter().map(|s| s.expose().as_bytes().to_vec()).collect();
-            let sink =
-                webhook::WebhookSink::new(&settings.name, url.expose().clone(), secrets, *strict_order)
-                    .map_err(|e| BuildError::Invalid {
-                        sink: settings.name.clone(),
-                        message: e.to_string(),
-                    })?;
-            Ok(Arc::new(sink))
+        SinkKind::Webhook { url, secrets, strict_order, signature } => {
+            let invalid = |message: String| BuildError::Invalid { sink: settings.name.clone(), message };
+            let keys = secrets
+                .iter()
+                .map(|s| match signature {
+                    WebhookSignature::Standard => gemgate_domain::signature::standard_key(s.expose())
+                        .map_err(|e| invalid(e.to_string())),
+                    WebhookSignature::Gemgate => Ok(s.expose().as_bytes().to_vec()),
+                })
+                .collect::<Result<_, _>>()?;
+            let sink = webhook::WebhookSink::new(&settings.name, url.expose().clone(), keys, *strict_order)
+                .map_err(|e| invalid(e.to_string()))?;
+            Ok(Arc::new(sink.with_signature(*signature).with_format(format)))
         }
         #[cfg(feature = "nats")]
         SinkKind::Nats { url, subject, stream } => {
-            Ok(Arc::new(nats::NatsSink::new(&settings.name, url.expose().clone(), subject, stream)))
+            let sink = nats::NatsSink::new(&settings.name, url.expose().clone(), subject, stream);
+            Ok(Arc::new(sink.with_format(format)))
         }
         #[cfg(feature = "redis")]
         SinkKind::Redis { url, stream, maxlen } => {
-            Ok(Arc::new(redis::RedisSink::new(&settings.name, url.expose().clone(), stream, *maxlen)))
+            let sink = redis::RedisSink::new(&settings.name, url.expose().clone(), stream, *maxlen);
+            Ok(Arc::new(sink.with_format(format)))
         }
         #[cfg(feature = "kafka")]
         SinkKind::Kafka { brokers, topic } => {
-            Ok(Arc::new(kafka::KafkaSink::new(&settings.name, brokers, topic)))
+            Ok(Arc::new(kafka::KafkaSink::new(&settings.name, brokers, topic).with_format(format)))
         }
         #[allow(unreachable_patterns)]
         _ => Err(not_built("its cargo feature is off")),

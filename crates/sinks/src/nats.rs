@@ -8,20 +8,26 @@
 //! the same row within its duplicate window, while a retraction (same event id) or an event a second reorg
 //! brings back (same id again) is a row of its own and gets through. With the bare event id, JetStream
 //! would drop both.
+//!
+//! As CloudEvents (`format = "cloudevents"`), per the NATS binding: structured, the payload is the event in
+//! JSON; binary, the payload stays the envelope and every attribute is a `ce-<attribute>` header
+//! (`ce-datacontenttype` included), values percent-encoded as the binding says. Structured events carry a
+//! `content-type: application/cloudevents+json` header as well, so receivers can tell the mode.
 
 use async_nats::jetstream;
 use std::future::IntoFuture;
 
 use async_trait::async_trait;
+use gemgate_config::MessageFormat;
 use gemgate_domain::ports::{Sink, SinkFailure};
 use gemgate_domain::{OutboxMessage, SinkError};
 use tokio::sync::Mutex;
 
-use crate::routing_suffix;
+use crate::{cloudevents, routing_suffix};
 
 /// JetStream's deduplication key: one per outbox row (see the module docs).
 pub fn msg_id(message: &OutboxMessage) -> String {
-    format!("{}:{}", message.id, message.seq)
+    message.delivery_id()
 }
 
 /// The longest one connect, publish or ack may take before the server counts as unavailable.
@@ -32,6 +38,7 @@ pub struct NatsSink {
     url: url::Url,
     subject: String,
     stream: String,
+    format: MessageFormat,
     context: Mutex<Option<jetstream::Context>>,
 }
 
@@ -52,8 +59,15 @@ impl NatsSink {
             url,
             subject: subject.trim_end_matches('.').to_string(),
             stream: stream.to_string(),
+            format: MessageFormat::Envelope,
             context: Mutex::new(None),
         }
+    }
+
+    /// Sends each message in `format` (the envelope by default).
+    pub fn with_format(mut self, format: MessageFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn unavailable(&self, message: String) -> SinkError {
@@ -99,11 +113,21 @@ impl Sink for NatsSink {
         let mut acks = Vec::with_capacity(messages.len());
         let mut failure = None;
         for (i, message) in messages.iter().enumerate() {
-            let body = bytes::Bytes::copy_from_slice(message.payload.as_bytes());
+            let encoded = cloudevents::encode(self.format, message);
+            let body = bytes::Bytes::copy_from_slice(encoded.body.as_bytes());
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", msg_id(message).as_str());
             headers.insert("Gemgate-Id", message.id.as_str());
             headers.insert("Gemgate-Status", message.status.as_str());
+            if let Some(event) = &encoded.event {
+                for (name, value) in event.attributes() {
+                    headers.insert(format!("ce-{name}").as_str(), cloudevents::header_value(value).as_ref());
+                }
+                headers.insert("ce-datacontenttype", encoded.content_type);
+            } else if self.format != MessageFormat::Envelope {
+                // Structured: the binding defines no header, but a receiver tells the mode by it.
+                headers.insert("content-type", encoded.content_type);
+            }
             let publish = context.publish_with_headers(self.subject_of(message), headers, body);
             match tokio::time::timeout(TIMEOUT, publish).await {
                 Ok(Ok(ack)) => acks.push(ack),

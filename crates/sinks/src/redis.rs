@@ -1,8 +1,11 @@
 //! Redis Streams: `XADD <stream> [MAXLEN ~ <maxlen>] * id <event id> kind <kind> status <status> body <JSON>`
 //! for every message, a batch sent as one pipeline (one round trip, applied in order). With `maxlen`,
 //! Redis trims the stream approximately (`~`) to about that many entries; without it nothing is trimmed.
+//! With `format = "cloudevents"`, `body` holds the structured CloudEvent in JSON (Redis has no binding with
+//! headers, so binary mode is refused by the configuration).
 
 use async_trait::async_trait;
+use gemgate_config::MessageFormat;
 use gemgate_domain::ports::{Sink, SinkFailure};
 use gemgate_domain::{OutboxMessage, SinkError};
 use redis::aio::MultiplexedConnection;
@@ -16,6 +19,7 @@ pub struct RedisSink {
     url: url::Url,
     stream: String,
     maxlen: Option<u64>,
+    format: MessageFormat,
     connection: Mutex<Option<MultiplexedConnection>>,
 }
 
@@ -31,7 +35,24 @@ impl std::fmt::Debug for RedisSink {
 
 impl RedisSink {
     pub fn new(name: &str, url: url::Url, stream: &str, maxlen: Option<u64>) -> Self {
-        Self { name: name.to_string(), url, stream: stream.to_string(), maxlen, connection: Mutex::new(None) }
+        Self {
+            name: name.to_string(),
+            url,
+            stream: stream.to_string(),
+            maxlen,
+            format: MessageFormat::Envelope,
+            connection: Mutex::new(None),
+        }
+    }
+
+    /// Sends each message in `format` (the envelope by default; binary CloudEvents fall back to
+    /// structured, there being no headers).
+    pub fn with_format(mut self, format: MessageFormat) -> Self {
+        self.format = match format {
+            MessageFormat::CloudeventsBinary => MessageFormat::CloudeventsStructured,
+            other => other,
+        };
+        self
     }
 
     fn timed_out(&self, what: &str) -> SinkError {
@@ -74,7 +95,8 @@ impl Sink for RedisSink {
         let Some(connection) = guard.as_mut() else { unreachable!("connected above") };
         let mut pipeline = redis::pipe();
         for message in messages {
-            let body: &str = &message.payload;
+            let encoded = crate::cloudevents::encode(self.format, message);
+            let body: &str = &encoded.body;
             let status = message.status.as_str();
             let command = pipeline.cmd("XADD").arg(&self.stream);
             if let Some(maxlen) = self.maxlen {

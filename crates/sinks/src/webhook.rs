@@ -1,5 +1,10 @@
-//! Signed webhooks: each message is POSTed as its JSON envelope with `Gemgate-Id`, `Gemgate-Timestamp`
-//! and `Gemgate-Signature` (see `signature`). A 2xx answer confirms it. 408, 429, 5xx, timeouts and
+//! Signed webhooks: each message is POSTed as its JSON envelope, signed per Standard Webhooks
+//! (`webhook-id` = `<message id>:<outbox position>`, one per outbox row so a retraction is a message of its
+//! own; `webhook-timestamp`; `webhook-signature`) or, with `signature = "gemgate"`, with `Gemgate-Id` (the
+//! message id), `Gemgate-Timestamp` and `Gemgate-Signature` (see `signature`). As CloudEvents
+//! (`format = "cloudevents"`), per the HTTP binding: structured, the body is the event in JSON with
+//! `content-type: application/cloudevents+json`; binary, the body stays the envelope and each attribute is
+//! a `ce-<attribute>` header. The signature covers the body as sent. A 2xx answer confirms it. 408, 429, 5xx, timeouts and
 //! connection errors mean the endpoint is unavailable (the dispatcher backs off and keeps the backlog);
 //! any other answer refuses the message (retried with backoff, then dead-lettered).
 //!
@@ -13,7 +18,10 @@ use futures::StreamExt;
 use gemgate_domain::ports::{Sink, SinkFailure};
 use gemgate_domain::{OutboxMessage, SinkError};
 
-use gemgate_domain::signature::{sign, unix_now};
+use gemgate_config::{MessageFormat, WebhookSignature};
+use gemgate_domain::signature::{sign, sign_standard, unix_now};
+
+use crate::cloudevents;
 
 const CONCURRENCY: usize = 16;
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +31,8 @@ pub struct WebhookSink {
     url: url::Url,
     secrets: Vec<Vec<u8>>,
     strict_order: bool,
+    scheme: WebhookSignature,
+    format: MessageFormat,
     client: reqwest::Client,
 }
 
@@ -34,6 +44,8 @@ impl std::fmt::Debug for WebhookSink {
 }
 
 impl WebhookSink {
+    /// A sink signing with gemgate's own headers, each secret's bytes being its key; see
+    /// [`WebhookSink::with_signature`] for Standard Webhooks.
     pub fn new(
         name: &str,
         url: url::Url,
@@ -45,22 +57,57 @@ impl WebhookSink {
                 sink: name.to_string(),
                 message: format!("cannot build an HTTP client: {e}"),
             })?;
-        Ok(Self { name: name.to_string(), url, secrets, strict_order, client })
+        Ok(Self {
+            name: name.to_string(),
+            url,
+            secrets,
+            strict_order,
+            scheme: WebhookSignature::Gemgate,
+            format: MessageFormat::Envelope,
+            client,
+        })
+    }
+
+    /// Signs with `scheme`; for Standard Webhooks, the secrets given to `new` are the keys
+    /// ([`gemgate_domain::signature::standard_key`] of each `whsec_` secret).
+    pub fn with_signature(mut self, scheme: WebhookSignature) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// Sends each message in `format` (the envelope by default).
+    pub fn with_format(mut self, format: MessageFormat) -> Self {
+        self.format = format;
+        self
     }
 
     async fn post(&self, message: &OutboxMessage) -> Result<(), SinkError> {
-        let body = message.payload.as_bytes().to_vec();
+        let encoded = cloudevents::encode(self.format, message);
+        let body = encoded.body.as_bytes().to_vec();
         let timestamp = unix_now();
-        let secrets: Vec<&[u8]> = self.secrets.iter().map(Vec::as_slice).collect();
-        let signature = sign(&secrets, &message.id, timestamp, &body);
+        let keys: Vec<&[u8]> = self.secrets.iter().map(Vec::as_slice).collect();
         let unavailable = |text: String| SinkError::Unavailable { sink: self.name.clone(), message: text };
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header("content-type", "application/json")
-            .header("Gemgate-Id", &message.id)
-            .header("Gemgate-Timestamp", timestamp.to_string())
-            .header("Gemgate-Signature", signature)
+        let mut request = self.client.post(self.url.clone()).header("content-type", encoded.content_type);
+        request = match self.scheme {
+            WebhookSignature::Standard => {
+                let id = message.delivery_id();
+                let signature = sign_standard(&keys, &id, timestamp, &body);
+                request
+                    .header("webhook-id", id)
+                    .header("webhook-timestamp", timestamp.to_string())
+                    .header("webhook-signature", signature)
+            }
+            WebhookSignature::Gemgate => request
+                .header("Gemgate-Id", &message.id)
+                .header("Gemgate-Timestamp", timestamp.to_string())
+                .header("Gemgate-Signature", sign(&keys, &message.id, timestamp, &body)),
+        };
+        if let Some(event) = &encoded.event {
+            for (name, value) in event.attributes() {
+                request = request.header(format!("ce-{name}"), cloudevents::header_value(value).as_ref());
+            }
+        }
+        let response = request
             .body(body)
             .send()
             .await

@@ -83,6 +83,7 @@ macro_rules! in_tx {
 }
 
 // After `in_tx!`, which it uses.
+mod audit;
 pub mod delivery;
 mod drift;
 mod leases;

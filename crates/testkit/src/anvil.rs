@@ -259,7 +259,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// `GEMGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/gemgate`, else `~/.cache/gemgate`, else a temp folder.
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("GEMGATE_CACHE_DIR") {
         return PathBuf::from(dir);
     }

@@ -9,6 +9,8 @@ pub enum TestkitError {
     Anvil(String),
     #[error("installing anvil with npm failed: {0}")]
     Install(String),
+    #[error("the JavaScript reference libraries: {0}")]
+    Js(String),
     #[error("rpc call {method} failed")]
     Rpc {
         method: &'static str,

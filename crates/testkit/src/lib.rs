@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod bindings;
 mod deploy;
 mod error;
+pub mod js;
 mod proxy;
 pub mod relay;
 mod rng;

@@ -405,6 +405,13 @@ pub fn app_state(
         gemforce: Arc::new(gemforce),
         sinks: Arc::new(sinks),
         txm,
+        jwt: settings.api.jwt.clone().map(|jwt| Arc::new(gemgate_api::jwt::JwtVerifier::new(jwt))),
+        limits: Arc::new(gemgate_api::limits::RateLimiter::new(settings.api.rate_limits)),
+        parse: settings
+            .api
+            .parse
+            .clone()
+            .map(|parse| Arc::new(gemgate_api::parse::ParseSessions::new(parse))),
     })
 }
 

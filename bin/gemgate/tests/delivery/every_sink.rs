@@ -71,7 +71,7 @@ async fn scenario(kind: Kind, test: &str, backend: Backend) {
 }
 
 /// Runs `gemgate dispatch` on a config with this probe's sink.
-fn dispatch_process(config: &std::path::Path) -> std::process::Child {
+pub(crate) fn dispatch_process(config: &std::path::Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_gemgate"))
         .args(["--log-filter", "warn", "dispatch", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())

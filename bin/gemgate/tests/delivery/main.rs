@@ -11,6 +11,7 @@
 #[path = "../../../../crates/indexer/tests/common/mod.rs"]
 mod common;
 mod every_sink;
+mod formats;
 mod handover;
 mod probes;
 
@@ -289,6 +290,9 @@ async fn api(
             keys,
             gemforce_webhook_secret: webhook_secret.map(|s| gemgate_config::Secret::new(s.to_string())),
             cors: gemgate_config::CorsSettings::default(),
+            jwt: None,
+            rate_limits: gemgate_config::RateLimits::default(),
+            parse: None,
         }),
         gemforce: Arc::default(),
         sinks: Arc::new(sinks),
@@ -297,6 +301,9 @@ async fn api(
         txm: None,
         calls: None,
         relay: None,
+        jwt: None,
+        limits: Arc::default(),
+        parse: None,
         cluster: None,
     };
     tokio::spawn(gemgate_api::serve(listener, gemgate_api::router(state), std::future::pending()));

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gemgate_domain::ports::Sink;
-use gemgate_sinks::signature::verify_request;
+use gemgate_sinks::signature::verify_webhook;
 use gemgate_testkit::TcpProxy;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -77,7 +77,8 @@ pub fn kafka_brokers() -> String {
     std::env::var("GEMGATE_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
-const SECRET: &str = "probe-webhook-secret";
+/// A Standard Webhooks secret (the default scheme of webhook sinks).
+const SECRET: &str = "whsec_cHJvYmUtd2ViaG9vay1zZWNyZXQtMjQtYnl0ZXM=";
 const KAFKA_PARTITIONS: i32 = 3;
 
 pub struct Probe {
@@ -92,6 +93,10 @@ pub struct Probe {
     proxy: Option<TcpProxy>,
     broker: Option<std::process::Child>,
     amqp: Option<(lapin::Connection, lapin::Channel)>,
+    /// With `start_raw`: every message as it came off the wire, in the shape the CloudEvents decoder of
+    /// the test kit reads (`{"binding", "headers", "key", "value"}` or `{"binding", "headers", "body"}`),
+    /// instead of `received`.
+    wires: Option<Arc<Mutex<Vec<serde_json::Value>>>>,
 }
 
 impl Drop for Probe {
@@ -133,6 +138,15 @@ impl Probe {
     /// Reaches the service and starts collecting; `None` (skipped) when it is unreachable outside CI.
     /// With `cuttable`, the sink goes through a proxy that `cut` and `restore` take away and give back.
     pub async fn start(kind: Kind, test: &str, cuttable: bool) -> Option<Probe> {
+        Self::start_with(kind, test, cuttable, false).await
+    }
+
+    /// A probe that keeps each message as it came off the wire (see `wires`), whatever its format.
+    pub async fn start_raw(kind: Kind, test: &str) -> Option<Probe> {
+        Self::start_with(kind, test, false, true).await
+    }
+
+    async fn start_with(kind: Kind, test: &str, cuttable: bool, raw: bool) -> Option<Probe> {
         let name = unique("gemgate-probe").replace('-', "_");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), SECRET).unwrap();
@@ -146,6 +160,7 @@ impl Probe {
             proxy: None,
             broker: None,
             amqp: None,
+            wires: raw.then(Arc::default),
         };
         let service = match kind {
             Kind::Amqp => host_port(&amqp_url(), 5672),
@@ -260,6 +275,16 @@ impl Probe {
         self.received.lock().unwrap().clone()
     }
 
+    /// What a `start_raw` probe took off the wire so far.
+    pub fn wires(&self) -> Vec<serde_json::Value> {
+        self.wires.as_ref().expect("a raw probe").lock().unwrap().clone()
+    }
+
+    fn push_wire(&self) -> Option<impl Fn(serde_json::Value) + Send + Sync + 'static> {
+        let wires = self.wires.clone()?;
+        Some(move |wire| wires.lock().unwrap().push(wire))
+    }
+
     /// Waits until `done` holds for what was received, or panics after `timeout`.
     pub async fn wait_for(
         &self,
@@ -329,9 +354,24 @@ impl Probe {
             )
             .await
             .map_err(|e| e.to_string())?;
-        let push = self.push();
+        let (push, wire) = (self.push(), self.push_wire());
         self.tasks.push(tokio::spawn(async move {
             while let Some(Ok(delivery)) = consumer.next().await {
+                if let Some(wire) = &wire {
+                    // The AMQP binding's `cloudEvents_` application properties, read by the SDK's HTTP
+                    // binding as the `ce-` headers they correspond to.
+                    let mut headers = serde_json::Map::new();
+                    for (name, value) in delivery.properties.headers().iter().flat_map(|t| t.inner()) {
+                        let lapin::types::AMQPValue::LongString(value) = value else { continue };
+                        let name = name.as_str().replace("cloudEvents_", "ce-");
+                        headers.insert(name, String::from_utf8_lossy(value.as_bytes()).into());
+                    }
+                    let content_type = delivery.properties.content_type().as_ref().map(|c| c.to_string());
+                    headers.insert("content-type".into(), content_type.unwrap_or_default().into());
+                    let body = String::from_utf8_lossy(&delivery.data);
+                    wire(serde_json::json!({"binding": "http", "headers": headers, "body": body}));
+                    continue;
+                }
                 let id = delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
                 push(Received::from_body(&id, &delivery.data, delivery.routing_key.to_string()));
             }
@@ -368,13 +408,28 @@ impl Probe {
                 .map_err(|e| e.to_string())?;
         }
         consumer.assign(&partitions).map_err(|e| e.to_string())?;
-        let push = self.push();
+        let (push, wire) = (self.push(), self.push_wire());
         self.tasks.push(tokio::spawn(async move {
             loop {
                 let Ok(message) = consumer.recv().await else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
+                if let Some(wire) = &wire {
+                    let headers: serde_json::Map<String, serde_json::Value> = message
+                        .headers()
+                        .iter()
+                        .flat_map(|h| h.iter())
+                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into()))
+                        .collect();
+                    let key = String::from_utf8_lossy(message.key().unwrap_or_default());
+                    let value = String::from_utf8_lossy(message.payload().unwrap_or_default());
+                    let timestamp = message.timestamp().to_millis().map(|ms| ms.to_string());
+                    wire(serde_json::json!({
+                        "binding": "kafka", "headers": headers, "key": key, "value": value, "timestamp": timestamp
+                    }));
+                    continue;
+                }
                 let header = |name: &str| {
                     message.headers().and_then(|h| {
                         h.iter()
@@ -414,9 +469,23 @@ impl Probe {
             .await
             .map_err(|e| e.to_string())?;
         let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-        let push = self.push();
+        let (push, wire) = (self.push(), self.push_wire());
         self.tasks.push(tokio::spawn(async move {
             while let Some(Ok(message)) = messages.next().await {
+                if let Some(wire) = &wire {
+                    // The NATS binding's `ce-` headers follow the HTTP binding's rules.
+                    let headers: serde_json::Map<String, serde_json::Value> = message
+                        .headers
+                        .iter()
+                        .flat_map(|h| h.iter())
+                        .filter_map(|(name, values)| {
+                            Some((name.to_string().to_lowercase(), values.first()?.to_string().into()))
+                        })
+                        .collect();
+                    let body = String::from_utf8_lossy(&message.payload);
+                    wire(serde_json::json!({"binding": "http", "headers": headers, "body": body}));
+                    continue;
+                }
                 let header = |name: &str| {
                     message
                         .headers
@@ -441,7 +510,7 @@ impl Probe {
     /// The stream read with blocking XREADs from its start.
     async fn collect_redis(&mut self) -> Result<(), String> {
         let mut connection = redis_connection().await.map_err(|e| e.to_string())?;
-        let (stream, push) = (self.name.clone(), self.push());
+        let (stream, push, wire) = (self.name.clone(), self.push(), self.push_wire());
         self.tasks.push(tokio::spawn(async move {
             let mut last = "0".to_string();
             loop {
@@ -461,6 +530,13 @@ impl Probe {
                     for (entry, fields) in entries {
                         let field =
                             |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap();
+                        if let Some(wire) = &wire {
+                            // No binding: the body is a structured CloudEvent in JSON.
+                            let headers = serde_json::json!({"content-type": "application/cloudevents+json"});
+                            wire(serde_json::json!({"binding": "http", "headers": headers, "body": field("body")}));
+                            last = entry;
+                            continue;
+                        }
                         let received =
                             Received::from_body(&field("id"), field("body").as_bytes(), String::new());
                         assert_eq!(field("status"), received.status);
@@ -483,9 +559,14 @@ impl Probe {
                 let push = push.clone();
                 async move {
                     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-                    let Ok(id) = verify_request(&[SECRET.as_bytes()], header, &body) else {
+                    let Ok(webhook_id) = verify_webhook(&[SECRET], header, &body) else {
                         return StatusCode::UNAUTHORIZED;
                     };
+                    // Standard Webhooks ids are one per outbox row: `<event id>:<outbox position>`.
+                    let Some((id, position)) = webhook_id.rsplit_once(':') else {
+                        return StatusCode::BAD_REQUEST;
+                    };
+                    assert!(position.parse::<u64>().is_ok(), "webhook-id {webhook_id}");
                     push(Received::from_body(id, &body, String::new()));
                     StatusCode::NO_CONTENT
                 }

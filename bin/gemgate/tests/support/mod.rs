@@ -78,6 +78,7 @@ pub async fn try_http(
 }
 
 /// `GET url`.
+#[allow(dead_code)] // not every test binary reads without headers
 pub async fn get(url: &str) -> (u16, serde_json::Value) {
     http("GET", url, &[], None).await
 }

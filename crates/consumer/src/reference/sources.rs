@@ -228,17 +228,17 @@ impl Source for Redis {
     }
 }
 
-/// Signed webhooks received on an address: every request is verified with the documented scheme
-/// (`Gemgate-Signature`, 5 minutes of tolerance) and answered 204 only after it was handled, so the sender
+/// Signed webhooks received on an address: every request is verified with either documented scheme
+/// (Standard Webhooks with a `whsec_` secret, or `Gemgate-Signature`; 5 minutes of tolerance) and answered 204 only after it was handled, so the sender
 /// retries anything not handled. A bad signature gets 401.
 pub struct Webhooks {
     requests: mpsc::Receiver<(Vec<u8>, oneshot::Sender<()>)>,
 }
 
 impl Webhooks {
-    pub async fn open(listen: SocketAddr, secrets: Vec<Vec<u8>>) -> anyhow::Result<Self> {
+    pub async fn open(listen: SocketAddr, secrets: Vec<String>) -> anyhow::Result<Self> {
         use axum::http::{HeaderMap, StatusCode};
-        use gemgate_sinks::signature::verify_request;
+        use gemgate_sinks::signature::verify_webhook;
         if secrets.is_empty() {
             bail!("webhooks need a secret");
         }
@@ -247,8 +247,8 @@ impl Webhooks {
             let (tx, secrets) = (tx.clone(), secrets.clone());
             async move {
                 let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-                let keys: Vec<&[u8]> = secrets.iter().map(Vec::as_slice).collect();
-                if let Err(error) = verify_request(&keys, header, &body) {
+                let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                if let Err(error) = verify_webhook(&secrets, header, &body) {
                     tracing::warn!(%error, "webhook refused");
                     return StatusCode::UNAUTHORIZED;
                 }
