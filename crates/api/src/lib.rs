@@ -165,7 +165,10 @@ pub fn router(state: AppState) -> Router {
     let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
     routes
         .route("/v1/openapi.json", get(move || std::future::ready((json, document.clone()))))
-        // Outermost first: CORS answers preflights before anything else runs; metrics see every answer.
+        .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
+        // Outermost first: CORS answers preflights before anything else runs; metrics see every answer;
+        // every error leaves in the one ApiError body.
+        .layer(axum::middleware::from_fn(error::uniform))
         .layer(axum::middleware::from_fn_with_state(state.http.clone(), http_metrics::track))
         .layer(axum::middleware::from_fn_with_state(Arc::new(state.settings.cors.clone()), cors::cors))
         .with_state(state)

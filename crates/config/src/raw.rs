@@ -170,6 +170,7 @@ pub(crate) struct RawApi {
     #[serde(default)]
     pub rate_limits: RawRateLimits,
     pub parse: Option<RawParse>,
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

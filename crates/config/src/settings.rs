@@ -277,6 +277,8 @@ pub struct ApiSettings {
     pub rate_limits: RateLimits,
     /// `[api.parse]`: Parse Server sessions (`X-Parse-Session-Token`). Default: none.
     pub parse: Option<ParseSettings>,
+    /// `api.max_body_bytes`: the largest request body taken (413 `payload_too_large` beyond). Default 1 MiB.
+    pub max_body_bytes: usize,
 }
 
 /// `[api.parse]`: the Parse Server whose sessions the API accepts.

@@ -235,9 +235,23 @@ fn api(raw: &RawApi, ctx: &Context<'_>, p: &mut Problems) -> Option<ApiSettings>
         anonymous: rate("anonymous", &limits.anonymous),
     };
     let parse = raw.parse.as_ref().and_then(|raw| parse_settings(raw, ctx, p));
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(1 << 20);
+    if !(1024..=64 << 20).contains(&max_body_bytes) {
+        p.add("api.max_body_bytes", "must be between 1024 and 67108864 (64 MiB)");
+    }
     let listen = listen?;
     let public_reads = raw.public_reads.unwrap_or(listen.ip().is_loopback());
-    Some(ApiSettings { listen, public_reads, keys, gemforce_webhook_secret, cors, jwt, rate_limits, parse })
+    Some(ApiSettings {
+        listen,
+        public_reads,
+        keys,
+        gemforce_webhook_secret,
+        cors,
+        jwt,
+        rate_limits,
+        parse,
+        max_body_bytes: max_body_bytes as usize,
+    })
 }
 
 /// Scope names, each known.

@@ -293,6 +293,7 @@ async fn api(
             jwt: None,
             rate_limits: gemgate_config::RateLimits::default(),
             parse: None,
+            max_body_bytes: 1 << 20,
         }),
         gemforce: Arc::default(),
         sinks: Arc::new(sinks),

@@ -43,11 +43,20 @@ pub async fn try_http(
     headers: &[(&str, &str)],
     body: Option<&serde_json::Value>,
 ) -> std::io::Result<Answer> {
+    try_http_text(method, url, headers, &body.map(|b| b.to_string()).unwrap_or_default()).await
+}
+
+/// Like `try_http`, with a body sent as it is (malformed JSON, say) as `application/json`.
+pub async fn try_http_text(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Answer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
     let mut stream = tokio::net::TcpStream::connect(host).await?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -59,7 +68,7 @@ pub async fn try_http(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    request.push_str(&body);
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
