@@ -233,7 +233,10 @@ async fn no_input_makes_any_endpoint_answer_500_or_leave_the_error_body() {
     assert_eq!(sent, 1200);
     eprintln!("answers by status: {statuses:?}");
     // The inputs reach past the parsers: some are accepted, most refused with a 4xx of their own.
-    assert!(statuses.keys().any(|s| *s < 300) && statuses.keys().filter(|s| **s >= 400).count() >= 4, "{statuses:?}");
+    assert!(
+        statuses.keys().any(|s| *s < 300) && statuses.keys().filter(|s| **s >= 400).count() >= 4,
+        "{statuses:?}"
+    );
     // Unknown routes and oversize bodies, explicitly.
     let unknown = try_http("GET", &format!("{base}/v1/nothing-here"), &[], None).await.unwrap();
     assert_eq!((unknown.status, unknown.body["error"]["code"].as_str()), (404, Some("not_found")));

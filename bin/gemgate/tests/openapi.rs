@@ -171,3 +171,70 @@ fn concrete(path: &str) -> String {
         .replace("{key}", "k")
         .replace("{name}", "none")
 }
+
+/// What a frontend team does with the document: generate a TypeScript client from it (openapi-typescript),
+/// type-check their code against it (`tsc --strict`) and call `gemgate demo` with it (openapi-fetch). The
+/// client's answers equal the API's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typescript_client_generated_from_the_document_compiles_and_calls_the_demo() {
+    use std::io::BufRead as _;
+    let test = "a_typescript_client_generated_from_the_document_compiles_and_calls_the_demo";
+    if let Err(e) = gemgate_testkit::find_anvil().await {
+        assert!(!gemgate_testkit::under_ci(), "anvil unavailable under CI: {e}");
+        return eprintln!("SKIPPED {test}: anvil unavailable ({e})");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args([
+            "--log-filter",
+            "warn",
+            "demo",
+            "--rounds",
+            "1",
+            "--chain-port",
+            "0",
+            "--listen",
+            &listen,
+            "--dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _demo = support::KillOnDrop(child);
+    // The demo prints its summary ("done in ...") once everything is indexed, then keeps serving; its
+    // output is read to the end, so it never writes into a closed pipe.
+    let (tx, ready) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("done in") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    let summary = tokio::time::timeout(std::time::Duration::from_secs(180), ready).await;
+    assert!(matches!(summary, Ok(Ok(()))), "the demo did not print its summary");
+    let base = format!("http://{listen}");
+    let (_, document) = get(&format!("{base}/v1/openapi.json")).await;
+    let answer = match gemgate_testkit::js::typescript_client(&document, &base, "gemgate-demo-key").await {
+        Ok(answer) => answer,
+        Err(e) if gemgate_testkit::under_ci() => panic!("the TypeScript client failed: {e}"),
+        Err(e) => return eprintln!("SKIPPED {test}: the TypeScript toolchain is unavailable ({e})"),
+    };
+    let (_, events) = get(&format!("{base}/v1/events?event=TradeDealCreated&limit=5")).await;
+    let ids: Vec<&str> =
+        events["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert!(!ids.is_empty());
+    assert_eq!(answer["ids"], serde_json::json!(ids), "{answer}");
+    assert_eq!(answer["chains"], serde_json::json!([31337]), "{answer}");
+    assert_eq!(answer["refused"]["status"], 400, "the typed error body: {answer}");
+    assert!(answer["refused"]["code"].as_str().is_some_and(|c| !c.is_empty()), "{answer}");
+    let (_, deals) = get(&format!("{base}/v1/trade-deals")).await;
+    assert_eq!(answer["deals"], deals["trade_deals"].as_array().unwrap().len(), "{answer}");
+}

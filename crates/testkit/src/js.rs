@@ -21,6 +21,7 @@ const FILES: &[(&str, &str)] = &[
     ("cloudevents-decode.mjs", include_str!("../js/cloudevents-decode.mjs")),
     ("jwt-issuer.mjs", include_str!("../js/jwt-issuer.mjs")),
     ("parse-server.mjs", include_str!("../js/parse-server.mjs")),
+    ("ts-client.ts", include_str!("../js/ts-client.ts")),
 ];
 
 /// The folder holding the scripts and their `node_modules`, installed on first use.
@@ -120,6 +121,71 @@ pub async fn webhook_receiver(secret: &str) -> Result<NodeServer> {
 /// "claims", "rogue"?: true, "secret"?}`), `POST /rotate` adding an RS256 key `rs2`.
 pub async fn jwt_issuer() -> Result<NodeServer> {
     NodeServer::start("jwt-issuer.mjs", &[]).await
+}
+
+/// Generates TypeScript types from the OpenAPI `document` with openapi-typescript, compiles the test kit's
+/// client (`ts-client.ts`, openapi-fetch) against them with `tsc --strict` (a type error fails), and runs
+/// it against `base_url` with the API key `key`; what it printed, as JSON.
+pub async fn typescript_client(
+    document: &serde_json::Value,
+    base_url: &str,
+    key: &str,
+) -> Result<serde_json::Value> {
+    let tools = tools().await?;
+    // Inside the tools folder, so `openapi-fetch` resolves from its node_modules.
+    let dir = tempfile::Builder::new()
+        .prefix("ts-client-")
+        .tempdir_in(&tools)
+        .map_err(TestkitError::io("a work folder"))?;
+    std::fs::write(dir.path().join("openapi.json"), document.to_string())
+        .map_err(TestkitError::io("writing the document"))?;
+    std::fs::copy(tools.join("ts-client.ts"), dir.path().join("ts-client.ts"))
+        .map_err(TestkitError::io("copying the client"))?;
+    let bin = tools.join("node_modules").join(".bin");
+    let run = |program: PathBuf, args: Vec<String>| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let output = Command::new(&program)
+                .args(&args)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .map_err(|e| TestkitError::Js(format!("cannot run {}: {e}", program.display())))?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            if !output.status.success() {
+                return Err(TestkitError::Js(format!("{} failed: {text}", program.display())));
+            }
+            Ok(String::from_utf8_lossy(&output.stdout).to_string())
+        }
+    };
+    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // The compiled client is an ES module (top-level await): its folder says so.
+    std::fs::write(dir.path().join("package.json"), "{\"type\": \"module\"}")
+        .map_err(TestkitError::io("package.json"))?;
+    run(bin.join("openapi-typescript"), args(&["openapi.json", "-o", "schema.d.ts"])).await?;
+    run(
+        bin.join("tsc"),
+        args(&[
+            "--strict",
+            "--noEmitOnError",
+            "--module",
+            "nodenext",
+            "--moduleResolution",
+            "nodenext",
+            "--target",
+            "es2022",
+            "--skipLibCheck",
+            "ts-client.ts",
+        ]),
+    )
+    .await?;
+    let out = run(PathBuf::from("node"), args(&["ts-client.js", base_url, key])).await?;
+    serde_json::from_str(out.trim()).map_err(|e| TestkitError::Js(format!("the client printed {out:?}: {e}")))
 }
 
 /// A Parse Server (app id `gemgate-test`) on the Postgres database at `database_url`, mounted at `/parse`.
