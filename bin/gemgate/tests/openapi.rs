@@ -211,10 +211,8 @@ async fn a_typescript_client_generated_from_the_document_compiles_and_calls_the_
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("done in") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(());
-                }
+            if let Some(tx) = tx.take_if(|_| line.starts_with("done in")) {
+                let _ = tx.send(());
             }
         }
     });
