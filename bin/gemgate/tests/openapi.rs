@@ -11,7 +11,7 @@ use std::process::Command;
 use support::{conforms, free_port, get, http, response_schema};
 
 /// Every route the router serves, as (method, path).
-const ROUTES: [(&str, &str); 28] = [
+const ROUTES: [(&str, &str); 29] = [
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),
@@ -40,6 +40,7 @@ const ROUTES: [(&str, &str); 28] = [
     ("get", "/v1/snapshots"),
     ("get", "/v1/cluster"),
     ("get", "/v1/audit"),
+    ("get", "/v1/history"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,47 +178,10 @@ fn concrete(path: &str) -> String {
 /// client's answers equal the API's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typescript_client_generated_from_the_document_compiles_and_calls_the_demo() {
-    use std::io::BufRead as _;
     let test = "a_typescript_client_generated_from_the_document_compiles_and_calls_the_demo";
-    if let Err(e) = gemgate_testkit::find_anvil().await {
-        assert!(!gemgate_testkit::under_ci(), "anvil unavailable under CI: {e}");
-        return eprintln!("SKIPPED {test}: anvil unavailable ({e})");
-    }
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gemgate"))
-        .args([
-            "--log-filter",
-            "warn",
-            "demo",
-            "--rounds",
-            "1",
-            "--chain-port",
-            "0",
-            "--listen",
-            &listen,
-            "--dir",
-        ])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _demo = support::KillOnDrop(child);
-    // The demo prints its summary ("done in ...") once everything is indexed, then keeps serving; its
-    // output is read to the end, so it never writes into a closed pipe.
-    let (tx, ready) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(tx) = tx.take_if(|_| line.starts_with("done in")) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let summary = tokio::time::timeout(std::time::Duration::from_secs(180), ready).await;
-    assert!(matches!(summary, Ok(Ok(()))), "the demo did not print its summary");
+    let Some(_demo) = support::demo(test, &listen, dir.path()).await else { return };
     let base = format!("http://{listen}");
     let (_, document) = get(&format!("{base}/v1/openapi.json")).await;
     let answer = match gemgate_testkit::js::typescript_client(&document, &base, "gemgate-demo-key").await {

@@ -8,9 +8,11 @@ mod auth;
 mod calls;
 pub mod cluster;
 mod cors;
+mod dashboard;
 pub mod dto;
 mod error;
 mod handlers;
+pub mod history;
 mod http_metrics;
 pub mod jwt;
 pub mod limits;
@@ -115,6 +117,8 @@ pub struct AppState {
     pub limits: Arc<limits::RateLimiter>,
     /// Parse Server sessions (`None` without `[api.parse]`).
     pub parse: Option<Arc<parse::ParseSessions>>,
+    /// The last hour of progress for the dashboard (sampled while a router serves this state).
+    pub history: Arc<history::History>,
 }
 
 /// What `POST /v1/call` needs: the proxy and the configured contracts' functions and errors.
@@ -158,6 +162,7 @@ pub struct SinkInfo {
 /// The API's routes over `state`, and at `/v1/openapi.json` the OpenAPI document collected from the same
 /// routes.
 pub fn router(state: AppState) -> Router {
+    history::spawn_sampler(state.clone());
     let (routes, mut document) = routes(&state).split_for_parts();
     openapi::with_alternative_credentials(&mut document);
     // Serialized once: the document is fixed for the life of the router (each answer shares the bytes).
@@ -165,6 +170,9 @@ pub fn router(state: AppState) -> Router {
     let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
     routes
         .route("/v1/openapi.json", get(move || std::future::ready((json, document.clone()))))
+        .route("/", get(dashboard::index))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         // Outermost first: CORS answers preflights before anything else runs; metrics see every answer;
         // every error leaves in the one ApiError body.
@@ -202,6 +210,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(sync::drift))
         .routes(routes!(sync::snapshots))
         .routes(routes!(cluster::cluster))
+        .routes(routes!(history::history))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_read));
     // Writes are audited: the audit layer sits inside the scope check, which names the caller.
     let audited = || axum::middleware::from_fn_with_state(state.clone(), audit::record);

@@ -412,6 +412,7 @@ pub fn app_state(
             .parse
             .clone()
             .map(|parse| Arc::new(gemgate_api::parse::ParseSessions::new(parse))),
+        history: Arc::default(),
     })
 }
 

@@ -305,6 +305,7 @@ async fn api(
         jwt: None,
         limits: Arc::default(),
         parse: None,
+        history: Arc::default(),
         cluster: None,
     };
     tokio::spawn(gemgate_api::serve(listener, gemgate_api::router(state), std::future::pending()));

@@ -70,8 +70,26 @@ pub async fn try_http_text(
     request.push_str("\r\n");
     request.push_str(body);
     stream.write_all(request.as_bytes()).await?;
+    // Read to the end of the body: `Content-Length` when the server sends one (some keep the connection
+    // open despite `Connection: close`), else until it closes.
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&chunk[..n]);
+        let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if length.is_some_and(|length| response.len() >= end + 4 + length) {
+            break;
+        }
+    }
     let text = String::from_utf8_lossy(&response);
     let broken = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no HTTP answer");
     let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(broken)?;
@@ -221,4 +239,49 @@ pub fn response_schema<'a>(
     let response = &document["paths"][path][method]["responses"][status.to_string()];
     assert!(response.is_object(), "{method} {path}: no {status} response in the document");
     &response["content"]["application/json"]["schema"]
+}
+
+/// `gemgate demo` (one round of traffic) serving on `listen` until dropped, once it printed its summary;
+/// `None` (the test skips, loudly) when anvil is unavailable outside CI. Its output is read to the end,
+/// so it never writes into a closed pipe.
+#[allow(dead_code)] // the OpenAPI and dashboard tests use it
+pub async fn demo(test: &str, listen: &str, dir: &std::path::Path) -> Option<KillOnDrop> {
+    use std::io::BufRead as _;
+    if let Err(e) = gemgate_testkit::find_anvil().await {
+        assert!(!gemgate_testkit::under_ci(), "anvil unavailable under CI: {e}");
+        eprintln!("SKIPPED {test}: anvil unavailable ({e})");
+        return None;
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gemgate"))
+        .args([
+            "--log-filter",
+            "warn",
+            "demo",
+            "--rounds",
+            "1",
+            "--chain-port",
+            "0",
+            "--listen",
+            listen,
+            "--dir",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let demo = KillOnDrop(child);
+    let (tx, ready) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(tx) = tx.take_if(|_| line.starts_with("done in")) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let summary = tokio::time::timeout(std::time::Duration::from_secs(180), ready).await;
+    assert!(matches!(summary, Ok(Ok(()))), "the demo did not print its summary");
+    Some(demo)
 }
