@@ -111,6 +111,11 @@ enum Command {
     /// Measure throughput, memory and latency on a synthetic chain (use a release build).
     #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
+    /// Fault injection for testing a setup: `gemgate chaos rpc-proxy` puts a JSON-RPC proxy with seeded
+    /// faults (latency, 429, 5xx, resets, bad JSON, a lagging node, stale or foreign logs, finality going
+    /// backwards) in front of a node.
+    #[cfg(feature = "bench")]
+    Chaos(bench::tools::ChaosArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +178,13 @@ fn main() -> ExitCode {
                 return code;
             }
             run_async(bench::run(args.clone()))
+        }
+        #[cfg(feature = "bench")]
+        Command::Chaos(ref args) => {
+            if let Err(code) = init_telemetry(&cli, None) {
+                return code;
+            }
+            run_async(bench::tools::run(args.clone()))
         }
         Command::Keys(ref command) => match keys::run(command) {
             Ok(()) => ExitCode::SUCCESS,

@@ -145,59 +145,11 @@ async fn jwts_from_the_configured_issuer_authorize_by_scope_and_everything_else_
     assert!(after - before <= 3, "unknown kids refetch at most once per 10 s: {before} -> {after}");
 }
 
-/// A fresh Postgres database for Parse Server, dropped when the test ends.
-struct ParseDatabase {
-    admin: String,
-    name: String,
-}
-
-impl ParseDatabase {
-    async fn create(test: &str) -> Option<ParseDatabase> {
-        use sqlx::{Connection as _, Executor as _};
-        let admin = std::env::var("GEMGATE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
-        let mut connection = match sqlx::PgConnection::connect(&admin).await {
-            Ok(connection) => connection,
-            Err(e) if gemgate_testkit::under_ci() => panic!("Postgres unreachable under CI: {e}"),
-            Err(e) => {
-                eprintln!("SKIPPED {test}: Postgres unreachable ({e})");
-                return None;
-            }
-        };
-        let name = format!("gemgate_parse_{}_{}", std::process::id(), now());
-        connection.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-        Some(ParseDatabase { admin, name })
-    }
-
-    fn url(&self) -> String {
-        let mut url = url::Url::parse(&self.admin).unwrap();
-        url.set_path(&format!("/{}", self.name));
-        url.to_string()
-    }
-}
-
-impl Drop for ParseDatabase {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // The Parse Server is gone by now (dropped first); WITH (FORCE) ends any connection it left.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new().unwrap().block_on(async {
-                use sqlx::{Connection as _, Executor as _};
-                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = c.execute(sqlx::AssertSqlSafe(sql)).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parse_sessions_authorize_until_logout_writes_are_audited_and_rate_limited() {
     use sha2::Digest as _;
     let test = "parse_sessions_authorize_until_logout_writes_are_audited_and_rate_limited";
-    let Some(database) = ParseDatabase::create(test).await else { return };
+    let Some(database) = support::TempPostgres::create(test, "gemgate_parse").await else { return };
     let parse = match gemgate_testkit::js::parse_server(&database.url()).await {
         Ok(parse) => parse,
         Err(e) if gemgate_testkit::under_ci() => panic!("Parse Server cannot start under CI: {e}"),

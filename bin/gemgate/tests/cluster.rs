@@ -240,32 +240,20 @@ async fn an_indexer_without_the_api_serves_probes_and_metrics_on_telemetry_liste
     };
     let chain = build_log_chain(&anvil, 5, 100).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let abi = dir.path().join("LogSpammer.json");
-    std::fs::write(&abi, gemgate_testkit::artifacts::Artifact::named("LogSpammer").unwrap().json).unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let config = dir.path().join("gemgate.toml");
     std::fs::write(
         &config,
         format!(
             "[database]\nurl = \"sqlite://{db}\"\n[telemetry]\nlisten = \"{listen}\"\n[[chains]]\nid = 31337\n\
-             rpc = [\"{rpc}\"]\npoll_interval = \"100ms\"\n[[contracts]]\nname = \"spammer\"\nchain = 31337\n\
-             address = \"{address}\"\nabi = [\"{abi}\"]\nstart_block = {start}\n",
+             rpc = [\"{rpc}\"]\npoll_interval = \"100ms\"\n{contract}",
             db = dir.path().join("gemgate.db").display(),
             rpc = anvil.endpoint(),
-            address = chain.address,
-            abi = abi.display(),
-            start = chain.start_block,
+            contract = support::spammer_contract(dir.path(), &chain),
         ),
     )
     .unwrap();
-    let _index = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_gemgate"))
-            .args(["--log-filter", "warn", "index", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
+    let _index = support::index(&config);
     let base = format!("http://{listen}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let ready = loop {

@@ -17,7 +17,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use gemgate_domain::TxState;
 use gemgate_domain::cluster::LeaseRole;
-use gemgate_domain::ports::{Broadcaster, Ledger, Store};
+use gemgate_domain::ports::{Broadcaster, Leases, Ledger, Store};
 use gemgate_projections::ProjectionSet;
 use gemgate_store::SqlStore;
 use gemgate_testkit::artifacts::Artifact;
@@ -457,6 +457,8 @@ fn lead_mark(leader: &Option<String>, name: &str) -> &'static str {
 }
 
 /// Waits until the fleet has caught up with the chain, sent every request and delivered every message.
+/// Only requests still in flight (queued, signed, submitted) are waited for: one that ended badly is the
+/// check's to report. Giving up, it says what was left, with the leases of the moment.
 async fn settle(
     anvil: &Anvil,
     store: &SqlStore,
@@ -465,24 +467,41 @@ async fn settle(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        anyhow::ensure!(Instant::now() < deadline, "the fleet did not settle within 180 s");
         let head = anvil.block_number().await?;
         let at = cursor(store).await.map_or(0, |c| c.0);
         let states = manager.store.transaction_states().await?;
-        let pending: u64 = states
+        let in_flight: Vec<String> = states
             .iter()
-            .filter(|(s, _)| !["included", "safe", "finalized"].contains(&s.as_str()))
-            .map(|(_, n)| n)
-            .sum();
+            .filter(|(s, n)| *n > 0 && ["queued", "signed", "submitted"].contains(&s.as_str()))
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
         let backlog = store.sink_backlogs(&["broker".to_string()]).await?.first().map_or(1, |b| b.backlog);
         let before = received.lock().unwrap_or_else(|e| e.into_inner()).len();
-        if at >= head && pending == 0 && backlog == 0 {
+        if at >= head && in_flight.is_empty() && backlog == 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let after = received.lock().unwrap_or_else(|e| e.into_inner()).len();
             let head_now = anvil.block_number().await?;
             if after == before && cursor(store).await.map_or(0, |c| c.0) >= head_now.saturating_sub(4) {
                 return Ok(());
             }
+        }
+        if Instant::now() >= deadline {
+            let now = gemgate_cluster::unix_ms();
+            let leases: Vec<String> = store
+                .leases()
+                .await?
+                .iter()
+                .map(|l| {
+                    let live = if l.is_live(now) { "live" } else { "expired" };
+                    format!("{:?}/{} held by {} ({live})", l.key.role, l.key.name, l.holder)
+                })
+                .collect();
+            anyhow::bail!(
+                "the fleet did not settle within 180 s: indexed to block {at} of {head}; transactions in flight: \
+                 [{}]; broker backlog {backlog}; leases: [{}]",
+                in_flight.join(", "),
+                leases.join("; ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -15,7 +15,10 @@ mod relay;
 mod replay;
 mod share;
 mod snapshot;
+pub mod tools;
 mod txm;
+
+pub use fleet::{LogKey, chain_logs, stored_logs};
 
 use std::time::{Duration, Instant};
 

@@ -13,7 +13,7 @@ use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log, TransactionRequest};
 use async_trait::async_trait;
 use gemgate_domain::ports::{ChainSource, LogQuery, RawLog};
-use gemgate_domain::{BlockRef, ChainError, ChainId, FinalityLevel};
+use gemgate_domain::{BlockRef, ChainError, ChainId, FinalityLevel, Header};
 
 use crate::classify::classify;
 use crate::endpoints::{Endpoint, Endpoints, RetryPolicy};
@@ -76,7 +76,7 @@ impl EvmChain {
     }
 }
 
-fn block_ref(endpoint: &Endpoint, block: &alloy::rpc::types::Block) -> Result<BlockRef, ChainError> {
+fn header_of(endpoint: &Endpoint, block: &alloy::rpc::types::Block) -> Result<Header, ChainError> {
     let header = &block.header;
     if header.hash.is_zero() {
         return Err(ChainError::InvalidResponse {
@@ -84,20 +84,29 @@ fn block_ref(endpoint: &Endpoint, block: &alloy::rpc::types::Block) -> Result<Bl
             message: "block without hash".into(),
         });
     }
-    Ok(BlockRef { number: header.number, hash: header.hash, parent_hash: header.parent_hash })
+    let block = BlockRef { number: header.number, hash: header.hash, parent_hash: header.parent_hash };
+    Ok(Header { block, logs_bloom: header.logs_bloom })
+}
+
+async fn fetch_header(endpoint: &Endpoint, tag: BlockNumberOrTag) -> Result<Option<Header>, ChainError> {
+    let block =
+        endpoint.provider.get_block_by_number(tag).await.map_err(|e| classify(&endpoint.label, &e, None))?;
+    block.as_ref().map(|b| header_of(endpoint, b)).transpose()
 }
 
 async fn fetch_block(endpoint: &Endpoint, tag: BlockNumberOrTag) -> Result<Option<BlockRef>, ChainError> {
-    let block =
-        endpoint.provider.get_block_by_number(tag).await.map_err(|e| classify(&endpoint.label, &e, None))?;
-    block.as_ref().map(|b| block_ref(endpoint, b)).transpose()
+    Ok(fetch_header(endpoint, tag).await?.map(|h| h.block))
 }
 
 /// A block that must exist: a missing one means this endpoint lags, and another should be asked.
-async fn require_block(endpoint: &Endpoint, number: u64) -> Result<BlockRef, ChainError> {
-    fetch_block(endpoint, BlockNumberOrTag::Number(number))
+async fn require_header(endpoint: &Endpoint, number: u64) -> Result<Header, ChainError> {
+    fetch_header(endpoint, BlockNumberOrTag::Number(number))
         .await?
         .ok_or_else(|| ChainError::BlockUnavailable { endpoint: endpoint.label.clone(), number })
+}
+
+async fn require_block(endpoint: &Endpoint, number: u64) -> Result<BlockRef, ChainError> {
+    Ok(require_header(endpoint, number).await?.block)
 }
 
 fn raw_log(endpoint: &Endpoint, log: Log) -> Result<RawLog, ChainError> {
@@ -176,10 +185,10 @@ impl ChainSource for EvmChain {
         }
     }
 
-    async fn block(&self, number: u64) -> Result<Option<BlockRef>, ChainError> {
+    async fn header(&self, number: u64) -> Result<Option<Header>, ChainError> {
         match self
             .endpoints
-            .call("eth_getBlockByNumber", number, |e| async move { require_block(&e, number).await })
+            .call("eth_getBlockByNumber", number, |e| async move { require_header(&e, number).await })
             .await
         {
             Ok(block) => Ok(Some(block)),

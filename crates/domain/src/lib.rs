@@ -21,7 +21,7 @@ pub mod signature;
 pub mod state;
 pub mod tx;
 
-pub use block::{BlockRef, ChainId};
+pub use block::{BlockRef, ChainId, Header};
 pub use error::{ChainError, RangeHint, SendError, SignerError, SinkError, StoreError};
 pub use event::{ChainEvent, ENVELOPE_SCHEMA, EventId, EventStatus};
 pub use finality::{Finality, FinalityLevel};

@@ -7,6 +7,7 @@ use alloy_primitives::{Address, B256, Bytes, U256};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::block::Header;
 use crate::broadcast::{CallRequest, FeeQuote, ReceiptSummary, SendFailure};
 use crate::calls::{BlockSelector, CallOutput, PinnedBlock};
 use crate::cluster::{Fence, LeaseKey, LeaseRecord};
@@ -55,8 +56,12 @@ pub trait ChainSource: Send + Sync {
     fn chain_id(&self) -> ChainId;
     /// The head at a finality level; `None` when the node has no such tag (then depth rules apply).
     async fn head(&self, level: FinalityLevel) -> Result<Option<BlockRef>, ChainError>;
+    /// A block's header by number; `None` when the node does not have it.
+    async fn header(&self, number: u64) -> Result<Option<Header>, ChainError>;
     /// A block by number; `None` when the node does not have it.
-    async fn block(&self, number: u64) -> Result<Option<BlockRef>, ChainError>;
+    async fn block(&self, number: u64) -> Result<Option<BlockRef>, ChainError> {
+        Ok(self.header(number).await?.map(|h| h.block))
+    }
     async fn logs(&self, query: &LogQuery) -> Result<Vec<RawLog>, ChainError>;
     /// The sender of a transaction; `None` when the node does not know it.
     async fn transaction_sender(&self, tx_hash: B256) -> Result<Option<Address>, ChainError>;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use gemgate_domain::ports::{Batch, ChainSource, Heads, LogQuery, RawLog, Store};
-use gemgate_domain::{BlockRef, ChainError, ChainEvent, ChainId, FinalityLevel};
+use gemgate_domain::{BlockRef, ChainError, ChainEvent, ChainId, FinalityLevel, Header};
 use gemgate_projections::Decoder;
 
 use crate::IndexerError;
@@ -414,19 +414,23 @@ impl Indexer {
         Ok(StepOutcome::Committed { from: next, to: last, events: total })
     }
 
-    /// Near the tip every block's header is checked against its parent before its logs are committed.
+    /// Near the tip every block's header is checked against its parent before its logs are committed, and
+    /// the logs against the headers: each log must carry its block's hash, and a block whose logs bloom
+    /// names a configured contract must come with logs (a node behind a balancer may answer a range before
+    /// it has all of it; such a block is asked for again by hash).
     async fn follow(&mut self, next: u64, end: u64, finalized: u64) -> Result<StepOutcome, IndexerError> {
         let cursor = self.cursor().await?;
-        let headers: Vec<Option<BlockRef>> = futures::stream::iter(next..=end)
-            .map(|n| self.source.block(n))
+        let headers: Vec<Option<Header>> = futures::stream::iter(next..=end)
+            .map(|n| self.source.header(n))
             .buffered(self.settings.concurrency * 2)
             .try_collect()
             .await
             .map_err(self.chain_err())?;
-        let Some(headers) = headers.into_iter().collect::<Option<Vec<BlockRef>>>() else {
+        let Some(headers) = headers.into_iter().collect::<Option<Vec<Header>>>() else {
             return Ok(StepOutcome::NodeBehind { node_head: next, cursor: cursor.map_or(0, |c| c.number) });
         };
-        match link(cursor.as_ref(), &headers) {
+        let blocks: Vec<BlockRef> = headers.iter().map(|h| h.block).collect();
+        match link(cursor.as_ref(), &blocks) {
             Link::Fork => {
                 return match cursor {
                     Some(c) => self.revert_fork(c).await,
@@ -436,22 +440,59 @@ impl Indexer {
             Link::Torn => return Ok(StepOutcome::Retry),
             Link::Extends => {}
         }
-        let logs = if headers.len() == 1 {
-            let query = LogQuery::Block { hash: headers[0].hash, addresses: self.decoder.addresses() };
+        let addresses = self.decoder.addresses();
+        let mut logs = if blocks.len() == 1 {
+            let query = LogQuery::Block { hash: blocks[0].hash, addresses: addresses.clone() };
             self.source.logs(&query).await.map_err(self.chain_err())?
         } else {
             self.fetcher.logs(next, end).await?
         };
         // Logs must come from exactly the blocks whose headers we checked.
-        if logs.iter().any(|log| {
-            headers.get((log.block_number - next) as usize).map(|h| h.hash) != Some(log.block_hash)
-        }) {
+        let foreign = |logs: &[RawLog]| {
+            logs.iter().any(|log| {
+                log.block_number < next
+                    || blocks.get((log.block_number - next) as usize).map(|b| b.hash) != Some(log.block_hash)
+            })
+        };
+        if foreign(&logs) {
+            self.metrics.log_mismatches.get_or_create(&self.label()).inc();
+            tracing::debug!(
+                chain_id = self.settings.chain_id,
+                next,
+                end,
+                "logs of another block; fetching again"
+            );
             return Ok(StepOutcome::Retry);
+        }
+        let silent: Vec<BlockRef> = headers
+            .iter()
+            .filter(|h| h.may_have_logs_of(&addresses) && !logs.iter().any(|l| l.block_hash == h.block.hash))
+            .map(|h| h.block)
+            .collect();
+        if !silent.is_empty() && blocks.len() > 1 {
+            // Asked by hash, a node answers for exactly that block or refuses; what it gives is taken (the
+            // bloom also matches now and then for a block without our logs).
+            self.metrics.log_mismatches.get_or_create(&self.label()).inc();
+            for block in &silent {
+                let query = LogQuery::Block { hash: block.hash, addresses: addresses.clone() };
+                let more = self.source.logs(&query).await.map_err(self.chain_err())?;
+                if foreign(&more) {
+                    return Ok(StepOutcome::Retry);
+                }
+                tracing::debug!(
+                    chain_id = self.settings.chain_id,
+                    block = block.number,
+                    logs = more.len(),
+                    "a range answer left out a block its bloom names; fetched it by hash"
+                );
+                logs.extend(more);
+            }
+            logs.sort_by_key(|l| (l.block_number, l.log_index));
         }
         let mut events = self.fetcher.decode(&logs);
         self.fetcher.fill_senders(&mut events).await?;
         let count = events.len();
-        self.commit(headers, events, finalized).await?;
+        self.commit(blocks, events, finalized).await?;
         Ok(StepOutcome::Committed { from: next, to: end, events: count })
     }
 

@@ -24,6 +24,9 @@ pub struct IndexerMetrics {
     pub halted: Family<ChainLabel, Gauge>,
     /// Diamond selectors the start-up loupe check found wrong in the facet table (and repaired).
     pub loupe_repairs: Family<ChainLabel, Counter>,
+    /// Node answers whose logs did not match the checked headers (another block's hash, or a block whose
+    /// bloom names a contract left out), fetched again.
+    pub log_mismatches: Family<ChainLabel, Counter>,
 }
 
 impl IndexerMetrics {
@@ -38,6 +41,7 @@ impl IndexerMetrics {
             &self.reorgs,
             &self.reverted_events,
             &self.loupe_repairs,
+            &self.log_mismatches,
         ] {
             let _ = family.get_or_create(&label);
         }
@@ -63,6 +67,11 @@ impl IndexerMetrics {
                 "loupe_repairs",
                 "Diamond selectors the loupe check at start found wrong in the facet table and repaired",
                 m.loupe_repairs.clone(),
+            );
+            r.register(
+                "log_mismatches",
+                "node answers whose logs did not match the checked headers (another block's hash, or a block whose bloom names a contract left out), fetched again",
+                m.log_mismatches.clone(),
             );
         });
         m

@@ -14,6 +14,7 @@ pub mod js;
 mod proxy;
 pub mod relay;
 mod rng;
+pub mod rpc_proxy;
 mod scenario;
 mod send;
 mod synthetic;
@@ -23,6 +24,7 @@ pub use deploy::{Deployment, MULTICALL3, deploy_gemforce, install_multicall3, re
 pub use error::TestkitError;
 pub use proxy::TcpProxy;
 pub use rng::SplitMix64;
+pub use rpc_proxy::RpcProxy;
 pub use scenario::{ExpectedTradeDeal, Scenario, ScenarioOptions, ScenarioReport};
 pub use send::confirm;
 pub use synthetic::{SyntheticChain, build_log_chain};

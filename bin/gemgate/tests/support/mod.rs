@@ -2,6 +2,7 @@
 //! with the test.
 
 /// A port nothing listens on right now.
+#[allow(dead_code)] // not every test binary starts a server
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -284,4 +285,91 @@ pub async fn demo(test: &str, listen: &str, dir: &std::path::Path) -> Option<Kil
     let summary = tokio::time::timeout(std::time::Duration::from_secs(180), ready).await;
     assert!(matches!(summary, Ok(Ok(()))), "the demo did not print its summary");
     Some(demo)
+}
+
+/// A database of its own on the test Postgres (`GEMGATE_TEST_POSTGRES_URL`, default the local server),
+/// dropped with the test. `None` (skip, said loudly) when Postgres is unreachable outside CI.
+#[allow(dead_code)] // the tests that need Postgres use it
+pub struct TempPostgres {
+    admin: String,
+    pub name: String,
+}
+
+#[allow(dead_code)]
+impl TempPostgres {
+    pub async fn create(test: &str, prefix: &str) -> Option<TempPostgres> {
+        use sqlx::{Connection as _, Executor as _};
+        let admin = std::env::var("GEMGATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
+        let mut connection = match sqlx::PgConnection::connect(&admin).await {
+            Ok(connection) => connection,
+            Err(e) if gemgate_testkit::under_ci() => panic!("Postgres unreachable under CI: {e}"),
+            Err(e) => {
+                eprintln!("SKIPPED {test}: Postgres unreachable ({e})");
+                return None;
+            }
+        };
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("{prefix}_{}_{nanos}", std::process::id());
+        connection.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        Some(TempPostgres { admin, name })
+    }
+
+    /// The database's URL (the admin URL with its name), with `password` set when given.
+    pub fn url_with_password(&self, password: Option<&str>) -> String {
+        let mut url = url::Url::parse(&self.admin).unwrap();
+        url.set_path(&format!("/{}", self.name));
+        if let Some(password) = password {
+            url.set_password(Some(password)).unwrap();
+        }
+        url.to_string()
+    }
+
+    pub fn url(&self) -> String {
+        self.url_with_password(None)
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // WITH (FORCE) ends any connection a process of the test left.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                use sqlx::{Connection as _, Executor as _};
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = c.execute(sqlx::AssertSqlSafe(sql)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The `[[contracts]]` entry of a LogSpammer chain (name `spammer`, chain 31337), its ABI written into `dir`.
+#[allow(dead_code)] // the tests that index a LogSpammer use it
+pub fn spammer_contract(dir: &std::path::Path, chain: &gemgate_testkit::SyntheticChain) -> String {
+    let abi = dir.join("LogSpammer.json");
+    std::fs::write(&abi, gemgate_testkit::artifacts::Artifact::named("LogSpammer").unwrap().json).unwrap();
+    format!(
+        "[[contracts]]\nname = \"spammer\"\nchain = 31337\naddress = \"{}\"\nabi = [\"{}\"]\nstart_block = {}\n",
+        chain.address,
+        abi.display(),
+        chain.start_block
+    )
+}
+
+/// `gemgate index --config CONFIG` (warnings to the test's stderr), killed with the test.
+#[allow(dead_code)]
+pub fn index(config: &std::path::Path) -> KillOnDrop {
+    KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_gemgate"))
+            .args(["--log-filter", "warn", "index", "--config", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
 }
