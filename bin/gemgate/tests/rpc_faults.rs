@@ -190,6 +190,11 @@ async fn finality_tags_going_backwards() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_holes_in_its_index() {
+    converges_under("a_node_with_holes_in_its_index", &["holes@0.15"], &["holes"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_at_random() {
     let all = [
         "latency=1ms..20ms",
@@ -204,6 +209,7 @@ async fn every_fault_at_random() {
         "uncle-logs@0.2",
         "empty-logs@0.2",
         "finality-backwards=5@0.2",
+        "holes@0.05",
     ];
     converges_under("every_fault_at_random", &all, &["5xx", "reset", "lag", "finality-backwards"]).await;
 }

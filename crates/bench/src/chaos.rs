@@ -496,9 +496,24 @@ async fn settle(
                     format!("{:?}/{} held by {} ({live})", l.key.role, l.key.name, l.holder)
                 })
                 .collect();
+            // What the node answers for the blocks the indexer stands on and goes to next.
+            let mut blocks = Vec::new();
+            for number in [at, at + 1] {
+                let answer: Result<Option<serde_json::Value>, _> = anvil
+                    .provider()
+                    .raw_request("eth_getBlockByNumber".into(), (format!("0x{number:x}"), false))
+                    .await;
+                let shown = match answer {
+                    Ok(Some(block)) => format!("{} {}", block["number"], block["hash"]),
+                    Ok(None) => "null".to_string(),
+                    Err(e) => format!("error {e}"),
+                };
+                blocks.push(format!("block {number}: {shown}"));
+            }
             anyhow::bail!(
-                "the fleet did not settle within 180 s: indexed to block {at} of {head}; transactions in flight: \
-                 [{}]; broker backlog {backlog}; leases: [{}]",
+                "the fleet did not settle within 180 s: indexed to block {at} of {head} ({}); transactions in \
+                 flight: [{}]; broker backlog {backlog}; leases: [{}]",
+                blocks.join(", "),
                 in_flight.join(", "),
                 leases.join("; ")
             );

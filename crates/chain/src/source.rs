@@ -185,6 +185,16 @@ impl ChainSource for EvmChain {
         }
     }
 
+    async fn header_by_hash(&self, hash: alloy::primitives::B256) -> Result<Option<Header>, ChainError> {
+        self.endpoints
+            .call("eth_getBlockByHash", 0, |e| async move {
+                let block =
+                    e.provider.get_block_by_hash(hash).await.map_err(|err| classify(&e.label, &err, None))?;
+                block.as_ref().map(|b| header_of(&e, b)).transpose()
+            })
+            .await
+    }
+
     async fn header(&self, number: u64) -> Result<Option<Header>, ChainError> {
         match self
             .endpoints

@@ -84,6 +84,21 @@ pub fn load_with_env(file: Option<&Path>, env: &BTreeMap<String, String>) -> Res
     load_str(&text, file.unwrap_or(Path::new("(defaults)")), &base_dir, env)
 }
 
+/// A TOML syntax error by line and column, without the snippet of the file the parser quotes: the line
+/// may hold a secret (a database URL with its password, say), and the message reaches logs and terminals.
+fn syntax_message(text: &str, error: &toml::de::Error) -> String {
+    let reason = error.message().trim_end_matches('\n');
+    match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("TOML parse error at line {line}, column {column}: {reason}")
+        }
+        None => format!("TOML parse error: {reason}"),
+    }
+}
+
 /// Loads settings from TOML text; relative paths in it resolve against `base_dir`.
 pub fn load_str(
     text: &str,
@@ -93,7 +108,7 @@ pub fn load_str(
 ) -> Result<Settings, ConfigError> {
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
         path: origin.to_path_buf(),
-        message: e.to_string(),
+        message: syntax_message(text, &e),
     })?;
     let override_problems = env::apply_overrides(&mut table, env);
     if !override_problems.is_empty() {

@@ -58,6 +58,8 @@ pub trait ChainSource: Send + Sync {
     async fn head(&self, level: FinalityLevel) -> Result<Option<BlockRef>, ChainError>;
     /// A block's header by number; `None` when the node does not have it.
     async fn header(&self, number: u64) -> Result<Option<Header>, ChainError>;
+    /// A block's header by hash; `None` when the node does not have it.
+    async fn header_by_hash(&self, hash: B256) -> Result<Option<Header>, ChainError>;
     /// A block by number; `None` when the node does not have it.
     async fn block(&self, number: u64) -> Result<Option<BlockRef>, ChainError> {
         Ok(self.header(number).await?.map(|h| h.block))

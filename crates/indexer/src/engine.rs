@@ -312,6 +312,21 @@ impl Indexer {
             // Above the last recorded finality, the cursor may have been reorged away while we were not looking.
             if c.number > self.floor || self.floor == 0 {
                 match self.source.block(c.number).await.map_err(self.chain_err())? {
+                    // A node with blocks above the cursor but none at its height has a hole in its index
+                    // (anvil after racing reorgs does): the next block's parent says whether the cursor is
+                    // still canonical.
+                    None if heads.latest > c.number => {
+                        match self.source.block(c.number + 1).await.map_err(self.chain_err())? {
+                            Some(child) if child.parent_hash == c.hash => {}
+                            Some(_) => return self.revert_fork(c).await,
+                            None => {
+                                return Ok(StepOutcome::NodeBehind {
+                                    node_head: heads.latest,
+                                    cursor: c.number,
+                                });
+                            }
+                        }
+                    }
                     None => return Ok(StepOutcome::NodeBehind { node_head: heads.latest, cursor: c.number }),
                     Some(block) if block.hash != c.hash => return self.revert_fork(c).await,
                     Some(_) => {}
@@ -426,9 +441,10 @@ impl Indexer {
             .try_collect()
             .await
             .map_err(self.chain_err())?;
-        let Some(headers) = headers.into_iter().collect::<Option<Vec<Header>>>() else {
+        let Some(headers) = self.fill_holes(headers).await? else {
             return Ok(StepOutcome::NodeBehind { node_head: next, cursor: cursor.map_or(0, |c| c.number) });
         };
+        let end = next + headers.len() as u64 - 1;
         let blocks: Vec<BlockRef> = headers.iter().map(|h| h.block).collect();
         match link(cursor.as_ref(), &blocks) {
             Link::Fork => {
@@ -496,16 +512,51 @@ impl Indexer {
         Ok(StepOutcome::Committed { from: next, to: end, events: count })
     }
 
+    /// Headers fetched by number, with the gaps a node leaves (`None`) filled by hash from the parent link
+    /// of the block above, and the unavailable ones at the end dropped (committed next time). `None` when the
+    /// first is unavailable and cannot be reached that way.
+    async fn fill_holes(
+        &self,
+        mut headers: Vec<Option<Header>>,
+    ) -> Result<Option<Vec<Header>>, IndexerError> {
+        while matches!(headers.last(), Some(None)) {
+            headers.pop();
+        }
+        for i in (0..headers.len().saturating_sub(1)).rev() {
+            if headers[i].is_some() {
+                continue;
+            }
+            let Some(child) = headers[i + 1] else { return Ok(None) };
+            let parent =
+                self.source.header_by_hash(child.block.parent_hash).await.map_err(self.chain_err())?;
+            match parent {
+                Some(p)
+                    if p.block.hash == child.block.parent_hash
+                        && p.block.number + 1 == child.block.number =>
+                {
+                    tracing::debug!(
+                        chain_id = self.settings.chain_id,
+                        block = p.block.number,
+                        "the node has no block at this height; found it by its child's parent hash"
+                    );
+                    headers[i] = Some(p);
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(headers.into_iter().collect::<Option<Vec<Header>>>().filter(|h| !h.is_empty()))
+    }
+
     /// The cursor is no longer canonical: walk the window down to the newest block the node still has,
     /// and revert to it. Halts if no such block is above finality.
     async fn revert_fork(&mut self, cursor: BlockRef) -> Result<StepOutcome, IndexerError> {
         let window = self.store.window(self.settings.chain_id).await.map_err(self.store_err())?;
         let mut ancestor = None;
+        let mut unavailable = 0;
         for stored in window.iter().rev().filter(|b| b.number <= cursor.number) {
             match self.source.block(stored.number).await.map_err(self.chain_err())? {
-                None => {
-                    return Ok(StepOutcome::NodeBehind { node_head: stored.number, cursor: cursor.number });
-                }
+                // A hole in the node's index: going deeper is safe (more is reverted and applied again).
+                None => unavailable += 1,
                 Some(block) if block.hash == stored.hash => {
                     ancestor = Some(*stored);
                     break;
@@ -514,6 +565,10 @@ impl Indexer {
             }
         }
         let Some(ancestor) = ancestor else {
+            if unavailable > 0 {
+                // Not proven below finality: the node could not show some of the blocks; wait for it.
+                return Ok(StepOutcome::NodeBehind { node_head: cursor.number, cursor: cursor.number });
+            }
             self.metrics.halted.get_or_create(&self.label()).set(1);
             return Err(IndexerError::ReorgBelowFinality {
                 chain_id: self.settings.chain_id,

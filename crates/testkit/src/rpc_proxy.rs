@@ -46,6 +46,10 @@ pub enum Fault {
     EmptyLogs,
     /// The `safe` and `finalized` tags answered with a block `blocks` older than the node's.
     FinalityBackwards { blocks: u64 },
+    /// A node with holes in its index (as anvil has after racing reorgs): a share of the block heights,
+    /// drawn once per height, answer `null` by number and are left out of `eth_getLogs` ranges, while the
+    /// blocks are there by hash and the head is above them.
+    Holes,
 }
 
 impl Fault {
@@ -63,6 +67,7 @@ impl Fault {
             Fault::UncleLogs => "uncle-logs",
             Fault::EmptyLogs => "empty-logs",
             Fault::FinalityBackwards { .. } => "finality-backwards",
+            Fault::Holes => "holes",
         }
     }
 
@@ -93,6 +98,7 @@ impl Fault {
             Fault::UncleLogs,
             Fault::EmptyLogs,
             Fault::FinalityBackwards { blocks: 5 },
+            Fault::Holes,
         ]
     }
 }
@@ -118,7 +124,7 @@ impl fmt::Display for Rule {
 }
 
 /// `KIND[=ARG][@RATE]`: `latency=5ms..50ms`, `429`, `429=2@0.05`, `5xx@0.1`, `reset`, `truncate`,
-/// `invalid-json`, `lag=3@0.3`, `stale-logs`, `uncle-logs`, `empty-logs`, `finality-backwards=5`. The rate
+/// `invalid-json`, `lag=3@0.3`, `stale-logs`, `uncle-logs`, `empty-logs`, `finality-backwards=5`, `holes`. The rate
 /// defaults to 1 for `latency` and 0.2 for the rest.
 impl FromStr for Rule {
     type Err = String;
@@ -172,10 +178,11 @@ impl FromStr for Rule {
             "uncle-logs" => Fault::UncleLogs,
             "empty-logs" => Fault::EmptyLogs,
             "finality-backwards" => Fault::FinalityBackwards { blocks: blocks(5)? },
+            "holes" => Fault::Holes,
             other => {
                 return Err(format!(
                     "{other:?} is not a fault; the faults are latency, 429, 5xx, reset, truncate, invalid-json, \
-                     lag, stale-logs, uncle-logs, empty-logs, finality-backwards"
+                     lag, stale-logs, uncle-logs, empty-logs, finality-backwards, holes"
                 ));
             }
         };
@@ -189,6 +196,7 @@ impl FromStr for Rule {
                     | Fault::StaleLogs
                     | Fault::UncleLogs
                     | Fault::EmptyLogs
+                    | Fault::Holes
             )
         {
             return Err(format!("{text:?}: {kind} takes no argument"));
@@ -219,6 +227,8 @@ struct State {
     rules: Vec<Rule>,
     rng: SplitMix64,
     counts: BTreeMap<String, u64>,
+    /// Heights decided for the `holes` fault: whether each is a hole.
+    holes: std::collections::HashMap<u64, bool>,
 }
 
 impl State {
@@ -266,6 +276,7 @@ impl RpcProxy {
             rules,
             rng: SplitMix64::new(seed),
             counts: BTreeMap::new(),
+            holes: std::collections::HashMap::new(),
         }));
         let accept = {
             let state = state.clone();
@@ -545,6 +556,18 @@ async fn one(state: &Mutex<State>, upstream: &Upstream, call: Value) -> Value {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         struck.iter().for_each(|f| s.count(f.name()));
     }
+    let hole_rate = {
+        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.rules.iter().find(|r| matches!(r.fault, Fault::Holes)).map(|r| r.rate)
+    };
+    if let Some(rate) = hole_rate
+        && method == "eth_getBlockByNumber"
+        && let Some(number) = quantity(&call["params"][0])
+        && upstream.head().await.is_some_and(|head| number < head)
+        && is_hole(state, number, rate, true)
+    {
+        return json!({"jsonrpc":"2.0","id":call["id"],"result":null});
+    }
     let mut call = call;
     for fault in &struck {
         if let Fault::Lag { blocks } = fault {
@@ -556,6 +579,16 @@ async fn one(state: &Mutex<State>, upstream: &Upstream, call: Value) -> Value {
         }
     }
     let mut answer = upstream.send(&call).await;
+    if let Some(rate) = hole_rate
+        && is_range(&method, &call)
+        && let Some(head) = upstream.head().await
+        && let Some(logs) = answer["result"].as_array_mut()
+    {
+        logs.retain(|log| {
+            let number = log.get("blockNumber").and_then(quantity).unwrap_or(u64::MAX);
+            !(number < head && is_hole(state, number, rate, false))
+        });
+    }
     for fault in &struck {
         match fault {
             Fault::StaleLogs => {
@@ -591,6 +624,24 @@ async fn one(state: &Mutex<State>, upstream: &Upstream, call: Value) -> Value {
         }
     }
     answer
+}
+
+/// Whether a height is a hole (decided once per height, at the rule's rate); `count` counts an answer
+/// that showed it.
+fn is_hole(state: &Mutex<State>, number: u64, rate: f64, count: bool) -> bool {
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let hole = match s.holes.get(&number) {
+        Some(hole) => *hole,
+        None => {
+            let hole = s.strikes(rate);
+            s.holes.insert(number, hole);
+            hole
+        }
+    };
+    if hole && count {
+        s.count("holes");
+    }
+    hole
 }
 
 fn is_range(method: &str, call: &Value) -> bool {
@@ -703,6 +754,7 @@ mod tests {
             rules: Vec::new(),
             rng: SplitMix64::new(3),
             counts: BTreeMap::new(),
+            holes: std::collections::HashMap::new(),
         };
         let hits = (0..10_000).filter(|_| state.strikes(0.2)).count();
         assert!((1_800..2_200).contains(&hits), "{hits}");
