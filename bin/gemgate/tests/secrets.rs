@@ -10,7 +10,6 @@
 mod support;
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
@@ -19,7 +18,6 @@ use base64::Engine as _;
 use hmac::Mac as _;
 use sha2::Digest as _;
 use support::{KillOnDrop, TempPostgres, free_port, http};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Bytes that look random and differ per run, without a random-number dependency.
 fn fresh(n: usize, salt: &str) -> Vec<u8> {
@@ -32,50 +30,6 @@ fn fresh(n: usize, salt: &str) -> Vec<u8> {
     }
     out.truncate(n);
     out
-}
-
-/// A webhook receiver: answers 204 to every POST and keeps what it got (head and body, as text).
-async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let kept = got.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut reader = BufReader::new(read);
-                loop {
-                    let mut head = String::new();
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        head.push_str(&line);
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    kept.lock().unwrap().push(format!("{head}{}", String::from_utf8_lossy(&body)));
-                    if write.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await.is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, got)
 }
 
 /// Every row of every table of the database, as text.
@@ -138,7 +92,7 @@ async fn secrets_never_reach_logs_answers_deliveries_config_check_or_the_databas
         .await
         .unwrap();
 
-    let (hook_url, deliveries) = receiver().await;
+    let (hook_url, deliveries) = support::webhook_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let config = dir.path().join("gemgate.toml");

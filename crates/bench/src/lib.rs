@@ -18,7 +18,7 @@ mod snapshot;
 pub mod tools;
 mod txm;
 
-pub use fleet::{LogKey, chain_logs, stored_logs};
+pub use fleet::{LogKey, chain_logs, stored_events, stored_logs};
 
 use std::time::{Duration, Instant};
 
