@@ -7,7 +7,7 @@
 //! with each batch's commit time.
 
 mod call;
-mod chaos;
+pub(crate) mod chaos;
 mod deliver;
 mod failover;
 mod fleet;

@@ -1,6 +1,7 @@
 //! `gemgate chaos`: tools for operators who want to test their own setup the way gemgate's suite tests
 //! itself. `gemgate chaos rpc-proxy` puts the test kit's fault-injecting JSON-RPC proxy in front of a node:
-//! point a `[[chains]] rpc` at it and watch the indexer converge anyway.
+//! point a `[[chains]] rpc` at it and watch the indexer converge anyway. `gemgate chaos soak` runs the whole
+//! service under every kind of fault for a bounded time on this machine and reports what survived.
 
 use std::time::Duration;
 
@@ -20,6 +21,35 @@ enum ChaosWhat {
     /// truncated or invalid JSON, a lagging node, stale, foreign or empty eth_getLogs, finality going
     /// backwards. GET on the proxy answers the counts of requests and faults as JSON.
     RpcProxy(RpcProxyArgs),
+    /// A bounded soak on this machine: three `gemgate run` processes on Postgres and RabbitMQ, a local
+    /// anvil with logs, transactions and reorgs of 1-20 blocks, RPC faults through the proxy, SIGKILLs and
+    /// SIGSTOPs of the processes and broker cuts for N minutes; then it checks the events against
+    /// eth_getLogs, every delivery, the retractions and the nonces, and writes a report. Loopback only.
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SoakArgs {
+    /// How long to inject faults (the run then waits for the fleet to settle and checks).
+    #[arg(long)]
+    minutes: f64,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// An admin URL of a local Postgres (the soak creates and drops its own database).
+    #[arg(long, default_value = "postgres://root@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// A local RabbitMQ (the soak declares and deletes its own exchange and queue).
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp: String,
+    /// The report as JSON.
+    #[arg(long, default_value = "gemgate-soak-report.json")]
+    report: std::path::PathBuf,
+    /// Also print the report as one JSON line at the end.
+    #[arg(long)]
+    json: bool,
+    /// The `gemgate` binary the fleet runs (default: this one).
+    #[arg(long)]
+    binary: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -49,6 +79,41 @@ pub struct RpcProxyArgs {
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     match args.what {
         ChaosWhat::RpcProxy(args) => rpc_proxy(args).await,
+        ChaosWhat::Soak(args) => soak(args).await,
+    }
+}
+
+async fn soak(args: SoakArgs) -> anyhow::Result<()> {
+    for (flag, url) in [("--postgres", &args.postgres), ("--amqp", &args.amqp)] {
+        anyhow::ensure!(
+            is_loopback(url),
+            "{flag}: the soak runs against services on this machine only (loopback)"
+        );
+    }
+    crate::chaos::run(crate::chaos::ChaosBench::soak(
+        args.minutes,
+        args.seed,
+        args.postgres,
+        args.amqp,
+        args.binary,
+        Some(args.report),
+        args.json,
+    ))
+    .await
+}
+
+/// Whether a service URL names this machine (127.0.0.0/8, ::1 or localhost). The password is not looked at.
+fn is_loopback(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else { return false };
+    match url.host() {
+        // Non-special schemes (postgres://, amqp://) keep the host as text.
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -110,6 +175,25 @@ fn summary(proxy: &RpcProxy) -> String {
     let faults: Vec<String> =
         counts.iter().filter(|(k, _)| *k != "requests").map(|(k, n)| format!("{k} {n}")).collect();
     format!("{requests} calls; faults: {}", if faults.is_empty() { "none".into() } else { faults.join(", ") })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_this_machine_is_loopback() {
+        for url in [
+            "postgres://root@127.0.0.1:5432/postgres",
+            "amqp://guest:guest@localhost:5672/%2f",
+            "postgres://[::1]/x",
+        ] {
+            assert!(super::is_loopback(url), "{url}");
+        }
+        for url in
+            ["postgres://db.example.com/x", "amqp://10.0.0.5:5672", "not a url", "postgres://128.0.0.1/x"]
+        {
+            assert!(!super::is_loopback(url), "{url}");
+        }
+    }
 }
 
 #[cfg(unix)]

@@ -35,8 +35,18 @@ const RANGE_TOO_LARGE: &[&str] = &[
 ];
 
 /// Substrings of errors that mean "this node does not have that block (yet)".
-const BLOCK_UNAVAILABLE: &[&str] =
-    &["unknown block", "header not found", "block not found", "missing trie node", "cannot find block"];
+const BLOCK_UNAVAILABLE: &[&str] = &[
+    "unknown block",
+    "header not found",
+    "block not found",
+    "missing trie node",
+    "cannot find block",
+    // anvil: "BlockOutOfRangeError: block height is 226 but requested was 240"
+    "blockoutofrange",
+    "block height is",
+    // geth's eth_getLogs: "block range extends beyond current head block"
+    "beyond current head",
+];
 
 /// Substrings of rate-limit errors.
 const RATE_LIMITED: &[&str] = &[
@@ -249,6 +259,17 @@ mod tests {
         assert!(matches!(lagging, ChainError::BlockUnavailable { .. }) && lagging.is_retryable());
         let geth_header = classify("rpc", &rpc_error(-32000, "header not found"), None);
         assert!(matches!(geth_header, ChainError::BlockUnavailable { .. }));
+        // A node behind the range asked for (found by the soak: it halted the indexer as a permanent error).
+        for text in [
+            "BlockOutOfRangeError: block height is 226 but requested was 240",
+            "block range extends beyond current head block",
+        ] {
+            let behind = classify("rpc", &rpc_error(-32602, text), Some((230, 240)));
+            assert!(
+                matches!(behind, ChainError::BlockUnavailable { number: 240, .. }) && behind.is_retryable(),
+                "{text}: {behind:?}"
+            );
+        }
         let limited = classify("rpc", &rpc_error(429, "Too Many Requests"), None);
         assert!(matches!(limited, ChainError::RateLimited { .. }) && limited.is_retryable());
         let alchemy_cu = classify(
