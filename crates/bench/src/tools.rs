@@ -177,6 +177,21 @@ fn summary(proxy: &RpcProxy) -> String {
     format!("{requests} calls; faults: {}", if faults.is_empty() { "none".into() } else { faults.join(", ") })
 }
 
+#[cfg(unix)]
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminated() {
+    std::future::pending().await
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -194,19 +209,4 @@ mod tests {
             assert!(!super::is_loopback(url), "{url}");
         }
     }
-}
-
-#[cfg(unix)]
-async fn terminated() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            term.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn terminated() {
-    std::future::pending().await
 }
