@@ -227,56 +227,6 @@ async fn three_processes_under_kills_pauses_and_reorgs_lose_nothing_and_invent_n
     assert!(r["max_leader_gap_ms"].as_u64().unwrap() < 5_000, "no indexer leader for 5 s or more: {r}");
 }
 
-/// `gemgate chaos soak --minutes 3`: the chaos run bounded in time, with RPC faults through the proxy, broker
-/// cuts and reorgs of 1-20 blocks on top of the process faults; the report file says what was tried and what
-/// survived. `GEMGATE_SOAK_MINUTES=N` runs a longer one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_three_minute_soak_with_rpc_faults_and_broker_cuts_loses_nothing_and_invents_nothing() {
-    let test = "a_three_minute_soak_with_rpc_faults_and_broker_cuts_loses_nothing_and_invents_nothing";
-    let _serial = SERIAL.lock().await;
-    let admin = std::env::var("GEMGATE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".into());
-    let amqp = std::env::var("GEMGATE_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    if !services(test, "cluster_soak").await {
-        return;
-    }
-    if std::net::TcpStream::connect("127.0.0.1:5672").is_err()
-        && std::env::var("GEMGATE_TEST_AMQP_URL").is_err()
-    {
-        assert!(!gemgate_testkit::under_ci(), "RabbitMQ unreachable under CI");
-        eprintln!("SKIPPED {test}: RabbitMQ unreachable");
-        return;
-    }
-    let minutes = std::env::var("GEMGATE_SOAK_MINUTES").unwrap_or_else(|_| "3".into());
-    let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("soak.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_gemgate"))
-        .args(["chaos", "soak", "--minutes", &minutes, "--postgres", &admin, "--amqp", &amqp])
-        .args(["--report", report.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}");
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert!(r["kills"].as_u64().unwrap() > 0 && r["pauses"].as_u64().unwrap() > 0, "{r}");
-    assert!(r["broker_cuts"].as_u64().unwrap() > 0, "the broker was cut: {r}");
-    let rpc = &r["rpc_faults"];
-    let kinds =
-        ["429", "5xx", "reset", "lag", "stale-logs", "uncle-logs", "empty-logs", "finality-backwards"];
-    let struck = kinds.iter().filter(|k| rpc[**k].as_u64().unwrap_or(0) > 0).count();
-    assert!(struck >= 6, "most kinds of RPC fault struck: {rpc}");
-    assert!(r["reorgs"].as_u64().unwrap() > 10, "{r}");
-    assert_eq!(r["events_identical"], true, "events == eth_getLogs of the canonical chain: {r}");
-    assert!(r["events"].as_u64().unwrap() > 500, "{r}");
-    assert_eq!(r["canonical_missing"], 0, "every canonical event arrived at the broker: {r}");
-    assert_eq!(r["retractions_missing"], 0, "a retraction for every reverted delivered event: {r}");
-    assert_eq!(r["nonce_problems"], serde_json::json!([]), "{r}");
-    assert!(r["transactions"].as_u64().unwrap() > 100, "{r}");
-    assert!(stdout.contains("PASSED"), "the human summary: {stdout}");
-}
-
 /// A process without the API (`gemgate index`) answers `/health`, `/ready` and `/metrics` on
 /// `telemetry.listen`, for probes and scrapers; on SQLite it leads its chain alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -676,11 +676,29 @@ async fn settle(
                 };
                 blocks.push(format!("block {number}: {shown}"));
             }
+            // The requests still out there, with what the chain has of their senders.
+            let mut stuck = Vec::new();
+            let query = gemgate_domain::ledger::TxListQuery { limit: 500, ..Default::default() };
+            for (record, _) in
+                store.list(&query).await?.items.iter().filter(|(r, _)| {
+                    matches!(r.state, TxState::Queued | TxState::Signed | TxState::Submitted)
+                })
+            {
+                let sender: Address = record.sender.parse().unwrap_or_default();
+                let mined = anvil.provider().get_transaction_count(sender).await.unwrap_or_default();
+                let pending =
+                    anvil.provider().get_transaction_count(sender).pending().await.unwrap_or_default();
+                stuck.push(format!(
+                    "{} nonce {} {:?} (sender mined {mined}, pending {pending})",
+                    record.id, record.nonce, record.state
+                ));
+            }
             anyhow::bail!(
                 "the fleet did not settle within 180 s: indexed to block {at} of {head} ({}); transactions in \
-                 flight: [{}]; broker backlog {backlog}; leases: [{}]",
+                 flight: [{}] {}; broker backlog {backlog}; leases: [{}]",
                 blocks.join(", "),
                 in_flight.join(", "),
+                stuck.join("; "),
                 leases.join("; ")
             );
         }

@@ -94,7 +94,13 @@ pub fn classify_send(code: i64, message: &str) -> SendError {
 /// is known about whether the node got the transaction: the caller treats it as maybe sent).
 pub fn send_error(error: &RpcError<TransportErrorKind>) -> Option<SendError> {
     match error {
-        RpcError::ErrorResp(payload) => Some(classify_send(payload.code, &payload.message)),
+        RpcError::ErrorResp(payload) => match classify_send(payload.code, &payload.message) {
+            // Not a verdict on the transaction: the provider rate-limits or fails (Infura's -32005 "request
+            // rate limited", an internal error); another try or another node answers. Taken for a refusal,
+            // it failed the request and, for its no-op, left a nonce gap (found by `gemgate chaos soak`).
+            SendError::Other { .. } if crate::classify::classify("", error, None).is_retryable() => None,
+            refusal => Some(refusal),
+        },
         _ => None,
     }
 }
@@ -102,6 +108,28 @@ pub fn send_error(error: &RpcError<TransportErrorKind>) -> Option<SendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limits_and_internal_errors_are_not_refusals() {
+        let error = |code: i64, message: &str| {
+            RpcError::<TransportErrorKind>::ErrorResp(alloy::rpc::json_rpc::ErrorPayload {
+                code,
+                message: message.to_string().into(),
+                data: None,
+            })
+        };
+        for (code, text) in [
+            (-32005, "rate limit exceeded"),
+            (-32005, "daily request count exceeded, request rate limited"),
+            (429, "Too Many Requests"),
+            (-32603, "internal error"),
+            (-32000, "service temporarily unavailable"),
+        ] {
+            assert_eq!(send_error(&error(code, text)), None, "{code} {text}");
+        }
+        assert!(matches!(send_error(&error(-32000, "nonce too low")), Some(SendError::NonceTooLow { .. })));
+        assert!(matches!(send_error(&error(-32000, "something new")), Some(SendError::Other { .. })));
+    }
 
     /// One test per real text: `name: client, code, "text" => Variant`.
     macro_rules! fixtures {
