@@ -110,7 +110,7 @@ async fn converges_under(test: &str, faults: &[&str], check: &[&str]) {
     let stored = gemgate_bench::stored_logs(&store).await.unwrap();
     let truth =
         gemgate_bench::chain_logs(&anvil, chain.address, chain.start_block, cursor.number).await.unwrap();
-    assert!(truth.len() > 300, "{test}: logs kept coming ({} on chain)", truth.len());
+    assert!(truth.len() >= 150, "{test}: logs kept coming ({} on chain)", truth.len());
     assert_eq!(
         stored.len(),
         truth.len(),

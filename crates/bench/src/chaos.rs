@@ -676,34 +676,71 @@ async fn settle(
                 };
                 blocks.push(format!("block {number}: {shown}"));
             }
-            // The requests still out there, with what the chain has of their senders.
-            let mut stuck = Vec::new();
-            let query = gemgate_domain::ledger::TxListQuery { limit: 500, ..Default::default() };
-            for (record, _) in
-                store.list(&query).await?.items.iter().filter(|(r, _)| {
-                    matches!(r.state, TxState::Queued | TxState::Signed | TxState::Submitted)
-                })
-            {
-                let sender: Address = record.sender.parse().unwrap_or_default();
-                let mined = anvil.provider().get_transaction_count(sender).await.unwrap_or_default();
-                let pending =
-                    anvil.provider().get_transaction_count(sender).pending().await.unwrap_or_default();
-                stuck.push(format!(
-                    "{} nonce {} {:?} (sender mined {mined}, pending {pending})",
-                    record.id, record.nonce, record.state
-                ));
-            }
+            let stuck = stuck_senders(anvil, store).await?;
             anyhow::bail!(
                 "the fleet did not settle within 180 s: indexed to block {at} of {head} ({}); transactions in \
-                 flight: [{}] {}; broker backlog {backlog}; leases: [{}]",
+                 flight: [{}]{}; broker backlog {backlog}; leases: [{}]",
                 blocks.join(", "),
                 in_flight.join(", "),
-                stuck.join("; "),
+                stuck,
                 leases.join("; ")
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// For each sender with requests in flight: the chain's mined and pending counts, the lowest nonce in flight,
+/// and the request holding the nonce the chain is at (the one everything above waits for), with what the
+/// node says of its transaction.
+async fn stuck_senders(anvil: &Anvil, store: &SqlStore) -> anyhow::Result<String> {
+    let mut records = Vec::new();
+    let mut before = None;
+    loop {
+        let query =
+            gemgate_domain::ledger::TxListQuery { before: before.take(), limit: 500, ..Default::default() };
+        let page = store.list(&query).await?;
+        records.extend(page.items.into_iter().map(|(record, _)| record));
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    let in_flight = |r: &gemgate_domain::ledger::TxRecord| {
+        matches!(r.state, TxState::Queued | TxState::Signed | TxState::Submitted)
+    };
+    let senders: BTreeSet<String> =
+        records.iter().filter(|r| in_flight(r)).map(|r| r.sender.clone()).collect();
+    let mut said = String::new();
+    for sender in senders {
+        let address: Address = sender.parse().unwrap_or_default();
+        let provider = anvil.provider();
+        let mined = provider.get_transaction_count(address).await.unwrap_or_default();
+        let pending = provider.get_transaction_count(address).pending().await.unwrap_or_default();
+        let lowest = records.iter().filter(|r| r.sender == sender && in_flight(r)).map(|r| r.nonce).min();
+        let gap = match records.iter().find(|r| r.sender == sender && r.nonce == mined) {
+            Some(r) => {
+                let node = match r.tx_hash.as_deref().and_then(|h| h.parse::<alloy::primitives::B256>().ok())
+                {
+                    Some(hash) => match provider.get_transaction_receipt(hash).await {
+                        Ok(Some(receipt)) => format!(
+                            "node: receipt in block {:?} {:?}",
+                            receipt.block_number, receipt.block_hash
+                        ),
+                        Ok(None) => "node: no receipt".to_string(),
+                        Err(e) => format!("node: {e}"),
+                    },
+                    None => "no transaction hash recorded".to_string(),
+                };
+                format!("{} {:?} block {:?} {:?}, {node}", r.id, r.state, r.block_number, r.block_hash)
+            }
+            None => "no request holds it".to_string(),
+        };
+        said.push_str(&format!(
+            "; sender {sender}: mined {mined}, pending {pending}, lowest in flight {lowest:?}, nonce {mined}: {gap}"
+        ));
+    }
+    Ok(said)
 }
 
 async fn check(
